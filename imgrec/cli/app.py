@@ -1,0 +1,28 @@
+"""The Typer application and its sub-command groups; command modules attach to these."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(
+    name="imgrec",
+    help="Image recognition: train, evaluate, predict, serve and run the Kubeflow pipeline.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+data_app = typer.Typer(help="Datasets: sample data, reports, conversion.", no_args_is_help=True)
+models_app = typer.Typer(help="The model store: list, promote, rollback.", no_args_is_help=True)
+pipeline_app = typer.Typer(help="The Kubeflow training pipeline.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+app.add_typer(models_app, name="models")
+app.add_typer(pipeline_app, name="pipeline")
+
+DEBUG = {"on": False}
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
+) -> None:
+    DEBUG["on"] = debug

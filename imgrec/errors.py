@@ -1,0 +1,120 @@
+"""The exceptions imgrec users see.
+
+Every error carries a stable machine-readable ``code`` (used as the HTTP error code by the
+servers and printed by the CLI), a message naming the offending value, and a ``hint`` saying
+how to fix it. The CLI prints ``error[code]: message (hint)`` on one line; the servers map
+``http_status`` to the response status in one place.
+"""
+
+from __future__ import annotations
+
+
+class ImgrecError(Exception):
+    """Base class: ``code`` is stable and machine-readable, ``hint`` says what to do."""
+
+    code = "imgrec_error"
+    http_status = 400
+
+    def __init__(self, message: str, *, hint: str = "", code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        if code is not None:
+            self.code = code
+
+    def __str__(self) -> str:
+        return f"{self.message} ({self.hint})" if self.hint else self.message
+
+    def to_dict(self) -> dict[str, str]:
+        """The JSON body servers return: ``{"code", "message", "hint"}``."""
+        return {"code": self.code, "message": self.message, "hint": self.hint}
+
+
+# --- images (BAD-INPUTS rows 1-10) -------------------------------------------------------
+class ImageError(ImgrecError):
+    """A single image could not be used."""
+
+
+class EmptyFileError(ImageError):
+    code = "empty_file"
+
+
+class UnsupportedMediaTypeError(ImageError):
+    code = "unsupported_media_type"
+    http_status = 415
+
+
+class CorruptImageError(ImageError):
+    code = "corrupt_image"
+
+
+class ImageTooLargeError(ImageError):
+    code = "image_too_large"
+    http_status = 413
+
+
+# --- data, config, names ---------------------------------------------------------------
+class DatasetError(ImgrecError):
+    """A dataset (layout, labels, splits, too many bad files) cannot be used."""
+
+    code = "invalid_dataset"
+
+
+class ConfigError(ImgrecError):
+    """A configuration value or key is invalid."""
+
+    code = "invalid_config"
+
+
+class UnknownNameError(ImgrecError, KeyError):
+    """A name looked up in a registry does not exist."""
+
+    code = "unknown_name"
+    http_status = 404
+
+    def __str__(self) -> str:  # KeyError would quote the message otherwise
+        return ImgrecError.__str__(self)
+
+
+# --- models, weights, storage ----------------------------------------------------------
+class ModelError(ImgrecError):
+    """A model directory or weights file is invalid (BAD-INPUTS rows 16-17)."""
+
+    code = "invalid_model"
+    http_status = 422
+
+
+class WeightsUnavailableError(ImgrecError):
+    """Pretrained weights cannot be obtained (e.g. offline)."""
+
+    code = "weights_unavailable"
+    http_status = 503
+
+
+class StorageError(ImgrecError):
+    """Reading or writing a local path or ``s3://`` URI failed."""
+
+    code = "storage_error"
+    http_status = 502
+
+
+class NotFoundError(StorageError):
+    code = "not_found"
+    http_status = 404
+
+
+class UnsafeArchiveError(ImgrecError):
+    code = "unsafe_archive_entry"
+
+
+class ValidationFailedError(ImgrecError):
+    """A data validation step found critical problems."""
+
+    code = "validation_failed"
+    http_status = 422
+
+
+class ServiceError(ImgrecError):
+    """Raised by the servers for request-level problems."""
+
+    code = "bad_request"
