@@ -1,6 +1,6 @@
 """Evaluation: metrics equal to scikit-learn's, calibration (ECE), pictures and an HTML report.
 
-* ``classification_metrics(y_true, y_pred, probs, classes=...)`` -> the ``imgrec evaluate --json`` dict
+* ``classification_metrics(y_true, y_pred, probs, classes=...)``: the ``imgrec evaluate`` dict
 * ``expected_calibration_error`` / ``reliability_data`` (15 equal-width bins)
 * ``imgrec.evaluation.plots`` (matplotlib, Agg) and ``imgrec.evaluation.report`` (one HTML page)
 """

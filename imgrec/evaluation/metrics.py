@@ -115,7 +115,8 @@ def classification_metrics(
     if probs is not None:
         scores = np.asarray(probs, dtype=np.float64)
         if scores.shape != (truth.size, n_classes):
-            raise ValueError(f"probs must have shape ({truth.size}, {n_classes}), got {scores.shape}")
+            expected = (truth.size, n_classes)
+            raise ValueError(f"probs must have shape {expected}, got {scores.shape}")
         top5 = top_k_accuracy(truth, scores, min(5, n_classes))
         confidence = np.clip(scores[np.arange(truth.size), pred], 0.0, 1.0)
         ece = expected_calibration_error(confidence, truth == pred, n_bins)

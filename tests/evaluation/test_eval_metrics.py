@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 from sklearn.metrics import (
@@ -128,7 +130,7 @@ def _reference_ece(conf, correct, n_bins=15):
     """Guo et al.'s loop: bins (lo, hi], weighted |acc - conf|."""
     edges = np.linspace(0, 1, n_bins + 1)
     total = 0.0
-    for lo, hi in zip(edges[:-1], edges[1:]):
+    for lo, hi in itertools.pairwise(edges):
         inside = (conf > lo) & (conf <= hi)
         if lo == 0:
             inside |= conf == 0
