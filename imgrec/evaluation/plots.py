@@ -10,11 +10,13 @@ Class names are shown as plain text (no mathtext, control characters replaced, l
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from matplotlib.axes import Axes
@@ -27,6 +29,21 @@ from imgrec.visualize import safe_text
 
 DPI = 100
 MAX_ANNOTATED_CLASSES = 25  # above this the confusion matrix cells carry no numbers
+
+
+F = TypeVar("F", bound=Callable[..., Path])
+
+
+def _quiet_glyphs(func: F) -> F:
+    """Class names in scripts DejaVu lacks (CJK...) draw as boxes; that is not worth a warning."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Path:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"Glyph \d+ .*missing from font")
+            return func(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -56,6 +73,7 @@ def _text(name: str, limit: int = 24) -> str:
     return safe_text(name, limit)
 
 
+@_quiet_glyphs
 def plot_confusion_matrix(
     matrix: Sequence[Sequence[int]] | np.ndarray, classes: Sequence[str], path: str | Path
 ) -> Path:
@@ -85,6 +103,7 @@ def plot_confusion_matrix(
     return _save(fig, path)
 
 
+@_quiet_glyphs
 def plot_per_class(per_class: Mapping[str, Mapping[str, float]], path: str | Path) -> Path:
     """Grouped precision / recall / F1 bars, one group per class (support in the tick label)."""
     names = list(per_class)
@@ -141,6 +160,7 @@ def _curve(ax: Axes, records: Sequence[Mapping[str, Any]], keys: Sequence[str], 
         ax.legend()
 
 
+@_quiet_glyphs
 def plot_training_curves(
     history: str | Path | Sequence[Mapping[str, Any]], path: str | Path
 ) -> Path:
@@ -155,6 +175,7 @@ def plot_training_curves(
     return _save(fig, path)
 
 
+@_quiet_glyphs
 def plot_reliability(data: ReliabilityData, path: str | Path) -> Path:
     """Reliability diagram: accuracy per confidence bin against the diagonal, with ECE."""
     fig = _new_figure(5, 5)
@@ -188,6 +209,7 @@ def plot_reliability(data: ReliabilityData, path: str | Path) -> Path:
     return _save(fig, path)
 
 
+@_quiet_glyphs
 def plot_worst_mistakes(mistakes: Sequence[Mistake], path: str | Path, columns: int = 4) -> Path:
     """A grid of wrong predictions (give them highest score first) with true/pred and score."""
     n = max(len(mistakes), 1)
