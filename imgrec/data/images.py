@@ -226,6 +226,9 @@ def _decode_opened(
         raise _too_large("not enough memory to decode", limit) from exc
     except Exception as exc:
         raise _corrupt(fmt, exc) from exc
+    if rgb is im:
+        # Detach from the file object: a plain Image without EXIF/text the caller could reuse.
+        rgb = im.copy()
     rgb.info = {}
     return rgb
 
