@@ -4,8 +4,9 @@ Shared by ``evaluate`` and ``predict``: worker threads read, decode and preproce
 (Pillow and torch release the GIL for that work) while the caller's thread runs the model on
 the previous batch. Lookahead is bounded, so memory stays flat for any number of images::
 
-    for chunk in preprocessed_batches(paths, load, batch_size=32):
+    for chunk in preprocessed_batches(paths, load, batch_size=32):   # load -> (tensor, extra)
         logits = model(chunk.tensor)          # (len(chunk.ok), C)
+        for index, source, extra in chunk.ok: ...
         for index, source, error in chunk.failed: ...
 """
 
@@ -16,7 +17,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import torch
 
@@ -35,12 +36,13 @@ def default_workers() -> int:
 class Chunk(Generic[S]):
     """One batch: ``tensor`` holds the images that decoded (``ok``), in source order.
 
-    ``ok`` and ``failed`` carry ``(index, source)`` / ``(index, source, error)`` where
-    ``index`` is the position in the input sequence.
+    ``ok`` and ``failed`` carry ``(index, source, extra)`` / ``(index, source, error)`` where
+    ``index`` is the position in the input sequence and ``extra`` what ``load`` returned
+    beside the tensor.
     """
 
     tensor: torch.Tensor  # (len(ok), 3, H, W)
-    ok: list[tuple[int, S]] = field(default_factory=list)
+    ok: list[tuple[int, S, Any]] = field(default_factory=list)
     failed: list[tuple[int, S, ImgrecError]] = field(default_factory=list)
 
 
@@ -78,12 +80,12 @@ def ordered_map(
 
 def preprocessed_batches(
     sources: Sequence[S] | Iterable[S],
-    load: Callable[[S], torch.Tensor],
+    load: Callable[[S], tuple[torch.Tensor, Any]],
     *,
     batch_size: int,
     workers: int | None = None,
 ) -> Iterator[Chunk[S]]:
-    """Group ``load(source)`` tensors into batches of ``batch_size`` decoded images.
+    """Group the tensors of ``load(source) -> (tensor, extra)`` into ``batch_size`` batches.
 
     Failed sources ride along in the chunk where they occurred, so records can be emitted
     in input order. The last chunk may be smaller (or hold only failures).
@@ -98,8 +100,9 @@ def preprocessed_batches(
         if isinstance(result, ImgrecError):
             chunk.failed.append((index, source, result))
             continue
-        chunk.ok.append((index, source))
-        tensors.append(result)
+        tensor, extra = result
+        chunk.ok.append((index, source, extra))
+        tensors.append(tensor)
         if len(tensors) == batch_size:
             chunk.tensor = torch.stack(tensors)
             yield chunk

@@ -94,8 +94,8 @@ def predict_records(
 ) -> tuple[list[ImageRecord], np.ndarray, list[tuple[str, ImgrecError]]]:
     """Probabilities ``(N, C)`` for the records that decode; the others are returned as failed."""
 
-    def load(record: ImageRecord) -> torch.Tensor:
-        return model.preprocess(load_image(record.path))
+    def load(record: ImageRecord) -> tuple[torch.Tensor, None]:
+        return model.preprocess(load_image(record.path)), None
 
     kept: list[ImageRecord] = []
     failed: list[tuple[str, ImgrecError]] = []
@@ -107,7 +107,7 @@ def predict_records(
                 continue
             logits = model.predict_batch(chunk.tensor)  # (B, C)
             parts.append(torch.softmax(logits.float(), dim=1).double().cpu().numpy())
-            kept.extend(rec for _, rec in chunk.ok)
+            kept.extend(rec for _, rec, _ in chunk.ok)
     n_classes = len(model.classes)
     probs = np.concatenate(parts) if parts else np.zeros((0, n_classes))
     return kept, probs, failed

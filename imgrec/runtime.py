@@ -1,0 +1,171 @@
+"""Inference runtimes for batch prediction: PyTorch eager, or ONNX Runtime on CPU.
+
+``make_runner(classifier)`` returns a callable ``(B, 3, H, W) float tensor -> (B, C) logits``.
+The ``onnx`` runtime exports the classifier's network once (TorchScript-based
+``torch.onnx.export``, opset 17, dynamic batch), caches the file under
+``$IMGREC_CACHE/onnx-logits/`` (default ``~/.cache/imgrec``) keyed by the card and weights, and
+checks it against PyTorch on a fixed input batch: logits must agree within ``ONNX_ATOL``
+(1e-4 absolute) or the runner falls back to PyTorch with a logged warning. ``auto`` picks
+ONNX Runtime on CPU and PyTorch on GPUs::
+
+    from imgrec.predictor import load_model
+    from imgrec.runtime import make_runner
+
+    clf = load_model("efficientnet_lite0")
+    run = make_runner(clf, "auto")
+    logits = run(torch.stack([clf.preprocess(img)]))      # (1, 1000)
+
+This file exports logits only; ``imgrec export --format onnx`` (serving/) writes the serving
+artifact with an embedding output as well.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from imgrec.errors import ModelError
+from imgrec.registry import Registry
+
+log = logging.getLogger(__name__)
+
+ONNX_ATOL = 1e-4
+"""Largest absolute logit difference accepted between ONNX Runtime and PyTorch."""
+
+Runner = Callable[[torch.Tensor], torch.Tensor]
+RUNTIMES: Registry[Callable[..., Runner]] = Registry("runtime", list_hint="imgrec predict --help")
+
+
+def cache_dir() -> Path:
+    """Folder holding exported ONNX files (``$IMGREC_CACHE/onnx-logits``)."""
+    root = os.environ.get("IMGREC_CACHE") or str(Path.home() / ".cache" / "imgrec")
+    return Path(root) / "onnx-logits"
+
+
+def default_threads() -> int:
+    """Intra-op threads for inference: one per core."""
+    return max(1, os.cpu_count() or 1)
+
+
+@RUNTIMES.register("torch")
+def torch_runner(classifier: Any, *, threads: int | None = None) -> Runner:
+    """PyTorch eager under ``inference_mode`` (channels-last on CPU, which is faster there)."""
+    module = classifier.module
+    device = next(module.parameters()).device
+    if device.type == "cpu":
+        module = module.to(memory_format=torch.channels_last)
+    if threads:
+        torch.set_num_threads(threads)
+
+    def run(x: torch.Tensor) -> torch.Tensor:  # (B, 3, H, W) -> (B, C)
+        with torch.inference_mode():
+            if device.type == "cpu":
+                x = x.contiguous(memory_format=torch.channels_last)
+            return module(x.to(device)).float().cpu()  # type: ignore[no-any-return]
+
+    return run
+
+
+def onnx_path(classifier: Any) -> Path:
+    """The cache file for ``classifier``: architecture plus a digest of card and weights."""
+    digest = hashlib.sha256()
+    digest.update(json.dumps(classifier.card.to_dict(), sort_keys=True, default=str).encode())
+    digest.update(torch.__version__.encode())
+    for name, tensor in sorted(classifier.module.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return cache_dir() / f"{classifier.card.architecture}-{digest.hexdigest()[:20]}.onnx"
+
+
+def export_logits_onnx(classifier: Any, path: Path, *, opset: int = 17) -> Path:
+    """Export the network to ``path`` (input ``input (B,3,S,S)``, output ``logits``); atomic."""
+    size = classifier.card.preprocessing.input_size
+    module = classifier.module.eval().cpu()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+            torch.onnx.export(
+                module,
+                (torch.zeros(2, 3, size, size),),
+                str(tmp),
+                input_names=["input"],
+                output_names=["logits"],
+                dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+                opset_version=opset,
+                dynamo=False,
+            )
+        os.replace(tmp, path)
+    except Exception as exc:
+        tmp.unlink(missing_ok=True)
+        raise ModelError(
+            f"ONNX export of {classifier.card.architecture} failed: {exc}",
+            hint="use the PyTorch runtime (runtime='torch')",
+        ) from exc
+    finally:
+        classifier.module.to(classifier.device)
+    return path
+
+
+def _check_input(classifier: Any) -> torch.Tensor:
+    size = classifier.card.preprocessing.input_size
+    gen = torch.Generator().manual_seed(0)
+    return torch.randn(3, 3, size, size, generator=gen)  # roughly normalized pixels
+
+
+@RUNTIMES.register("onnx")
+def onnx_runner(classifier: Any, *, threads: int | None = None) -> Runner:
+    """ONNX Runtime (CPU) on the cached export; checked against PyTorch within ``ONNX_ATOL``."""
+    import onnxruntime as ort
+
+    path = onnx_path(classifier)
+    if not path.exists():
+        export_logits_onnx(classifier, path)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads or default_threads()
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # decode threads share the cores: idle ORT workers must sleep, not spin
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+    def run(x: torch.Tensor) -> torch.Tensor:  # (B, 3, H, W) -> (B, C)
+        array = np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)
+        return torch.from_numpy(session.run(["logits"], {"input": array})[0])
+
+    probe = _check_input(classifier)
+    expected = classifier.predict_batch(probe).float().cpu()
+    diff = float((run(probe) - expected).abs().max())
+    if not diff <= ONNX_ATOL:
+        raise ModelError(
+            f"ONNX Runtime logits differ from PyTorch by {diff:.2e} (> {ONNX_ATOL})",
+            hint="use the PyTorch runtime (runtime='torch')",
+        )
+    return run
+
+
+def make_runner(classifier: Any, runtime: str = "auto", *, threads: int | None = None) -> Runner:
+    """A logits function for ``classifier`` on ``runtime`` (``auto``, ``onnx`` or ``torch``).
+
+    ``auto`` uses ONNX Runtime for CPU models and falls back to PyTorch (logged) when the
+    export or its check fails; GPU models always run in PyTorch.
+    """
+    if runtime != "auto":
+        return RUNTIMES.get(runtime)(classifier, threads=threads)
+    if classifier.device.type != "cpu":
+        return torch_runner(classifier, threads=threads)
+    try:
+        return onnx_runner(classifier, threads=threads)
+    except (ModelError, ImportError) as exc:
+        log.warning("ONNX Runtime unavailable for %s, using PyTorch: %s", classifier, exc)
+        return torch_runner(classifier, threads=threads)

@@ -1,0 +1,174 @@
+"""Batch prediction over files, folders, globs and ``s3://`` prefixes, fast on a CPU.
+
+::
+
+    from imgrec.tasks.classify.predict import predict
+
+    for record in predict(["photos/", "more/*.jpg", "s3://bucket/incoming/"], top_k=3):
+        print(record)   # {"source": ..., "predictions": [{"label": ..., "score": ...}, ...]}
+
+A bad image gives ``{"source": ..., "error": {"code": ..., "message": ...}}`` and the others go
+on. Speed comes from (1) JPEG decoding at a reduced size with Pillow's ``draft`` (DCT scaling
+to the smallest power-of-two reduction still no smaller than the model's resize size, so
+the network sees the same geometry; pixels differ slightly from a full decode), (2) decoding
+and preprocessing in a thread pool overlapped with batched inference, and (3) ONNX Runtime on
+CPU (``imgrec.runtime``, checked against PyTorch within 1e-4).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+
+from imgrec import storage
+from imgrec.data.images import IMAGE_SUFFIXES, load_image
+from imgrec.errors import ImgrecError, NotFoundError
+from imgrec.runtime import make_runner
+from imgrec.tasks.classify.batching import preprocessed_batches
+from imgrec.visualize import draw_label
+
+DEFAULT_MODEL = "efficientnet_lite0"
+_GLOB_CHARS = re.compile(r"[*?\[]")
+_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def expand_sources(sources: Iterable[str | os.PathLike[str]]) -> list[str | ImgrecError]:
+    """Files to predict, in argument order: folders and ``s3://`` prefixes are listed
+    recursively (image suffixes only), globs expanded (``**`` allowed), files kept as given.
+
+    A path that does not exist (or a glob matching nothing) becomes a ``NotFoundError`` entry,
+    so it is reported in order like any bad image.
+    """
+    out: list[str | ImgrecError] = []
+    for item in sources:
+        text = os.fspath(item)
+        try:
+            out.extend(_expand_one(text))
+        except ImgrecError as exc:
+            exc.source = text  # type: ignore[attr-defined]
+            out.append(exc)
+    return out
+
+
+def _expand_one(text: str) -> list[str]:
+    if storage.is_s3(text):
+        if text.lower().endswith(IMAGE_SUFFIXES) and storage.exists(text):
+            return [text]
+        files = storage.list_files(text, suffixes=IMAGE_SUFFIXES)
+        if not files:
+            raise NotFoundError(f"no images under {text}", hint="check the bucket and prefix")
+        return files
+    if os.path.isdir(text):
+        return storage.list_files(text, suffixes=IMAGE_SUFFIXES)
+    if os.path.exists(text):
+        return [text]
+    if _GLOB_CHARS.search(text):
+        found: list[str] = []
+        for match in sorted(glob.glob(text, recursive=True)):
+            if os.path.isdir(match):
+                found.extend(storage.list_files(match, suffixes=IMAGE_SUFFIXES))
+            elif match.lower().endswith(IMAGE_SUFFIXES):
+                found.append(match)
+        if not found:
+            raise NotFoundError(f"no image files match {text!r}", hint="check the pattern")
+        return list(dict.fromkeys(found))
+    raise NotFoundError(f"{text} does not exist", hint="pass image files, folders or globs")
+
+
+def draft_size(card: Any) -> tuple[int, int]:
+    """Smallest decode size that keeps the model's resize step exact in geometry."""
+    pre = card.preprocessing
+    side = pre.resize_size if pre.crop == "center" else pre.input_size
+    return (side, side)
+
+
+def saved_name(index: int, source: str) -> str:
+    """A safe file name for the annotated copy of ``source``: ``00012_<cleaned stem>.jpg``.
+
+    Only the last path component is used and reduced to ``[A-Za-z0-9._-]``, so names like
+    ``../../x`` or ``C:\\evil`` cannot leave the save folder (BAD-INPUTS row 10).
+    """
+    base = re.split(r"[\\/]", source.rstrip("/\\"))[-1]
+    stem = os.path.splitext(base)[0]
+    cleaned = _UNSAFE_NAME.sub("_", stem).strip("._")[:60] or "image"
+    return f"{index:05d}_{cleaned}.jpg"
+
+
+def _source_text(source: str | ImgrecError) -> str:
+    return source if isinstance(source, str) else str(getattr(source, "source", ""))
+
+
+def _error_record(source: str, exc: ImgrecError) -> dict[str, Any]:
+    return {"source": source, "error": {"code": exc.code, "message": str(exc)}}
+
+
+def predict(
+    sources: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    *,
+    model: Any = DEFAULT_MODEL,
+    top_k: int = 5,
+    save_dir: str | os.PathLike[str] | None = None,
+    batch_size: int = 32,
+    runtime: str = "auto",
+    workers: int | None = None,
+    draft: bool = True,
+) -> Iterator[dict[str, Any]]:
+    """Yield one record per image, in the order of the expanded ``sources``.
+
+    ``model``: a model directory, a pretrained name, or a loaded classifier. ``save_dir``: also
+    write each image with its top label and score drawn on it (the record then has
+    ``"saved"``). ``runtime``: ``auto`` (ONNX Runtime on CPU), ``onnx`` or ``torch``.
+    """
+    if isinstance(sources, (str, os.PathLike)):
+        sources = [sources]
+    if isinstance(model, (str, os.PathLike)):
+        from imgrec.predictor import load_model
+
+        clf = load_model(os.fspath(model))
+    else:
+        clf = model
+    k = max(1, min(int(top_k), len(clf.classes)))
+    out_dir = Path(save_dir) if save_dir is not None else None
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    expanded = expand_sources(sources)
+    run = make_runner(clf, runtime)
+    size = draft_size(clf.card) if draft else None
+
+    def load(source: str | ImgrecError) -> tuple[torch.Tensor, Image.Image | None]:
+        if isinstance(source, ImgrecError):
+            raise source  # a path that did not expand: reported in its place
+        image = load_image(source, draft=size)
+        return clf.preprocess(image), image if out_dir is not None else None
+
+    for chunk in preprocessed_batches(expanded, load, batch_size=batch_size, workers=workers):
+        records: dict[int, dict[str, Any]] = {
+            i: _error_record(_source_text(src), err) for i, src, err in chunk.failed
+        }
+        if chunk.ok:
+            probs = torch.softmax(run(chunk.tensor).float(), dim=1)  # (B, C)
+            scores, ids = probs.topk(k, dim=1)
+            for row, (i, src, image) in enumerate(chunk.ok):
+                preds = [
+                    {"label": clf.classes[c], "score": float(s)}
+                    for s, c in zip(scores[row].tolist(), ids[row].tolist(), strict=True)
+                ]
+                record: dict[str, Any] = {"source": src, "predictions": preds}
+                if out_dir is not None and image is not None:
+                    record["saved"] = _save(out_dir, i, str(src), image, preds[0])
+                records[i] = record
+        for i in sorted(records):
+            yield records[i]
+
+
+def _save(out_dir: Path, index: int, source: str, image: Image.Image, top: dict[str, Any]) -> str:
+    path = out_dir / saved_name(index, source)
+    draw_label(image, f"{top['label']} {top['score']:.2f}").save(path, "JPEG", quality=90)
+    return str(path)
