@@ -1,0 +1,132 @@
+"""The architecture registry: every classifier imgrec can build, from timm, torchvision or imgrec.
+
+Each entry is an :class:`ArchSpec` with a builder ``(num_classes, pretrained, **kw) -> nn.Module``
+and metadata (family, source, default input size, pretrained tags; parameter count and feature
+dimension are computed lazily on the ``meta`` device, without allocating weights)::
+
+    from imgrec.models import ARCHITECTURES, build_model
+    ARCHITECTURES.get("resnet18").params          # 11_178_051 (with 1000 classes)
+    net = build_model("efficientnet_lite0", num_classes=3, pretrained=True)  # offline weights
+
+Sources: timm for most; torchvision where it is the canonical source of the reference
+ImageNet weights (``vgg11_bn``, ``vgg16``, ``inception_v3``: timm's are ports of those);
+imgrec's own ``small_resnet`` for small images. All built modules expose the timm interface
+(``forward_features``, ``forward_head(x, pre_logits=...)``, ``get_classifier``,
+``reset_classifier``, ``group_matcher``) that :mod:`imgrec.models.transfer` relies on.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+import torch
+from torch import nn
+
+from imgrec.models.card import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
+from imgrec.registry import Registry
+
+Pretrained = Union[bool, str]
+Builder = Callable[..., nn.Module]
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    """One registered architecture and its metadata.
+
+    ``builder(num_classes, pretrained, **kw)``: ``pretrained`` is ``False``, ``True`` (the
+    best available ImageNet weights: offline when ``offline_weights``, else a download) or a
+    path to a weights file. ``min_input_size`` is the smallest input the network accepts.
+    """
+
+    name: str
+    family: str
+    source: str  # "timm" | "torchvision" | "imgrec"
+    input_size: int
+    builder: Builder = field(repr=False, compare=False)
+    min_input_size: int = 32
+    pretrained_tags: tuple[str, ...] = ()
+    offline_weights: bool = False
+    fixed_input_size: bool = False
+    resize_size: int | None = None
+    interpolation: str = "bicubic"
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    description: str = ""
+
+    def build(self, num_classes: int, pretrained: Pretrained = False, **kw: Any) -> nn.Module:
+        """Build the network (see :func:`build_model`)."""
+        return self.builder(num_classes, pretrained, **kw)
+
+    @functools.cached_property
+    def _meta_stats(self) -> tuple[int, int]:
+        with torch.device("meta"):
+            module = self.builder(1000, False)
+        from imgrec.models.transfer import feature_dim
+
+        return sum(p.numel() for p in module.parameters()), feature_dim(module)
+
+    @property
+    def params(self) -> int:
+        """Parameter count with a 1000-class head (computed once, on the meta device)."""
+        return self._meta_stats[0]
+
+    @property
+    def feature_dim(self) -> int:
+        """Dimension of the pooled features that feed the classifier head."""
+        return self._meta_stats[1]
+
+    @property
+    def pretrained_availability(self) -> str:
+        """``offline`` (shipped with a package), ``download`` (needs internet) or ``none``."""
+        if self.offline_weights:
+            return "offline"
+        return "download" if self.pretrained_tags else "none"
+
+    def default_preprocessing(self, input_size: int | None = None) -> Preprocessing:
+        """The eval preprocessing of the pretrained weights, optionally at another size."""
+        size = input_size or self.input_size
+        default_resize = self.resize_size or self.input_size
+        resize = round(size * default_resize / self.input_size)
+        return Preprocessing(
+            input_size=size,
+            resize_size=max(resize, size),
+            crop="center",
+            interpolation=self.interpolation,
+            mean=self.mean,
+            std=self.std,
+        )
+
+
+ARCHITECTURES: Registry[ArchSpec] = Registry("architecture", list_hint="imgrec architectures")
+
+
+def register(spec: ArchSpec) -> ArchSpec:
+    """Add ``spec`` to :data:`ARCHITECTURES` (duplicate names are an error)."""
+    ARCHITECTURES.add(spec.name, spec)
+    return spec
+
+
+def build_model(
+    name: str, num_classes: int, *, pretrained: Pretrained = False, **kw: Any
+) -> nn.Module:
+    """Build architecture ``name`` with a ``num_classes`` head.
+
+    ``pretrained``: ``False``; ``True`` for ImageNet weights (the backbone is loaded, the head
+    is new when ``num_classes != 1000``); or a path to a safetensors / plain state-dict file.
+    Unknown names raise ``UnknownNameError`` with suggestions.
+
+    Example: ``build_model("resnet18", num_classes=10)``
+    """
+    return ARCHITECTURES.get(name).build(num_classes, pretrained, **kw)
+
+
+def _register_builtin() -> None:
+    # Imported here so that the modules holding builders can import this one.
+    from imgrec.models import small, timm_archs, tv_archs
+
+    for module in (timm_archs, tv_archs, small):
+        for spec in module.specs():
+            register(spec)

