@@ -205,7 +205,8 @@ def list_files(
     """Sorted files under a folder or S3 prefix, optionally only those ending in ``suffixes``.
 
     Suffixes are matched case-insensitively (``[".jpg", ".png"]``). Hidden files and folders
-    (names starting with ``.``) are skipped. A missing folder raises ``NotFoundError``.
+    (names starting with ``.``) are skipped. A missing local folder raises ``NotFoundError``;
+    an S3 prefix with no objects gives ``[]`` (S3 has no folders to be missing).
     """
     sfx = tuple(s.lower() for s in suffixes) if suffixes is not None else None
     if is_s3(uri):
