@@ -19,6 +19,8 @@ COMMAND_MODULES = (
     "imgrec.cli.train",
     "imgrec.cli.evaluate",
     "imgrec.cli.predict",
+    "imgrec.cli.serve",
+    "imgrec.cli.export",
 )
 
 

@@ -1,0 +1,62 @@
+"""``imgrec serve``: serve a model with the KServe predictor (default) or TorchServe."""
+
+from __future__ import annotations
+
+import typer
+
+from imgrec.cli.app import app
+
+
+@app.command("serve")
+def serve_command(
+    model: str = typer.Argument(
+        "efficientnet_lite0",
+        help="Model directory, STORE@production / STORE@N, or a pretrained name.",
+    ),
+    port: int = typer.Option(8080, "--port", help="HTTP port."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Bind address (loopback by default)."),
+    runtime: str = typer.Option("kserve", "--runtime", help="kserve | torchserve"),
+    backend: str = typer.Option("onnx", "--backend", help="onnx | torch (KServe runtime)."),
+    name: str = typer.Option("imgrec", "--name", help="Model name in the URL."),
+    threads: int = typer.Option(0, "--threads", help="Backend threads (0 = all cores)."),
+    max_batch: int = typer.Option(16, "--max-batch", help="Dynamic batch size limit."),
+    max_wait_ms: float = typer.Option(4.0, "--max-wait-ms", help="Max wait to fill a batch."),
+    max_queue: int = typer.Option(64, "--max-queue", help="Images in flight before 503."),
+    timeout: float = typer.Option(10.0, "--timeout", help="Inference timeout, seconds (504)."),
+    max_body_mb: float = typer.Option(32.0, "--max-body-mb", help="Request body limit (413)."),
+    prediction_log: str = typer.Option(
+        "", "--prediction-log", help="Folder, .jsonl file or s3:// prefix for prediction records."
+    ),
+) -> None:
+    """Serve MODEL on HOST:PORT until Ctrl-C (V1 and V2 inference protocols)."""
+    from imgrec.registry import Registry
+    from serving.limits import RequestLimits
+    from serving.model import ServingOptions
+    from serving.server import example_requests
+
+    runtimes: Registry[str] = Registry("serving runtime", list_hint="imgrec serve --help")
+    runtimes.add("kserve", "kserve")
+    runtimes.add("torchserve", "torchserve")
+    chosen = runtimes.get(runtime)
+    if chosen == "torchserve":
+        from serving.torchserve import serve_torchserve
+
+        serve_torchserve(model, host=host, port=port, name=name)
+        return
+    from serving.backends import BACKENDS
+    from serving.server import serve
+
+    BACKENDS.get(backend)  # fail fast with suggestions
+    options = ServingOptions(
+        backend=backend,
+        threads=threads or None,
+        max_batch_size=max_batch,
+        max_wait_ms=max_wait_ms,
+        max_queue_images=max_queue,
+        timeout_s=timeout,
+        prediction_log=prediction_log or None,
+    )
+    limits = RequestLimits(max_body_bytes=int(max_body_mb * 1024 * 1024))
+    typer.echo(f"serving {model} as {name!r} on http://{host}:{port} (Ctrl-C stops)")
+    typer.echo(example_requests(name, f"http://{host}:{port}"))
+    serve(model, host=host, port=port, name=name, options=options, limits=limits)

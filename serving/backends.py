@@ -1,0 +1,153 @@
+"""Inference backends: the network behind the server, as PyTorch eager or ONNX Runtime.
+
+Both take a normalized ``float32 (B, 3, H, W)`` array and return ``(logits (B, K),
+embedding (B, D))``; the embedding is the network's pre-logits feature vector (used only for the
+prediction log's summary). Backends live in the ``BACKENDS`` registry::
+
+    backend = BACKENDS.get("onnx")(classifier, threads=2)
+    logits, embedding = backend.run(x)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+from imgrec.errors import ModelError
+from imgrec.registry import Registry
+
+
+class Backend(Protocol):
+    """What the server calls from its batching thread."""
+
+    name: str
+
+    def run(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+BACKENDS: Registry[Callable[..., Backend]] = Registry(
+    "serving backend", list_hint="imgrec serve --help"
+)
+
+
+class LogitsAndEmbedding(nn.Module):
+    """Wraps a classifier so one forward returns ``(logits, pre-logits features)``.
+
+    Uses the timm interface every imgrec architecture exposes; a module without it returns its
+    logits as the embedding.
+    """
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+        self.has_head = hasattr(net, "forward_features") and hasattr(net, "forward_head")
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        net: Any = self.net  # the timm interface is not visible to the type checker
+        if not self.has_head:
+            logits = net(x)
+            return logits, logits
+        feats = net.forward_features(x)
+        pooled = net.forward_head(feats, pre_logits=True)  # (B, D)
+        return net.forward_head(feats), pooled.flatten(1)  # (B, K), (B, D)
+
+
+@BACKENDS.register("torch")
+class TorchBackend:
+    """PyTorch eager on CPU (or the module's device), under ``inference_mode``."""
+
+    name = "torch"
+
+    def __init__(self, classifier: Any, *, threads: int | None = None) -> None:
+        if threads:
+            torch.set_num_threads(threads)
+        self.wrapped = LogitsAndEmbedding(classifier.module).eval()
+        self.device = next(classifier.module.parameters()).device
+
+    def run(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        with torch.inference_mode():
+            logits, emb = self.wrapped(torch.from_numpy(x).to(self.device))
+        return logits.float().cpu().numpy(), emb.float().cpu().numpy()
+
+
+def onnx_cache_path(classifier: Any) -> Path:
+    """Where the exported ONNX file of ``classifier`` is cached (keyed by weights and card)."""
+    root = Path(os.environ.get("IMGREC_CACHE", Path.home() / ".cache" / "imgrec")) / "onnx"
+    digest = hashlib.sha256()
+    card = classifier.card
+    digest.update(json.dumps(card.to_dict(), sort_keys=True, default=str).encode())
+    for name, tensor in sorted(classifier.module.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return root / f"{card.architecture}-{digest.hexdigest()[:16]}.onnx"
+
+
+def export_onnx(classifier: Any, path: str | os.PathLike[str], *, opset: int = 17) -> Path:
+    """Export ``classifier`` to ONNX at ``path``: input ``input (B, 3, S, S)``, outputs
+    ``logits (B, K)`` and ``embedding (B, D)``, dynamic batch. Written atomically."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    size = classifier.card.preprocessing.input_size
+    wrapped = LogitsAndEmbedding(classifier.module).eval().cpu()
+    example = torch.zeros(2, 3, size, size)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+            torch.onnx.export(
+                wrapped,
+                (example,),
+                str(tmp),
+                input_names=["input"],
+                output_names=["logits", "embedding"],
+                dynamic_axes={name: {0: "batch"} for name in ("input", "logits", "embedding")},
+                opset_version=opset,
+                dynamo=False,
+            )
+        os.replace(tmp, out)
+    except Exception as exc:
+        tmp.unlink(missing_ok=True)
+        raise ModelError(
+            f"ONNX export of {classifier.card.architecture} failed: {exc}",
+            hint="serve with --backend torch",
+        ) from exc
+    return out
+
+
+@BACKENDS.register("onnx")
+class OnnxBackend:
+    """ONNX Runtime on CPU with ``threads`` intra-op threads; exports and caches on first use."""
+
+    name = "onnx"
+
+    def __init__(
+        self,
+        classifier: Any,
+        *,
+        threads: int | None = None,
+        onnx_path: str | os.PathLike[str] | None = None,
+    ) -> None:
+        import onnxruntime as ort
+
+        path = Path(onnx_path) if onnx_path else onnx_cache_path(classifier)
+        if not path.exists():
+            export_onnx(classifier, path)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or (os.cpu_count() or 1)
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.path = path
+
+    def run(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        logits, emb = self.session.run(["logits", "embedding"], {"input": x})
+        return np.asarray(logits), np.asarray(emb)

@@ -1,0 +1,91 @@
+"""``imgrec export``: one registry entry per export format (ONNX, TorchServe ``.mar``, safetensors).
+
+Each exporter takes a loaded classifier and a destination and returns what it wrote::
+
+    from serving.export import export_model
+    export_model("runs/exp1/model", "onnx", "out/model.onnx")
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from imgrec.errors import ModelError
+from imgrec.registry import Registry
+from serving.backends import LogitsAndEmbedding, export_onnx
+
+Exporter = Callable[[Any, Path], "ExportResult"]
+EXPORT_FORMATS: Registry[Exporter] = Registry("export format", list_hint="imgrec export --help")
+ONNX_TOLERANCE = 1e-4  # max absolute logit difference accepted between ONNX Runtime and PyTorch
+
+
+@dataclass
+class ExportResult:
+    """What an export wrote, and for ONNX how far its logits are from PyTorch's."""
+
+    format: str
+    path: str
+    max_abs_diff: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": self.format, "path": self.path, "max_abs_diff": self.max_abs_diff}
+
+
+def compare_onnx(classifier: Any, onnx_path: str | os.PathLike[str], x: np.ndarray) -> float:
+    """Max absolute difference between ONNX Runtime and PyTorch logits on ``x (B, 3, S, S)``."""
+    import onnxruntime as ort
+    import torch
+
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    onnx_logits = session.run(["logits"], {"input": x.astype(np.float32)})[0]
+    with torch.inference_mode():
+        torch_logits = classifier.predict_batch(torch.from_numpy(x)).float().cpu().numpy()
+        wrapped_logits, _ = LogitsAndEmbedding(classifier.module).eval()(torch.from_numpy(x))
+    # The wrapper (used by every backend) must equal the plain forward, and ONNX the wrapper.
+    wrapper_diff = float(np.abs(wrapped_logits.float().numpy() - torch_logits).max())
+    return max(wrapper_diff, float(np.abs(onnx_logits - torch_logits).max()))
+
+
+@EXPORT_FORMATS.register("onnx")
+def _export_onnx(classifier: Any, out: Path) -> ExportResult:
+    path = export_onnx(classifier, out)
+    size = classifier.card.preprocessing.input_size
+    x = np.random.default_rng(0).standard_normal((2, 3, size, size)).astype(np.float32)
+    diff = compare_onnx(classifier, path, x)
+    if diff > ONNX_TOLERANCE:
+        raise ModelError(
+            f"ONNX logits differ from PyTorch by {diff:.2e} (> {ONNX_TOLERANCE:g})",
+            hint="serve with --backend torch; report the architecture",
+        )
+    return ExportResult("onnx", str(path), diff)
+
+
+@EXPORT_FORMATS.register("safetensors")
+def _export_safetensors(classifier: Any, out: Path) -> ExportResult:
+    from imgrec.models.card import save_model_dir
+
+    save_model_dir(classifier.module, classifier.card, out)
+    return ExportResult("safetensors", str(out))
+
+
+@EXPORT_FORMATS.register("mar")
+def _export_mar(classifier: Any, out: Path) -> ExportResult:
+    from serving.torchserve import build_mar
+
+    return ExportResult("mar", str(build_mar(classifier, out)))
+
+
+def export_model(model: str, fmt: str, out: str | os.PathLike[str]) -> ExportResult:
+    """Load ``model`` (dir, ``STORE@version`` or pretrained name) and export it as ``fmt``."""
+    from imgrec.predictor import load_model
+    from serving.runtime import resolve_model
+
+    exporter = EXPORT_FORMATS.get(fmt)
+    classifier = load_model(resolve_model(model).uri)
+    return exporter(classifier, Path(out))

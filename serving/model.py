@@ -1,0 +1,269 @@
+"""The KServe predictor: an imgrec model as a ``kserve.Model`` (V1 and V2 protocols).
+
+Request flow (never blocking the event loop): parse (cheap, on the loop) -> admission against
+the bounded queue (503 + ``Retry-After`` when full) -> decode + resize each image in a thread
+pool -> the :class:`~serving.batcher.DynamicBatcher` runs the network in its own thread ->
+response built on the loop; prediction records go to the background log writer. The whole
+inference is bounded by ``timeout_s`` (504). ``swap()`` hot-swaps the model version: requests
+already decoded finish on the runtime they were decoded for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from imgrec.errors import ImgrecError
+from serving._kserve import InferRequest, kserve
+from serving.batcher import DynamicBatcher
+from serving.errors import InferenceTimeoutError, OverloadedError
+from serving.inputs import PreparedImage, prepare_image
+from serving.prediction_log import PredictionLog, prediction_record
+from serving.protocol import (
+    Work,
+    input_metadata,
+    output_metadata,
+    parse_v1,
+    parse_v2,
+    raw_to_bytes,
+    topk,
+    v1_response,
+    v2_response,
+)
+from serving.runtime import ModelRef, Runtime, load_runtime
+
+log = logging.getLogger("imgrec.serving")
+
+
+@dataclass(frozen=True)
+class ServingOptions:
+    """Server tuning knobs (all exposed by ``imgrec serve``)."""
+
+    backend: str = "onnx"
+    threads: int | None = None  # intra-op threads of the backend; None = all cores
+    max_batch_size: int = 16
+    max_wait_ms: float = 4.0
+    max_queue_images: int = 64  # admitted images in flight; beyond -> 503
+    max_images_per_request: int = 32
+    timeout_s: float = 10.0
+    decode_threads: int = 2
+    top_k: int = 5
+    prediction_log: str | None = None
+    retry_after_s: int = 1
+
+
+class ImgrecModel(kserve.Model):
+    """Serves one imgrec model (classification) under ``name``."""
+
+    def __init__(self, name: str, model: str | ModelRef, options: ServingOptions | None = None):
+        super().__init__(name)
+        self.model_ref = model
+        self.options = options or ServingOptions()
+        self.runtime: Runtime | None = None
+        self.batcher: DynamicBatcher | None = None
+        self.pool: ThreadPoolExecutor | None = None
+        self.prediction_log: PredictionLog | None = None
+        self.inflight_images = 0
+        self.swaps = 0
+
+    # --- lifecycle -------------------------------------------------------------------------
+    def load(self) -> bool:
+        """Load the model and start the batching thread, decode pool and log writer."""
+        self.runtime = load_runtime(
+            self.model_ref, backend=self.options.backend, threads=self.options.threads
+        )
+        self.batcher = DynamicBatcher(
+            lambda runtime, x: runtime.run(x),
+            max_batch_size=self.options.max_batch_size,
+            max_wait_ms=self.options.max_wait_ms,
+        )
+        self.pool = ThreadPoolExecutor(self.options.decode_threads, "imgrec-decode")
+        if self.options.prediction_log:
+            self.prediction_log = PredictionLog(self.options.prediction_log)
+        self.ready = True
+        return self.ready
+
+    def stop(self) -> None:
+        """Stop the worker threads (KServe calls this on unload)."""
+        if self.batcher:
+            self.batcher.stop()
+        if self.pool:
+            self.pool.shutdown(wait=False, cancel_futures=True)
+        if self.prediction_log:
+            self.prediction_log.close()
+
+    def swap(self, model: str | ModelRef) -> Runtime:
+        """Load ``model`` and make it the served version; blocking, call off the event loop.
+
+        The new runtime is fully built before one reference assignment switches to it, so no
+        request sees a half-loaded model; if loading fails the old version keeps serving.
+        """
+        new = load_runtime(model, backend=self.options.backend, threads=self.options.threads)
+        old, self.runtime = self.runtime, new
+        self.model_ref = new.ref
+        self.swaps += 1
+        log.info("swapped %s: version %s -> %s", self.name, old and old.version, new.version)
+        return new
+
+    def _runtime(self) -> Runtime:
+        if self.runtime is None or self.batcher is None or self.pool is None:
+            raise kserve.errors.ModelNotReady(self.name)
+        return self.runtime
+
+    # --- metadata --------------------------------------------------------------------------
+    def get_input_types(self) -> list[dict[str, Any]]:
+        return input_metadata(self._runtime().pre.input_size)
+
+    def get_output_types(self) -> list[dict[str, Any]]:
+        return output_metadata(min(self.options.top_k, len(self._runtime().classes)))
+
+    # --- inference -------------------------------------------------------------------------
+    def validate(self, payload: Any) -> Any:
+        return payload
+
+    async def __call__(  # type: ignore[override]
+        self,
+        body: Any,
+        headers: dict[str, str] | None = None,
+        verb: Any = None,
+    ) -> tuple[Any, dict[str, str]]:
+        """Parse, admit, infer within the timeout, respond (see the module docstring)."""
+        if verb is not None and verb != kserve.model.InferenceVerb.PREDICT:
+            raise NotImplementedError(f"{verb} is not supported by imgrec models")
+        started = time.perf_counter()
+        work = await self.preprocess(body, headers)
+        self._admit(len(work.raw))
+        try:
+            await asyncio.wait_for(self.predict(work, headers), self.options.timeout_s)
+        except asyncio.TimeoutError:
+            raise InferenceTimeoutError(
+                f"inference took longer than {self.options.timeout_s:g} s",
+                hint="retry, send fewer images per request, or raise --timeout",
+            ) from None
+        finally:
+            self.inflight_images -= len(work.raw)
+        response = await self.postprocess(work, headers)
+        self._log_predictions(work, (time.perf_counter() - started) * 1000)
+        return response, {}
+
+    def _admit(self, n: int) -> None:
+        limit = self.options.max_queue_images
+        if self.inflight_images + n > limit:
+            raise OverloadedError(
+                f"server busy: {self.inflight_images} images in flight (limit {limit})",
+                retry_after_s=self.options.retry_after_s,
+            )
+        self.inflight_images += n
+
+    async def preprocess(self, body: Any, headers: dict[str, str] | None = None) -> Work:  # type: ignore[override]
+        """Parse a V1 dict or a V2 ``InferRequest`` into :class:`Work` (no decoding yet)."""
+        runtime = self._runtime()
+        request_id = (headers or {}).get("x-request-id")
+        limit = self.options.max_images_per_request
+        if isinstance(body, InferRequest):
+            work = parse_v2(body, max_images=limit, input_size=runtime.pre.input_size)
+        else:
+            work = parse_v1(body, max_images=limit, request_id=request_id)
+            if "top_k" not in (body.get("parameters") or {}):
+                work.top_k = self.options.top_k
+        if request_id and work.request is not None and not work.request.id:
+            work.request_id = request_id
+        return work
+
+    async def predict(self, work: Work, headers: dict[str, str] | None = None) -> Work:  # type: ignore[override]
+        """Decode the images in the pool, run the good ones through the batcher."""
+        runtime = work.runtime = self._runtime()
+        assert self.batcher is not None and self.pool is not None
+        loop = asyncio.get_running_loop()
+        work.items = list(
+            await asyncio.gather(
+                *(
+                    loop.run_in_executor(self.pool, self._prepare, runtime, r, work.annotate)
+                    for r in work.raw
+                )
+            )
+        )
+        good = [i for i, item in enumerate(work.items) if item.error is None]
+        if not good:  # every item failed: the request fails with the first item's error
+            first = work.items[0].error
+            assert first is not None
+            if len(work.items) > 1:
+                first = type(first)(f"item 0: {first.message}", hint=first.hint, code=first.code)
+            raise first
+        pixels = [work.items[i].pixels for i in good]
+        rows = await self.batcher.submit(runtime, [p for p in pixels if p is not None])
+        work.outputs = [None] * len(work.items)
+        for i, row in zip(good, rows, strict=True):
+            work.outputs[i] = row
+        if work.annotate:
+            work.annotated = list(
+                await asyncio.gather(
+                    *(
+                        loop.run_in_executor(self.pool, self._annotate, runtime, work, i)
+                        for i in range(len(work.items))
+                    )
+                )
+            )
+        return work
+
+    async def postprocess(self, work: Work, headers: dict[str, str] | None = None) -> Any:  # type: ignore[override]
+        """Build the V1 dict or V2 ``InferResponse``."""
+        runtime = work.runtime or self._runtime()
+        if work.protocol == "v1":
+            return v1_response(work, runtime.classes, runtime.version)
+        return v2_response(work, runtime.classes, runtime.version, self.name)
+
+    # --- helpers (run in the decode pool) --------------------------------------------------
+    @staticmethod
+    def _prepare(runtime: Runtime, raw: Any, keep_image: bool) -> PreparedImage:
+        if isinstance(raw, np.ndarray) and raw.dtype == np.float32:
+            return PreparedImage(pixels=raw)
+        try:
+            data = raw_to_bytes(raw)
+        except ImgrecError as exc:
+            return PreparedImage(error=exc)
+        return prepare_image(data, runtime.pre, keep_image=keep_image)
+
+    @staticmethod
+    def _annotate(runtime: Runtime, work: Work, i: int) -> bytes | None:
+        from imgrec.visualize import draw_label
+
+        item, out = work.items[i], work.outputs[i]
+        if item.image is None or out is None:
+            return None
+        ids, scores = topk(out[0], 1)
+        shown = draw_label(item.image, f"{runtime.classes[int(ids[0])]} {float(scores[0]):.2f}")
+        buf = io.BytesIO()
+        shown.save(buf, format="JPEG", quality=85)
+        return buf.getvalue()
+
+    def _log_predictions(self, work: Work, latency_ms: float) -> None:
+        if self.prediction_log is None or work.runtime is None:
+            return
+        runtime = work.runtime
+        for i, out in enumerate(work.outputs):
+            if out is None:
+                continue
+            ids, scores = topk(out[0], 1)
+            self.prediction_log.append(
+                prediction_record(
+                    request_id=work.request_id,
+                    item=i,
+                    model=self.name,
+                    version=runtime.version,
+                    stats=work.items[i].stats,
+                    label=runtime.classes[int(ids[0])],
+                    class_id=int(ids[0]),
+                    confidence=float(scores[0]),
+                    embedding=out[1],
+                    latency_ms=latency_ms,
+                    protocol=work.protocol,
+                )
+            )

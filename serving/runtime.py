@@ -1,0 +1,108 @@
+"""What one served model version is at run time, and how a MODEL argument is resolved.
+
+``MODEL`` (for ``imgrec serve`` and the deploy step) is one of:
+
+* a model directory, local or ``s3://`` (``model.json`` + ``weights.safetensors``);
+* a model store with a version: ``STORE@production`` or ``STORE@3`` (``STORE`` is a local
+  folder or ``s3://`` prefix, see :mod:`imgrec.store`); a bare ``STORE`` means ``@production``;
+* a pretrained name such as ``efficientnet_lite0`` (the default: offline ImageNet weights).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from imgrec import storage
+from imgrec.errors import NotFoundError
+from imgrec.models.card import Preprocessing
+from serving.backends import BACKENDS, Backend
+from serving.inputs import normalize_batch
+
+DEFAULT_MODEL = "efficientnet_lite0"
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A resolved MODEL argument: what to load and which version label to report."""
+
+    uri: str  # model directory or pretrained name, as accepted by imgrec.load_model
+    version: str  # "3" for store versions, else the card's created time or "pretrained"
+    store: str | None = None
+
+
+def resolve_model(ref: str | os.PathLike[str]) -> ModelRef:
+    """Resolve a MODEL argument (see the module docstring) to a loadable URI and a version."""
+    text = os.fspath(ref)
+    store_uri, _, selector = text.rpartition("@") if "@" in text else (text, "", "")
+    if not selector:
+        store_uri = text
+    if selector or storage.exists(storage.join(store_uri, "production.json")):
+        from imgrec.store import ModelStore
+
+        store = ModelStore(store_uri)
+        if selector in ("", "production"):
+            version = store.production()
+            if version is None:
+                raise NotFoundError(
+                    f"model store {store_uri} has no production version yet",
+                    hint=f"promote one: `imgrec models promote VERSION --store {store_uri}`",
+                )
+        elif selector.isdigit():
+            version = store.get(int(selector))
+        else:
+            raise NotFoundError(
+                f"unknown version selector {selector!r} in {text!r}",
+                hint="use STORE@production or STORE@<number>",
+            )
+        return ModelRef(version.model_uri, str(version.version), store=store_uri)
+    return ModelRef(text, "pretrained" if not storage.exists(text) else "local")
+
+
+@dataclass
+class Runtime:
+    """A loaded model version: classifier, backend and preprocessing (swapped as one object)."""
+
+    classifier: Any
+    backend: Backend
+    ref: ModelRef
+    pre: Preprocessing = field(init=False)
+    classes: list[str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.pre = self.classifier.card.preprocessing
+        self.classes = list(self.classifier.classes)
+
+    @property
+    def version(self) -> str:
+        return self.ref.version
+
+    @property
+    def task(self) -> str:
+        return str(getattr(self.classifier.card, "task", "classify"))
+
+    def run(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``uint8`` or normalized ``float32 (B, 3, H, W)`` -> ``(logits, embedding)``."""
+        if x.dtype == np.uint8:
+            x = normalize_batch(x, self.pre)
+        return self.backend.run(np.ascontiguousarray(x, dtype=np.float32))
+
+
+def load_runtime(
+    model: str | os.PathLike[str] | ModelRef,
+    *,
+    backend: str = "onnx",
+    threads: int | None = None,
+) -> Runtime:
+    """Load ``model`` and build its inference backend (slow: seconds; call off the event loop)."""
+    from imgrec.predictor import load_model
+
+    ref = model if isinstance(model, ModelRef) else resolve_model(model)
+    make_backend = BACKENDS.get(backend)
+    classifier = load_model(ref.uri)
+    if ref.version == "local":
+        ref = ModelRef(ref.uri, str(getattr(classifier.card, "created", "local")), ref.store)
+    return Runtime(classifier, make_backend(classifier, threads=threads), ref)
