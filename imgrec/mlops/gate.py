@@ -1,0 +1,190 @@
+"""The deployment gate: should a candidate model replace the production model?
+
+Both models are evaluated on the same data (``imgrec evaluate --json`` dicts); the policy says
+which metric decides, by how much the candidate must improve, how far any single class may
+regress, and the absolute floor every model (and so the very first one) must clear::
+
+    policy = GatePolicy(metric="accuracy", min_improvement=0.002, max_class_regression=0.05)
+    decision = decide(candidate_metrics, production_metrics, policy, production_version=3)
+    decision.passed, decision.reasons
+
+Every reason is a readable sentence with the numbers that led to it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from imgrec.errors import ConfigError
+
+GATE_METRICS = (
+    "accuracy",
+    "top5",
+    "f1_macro",
+    "f1_weighted",
+    "precision_macro",
+    "recall_macro",
+    "precision_weighted",
+    "recall_weighted",
+    "ece",
+)
+LOWER_IS_BETTER = frozenset({"ece"})
+PER_CLASS_METRICS = ("recall", "precision", "f1")
+
+
+@dataclass(frozen=True)
+class GatePolicy:
+    """Gate settings; each is a pipeline parameter (``gate_<name>``)."""
+
+    metric: str = "accuracy"
+    """The deciding metric (one of ``GATE_METRICS``; ``ece`` is lower-is-better)."""
+    min_improvement: float = 0.002
+    """Candidate minus production must be at least this (may be negative to allow ties)."""
+    max_class_regression: float = 0.05
+    """Largest allowed drop of any class's ``per_class_metric`` versus production."""
+    per_class_metric: str = "recall"
+    absolute_floor: float = 0.5
+    """Every candidate must reach this on ``metric`` (for ``ece``: stay at or below it)."""
+
+    def __post_init__(self) -> None:
+        if self.metric not in GATE_METRICS:
+            raise ConfigError(
+                f"unknown gate metric {self.metric!r}", hint=f"use one of {', '.join(GATE_METRICS)}"
+            )
+        if self.per_class_metric not in PER_CLASS_METRICS:
+            raise ConfigError(
+                f"unknown per-class gate metric {self.per_class_metric!r}",
+                hint=f"use one of {', '.join(PER_CLASS_METRICS)}",
+            )
+        if self.max_class_regression < 0:
+            raise ConfigError(f"max_class_regression must be >= 0, got {self.max_class_regression}")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> GatePolicy:
+        """Build from a dict; unknown keys are rejected with the list of known ones."""
+        known = {f.name for f in fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ConfigError(
+                f"unknown gate settings {sorted(unknown)}",
+                hint=f"known: {', '.join(sorted(known))}",
+            )
+        return cls(**values)
+
+
+@dataclass
+class GateDecision:
+    """The outcome: ``passed`` plus the reasons, and the numbers behind them."""
+
+    passed: bool
+    reasons: list[str]
+    metric: str
+    candidate: float
+    production: float | None = None
+    production_version: int | None = None
+    class_deltas: dict[str, float] = field(default_factory=dict)
+    policy: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def markdown(self) -> str:
+        """A short Markdown report (the Kubeflow UI renders it)."""
+        verdict = "PASSED" if self.passed else "FAILED"
+        against = (
+            f"production v{self.production_version}"
+            if self.production_version is not None
+            else "no production model yet"
+        )
+        lines = [f"## Gate {verdict}", "", f"Candidate vs {against} on `{self.metric}`.", ""]
+        lines += [f"- {r}" for r in self.reasons]
+        return "\n".join(lines) + "\n"
+
+
+def _value(metrics: dict[str, Any], name: str, who: str) -> float:
+    if name not in metrics or metrics[name] is None:
+        raise ConfigError(
+            f"the {who} metrics have no {name!r}",
+            hint=f"available: {', '.join(sorted(k for k in metrics if k in GATE_METRICS))}",
+        )
+    return float(metrics[name])
+
+
+def _better(policy: GatePolicy, a: float, b: float) -> float:
+    """How much ``a`` beats ``b`` on the policy's metric (positive = better)."""
+    return b - a if policy.metric in LOWER_IS_BETTER else a - b
+
+
+def _class_deltas(
+    candidate: dict[str, Any], production: dict[str, Any], key: str
+) -> dict[str, float]:
+    """Per-class change (candidate - production) over the classes both models know."""
+    cand = candidate.get("per_class") or {}
+    prod = production.get("per_class") or {}
+    return {
+        name: round(float(cand[name][key]) - float(prod[name][key]), 6)
+        for name in sorted(set(cand) & set(prod))
+        if key in cand[name] and key in prod[name]
+    }
+
+
+def decide(
+    candidate: dict[str, Any],
+    production: dict[str, Any] | None,
+    policy: GatePolicy | None = None,
+    *,
+    production_version: int | None = None,
+) -> GateDecision:
+    """Compare ``candidate`` with ``production`` (``None`` for the first model)."""
+    p = policy or GatePolicy()
+    m = p.metric
+    cand = _value(candidate, m, "candidate")
+    reasons: list[str] = []
+    passed = True
+    lower = m in LOWER_IS_BETTER
+    floor_ok = cand <= p.absolute_floor if lower else cand >= p.absolute_floor
+    op = "<=" if lower else ">="
+    if floor_ok:
+        reasons.append(f"{m} {cand:.4f} clears the absolute floor ({op} {p.absolute_floor})")
+    else:
+        passed = False
+        reasons.append(f"{m} {cand:.4f} misses the absolute floor ({op} {p.absolute_floor})")
+    if production is None:
+        reasons.append("no production model yet: the first model only needs to clear the floor")
+        return GateDecision(passed, reasons, m, cand, policy=asdict(p))
+
+    prod = _value(production, m, "production")
+    gain = _better(p, cand, prod)
+    who = f"production v{production_version}" if production_version is not None else "production"
+    verdict = "meets" if gain >= p.min_improvement else "misses"
+    reasons.append(
+        f"{m} {cand:.4f} vs {who} {prod:.4f}: improvement {gain:+.4f} {verdict} the required "
+        f"{p.min_improvement:+.4f}"
+    )
+    passed &= gain >= p.min_improvement
+
+    deltas = _class_deltas(candidate, production, p.per_class_metric)
+    regressed = {c: d for c, d in deltas.items() if -d > p.max_class_regression + 1e-12}
+    if regressed:
+        passed = False
+        worst = sorted(regressed.items(), key=lambda kv: kv[1])[:5]
+        shown = ", ".join(f"{c!r} {d:+.4f}" for c, d in worst)
+        reasons.append(
+            f"{len(regressed)} classes regress on {p.per_class_metric} by more than "
+            f"{p.max_class_regression}: {shown}"
+        )
+    elif deltas:
+        c, d = min(deltas.items(), key=lambda kv: kv[1])
+        reasons.append(
+            f"no class regresses on {p.per_class_metric} by more than "
+            f"{p.max_class_regression} (worst: {c!r} {d:+.4f})"
+        )
+    cand_classes = set(candidate.get("classes") or [])
+    prod_classes = set(production.get("classes") or [])
+    if cand_classes and prod_classes and cand_classes != prod_classes:
+        reasons.append(
+            f"class set changed: added {sorted(cand_classes - prod_classes)}, "
+            f"removed {sorted(prod_classes - cand_classes)}"
+        )
+    return GateDecision(passed, reasons, m, cand, prod, production_version, deltas, asdict(p))
