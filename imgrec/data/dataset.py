@@ -32,7 +32,7 @@ import numpy as np
 
 from imgrec import storage
 from imgrec.data.formats import DATASET_FORMATS, SPLITS, Entry, Listing, detect_format
-from imgrec.data.images import decode_image
+from imgrec.data.images import decode_image, max_pixels_setting
 from imgrec.errors import DatasetError, ImgrecError
 
 DEFAULT_VAL_FRACTION = 0.2
@@ -321,6 +321,7 @@ def load_classification_data(
         raise DatasetError(f"val_fraction must be in [0, 1), got {val_fraction}", hint="e.g. 0.2")
     if not storage.exists(uri):
         raise DatasetError(f"dataset {uri} does not exist", hint="check the path or URI")
+    max_pixels_setting()  # a bad IMGREC_MAX_PIXELS fails here, not as N "bad" files
     started = time.perf_counter()
     fmt = DATASET_FORMATS.get(format) if format else detect_format(uri)
     listing = fmt.read(uri)

@@ -43,6 +43,7 @@ from PIL import (
 
 from imgrec import storage
 from imgrec.errors import (
+    ConfigError,
     CorruptImageError,
     EmptyFileError,
     ImageError,
@@ -52,8 +53,9 @@ from imgrec.errors import (
 
 ImageSource = Union[str, "os.PathLike[str]", bytes, bytearray, memoryview]
 
-DEFAULT_MAX_PIXELS = int(os.environ.get("IMGREC_MAX_PIXELS", "40000000"))
-"""Largest accepted width x height (40 megapixels); override with env ``IMGREC_MAX_PIXELS``."""
+DEFAULT_MAX_PIXELS = 40_000_000
+"""Largest accepted width x height (40 megapixels); override with env ``IMGREC_MAX_PIXELS``
+or per call with ``max_pixels``."""
 DEFAULT_MAX_FRAMES = 1000
 """Largest accepted frame count of animated GIF / APNG / multi-page TIFF / WebP."""
 BACKGROUND = (255, 255, 255)
@@ -139,6 +141,23 @@ def _describe(data: bytes) -> str:
     return "plain text"
 
 
+def max_pixels_setting() -> int:
+    """The pixel cap in force: env ``IMGREC_MAX_PIXELS`` if set, else ``DEFAULT_MAX_PIXELS``."""
+    raw = os.environ.get("IMGREC_MAX_PIXELS", "").strip().replace("_", "")
+    if not raw:
+        return DEFAULT_MAX_PIXELS
+    try:
+        value = int(float(raw))
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise ConfigError(
+            f"IMGREC_MAX_PIXELS must be a positive number of pixels, got {raw!r}",
+            hint=f"e.g. IMGREC_MAX_PIXELS={DEFAULT_MAX_PIXELS}",
+        )
+    return value
+
+
 def load_image(
     source: ImageSource,
     *,
@@ -148,8 +167,9 @@ def load_image(
 ) -> Image.Image:
     """Load ``source`` (path, local/``s3://`` URI or bytes) as a fully decoded RGB image.
 
-    ``max_pixels`` defaults to ``DEFAULT_MAX_PIXELS``; ``draft=(w, h)`` lets JPEG decoding
-    shrink by a power of two while staying at least ``(w, h)``. Errors name the source::
+    ``max_pixels`` defaults to ``max_pixels_setting()`` (env ``IMGREC_MAX_PIXELS``, else
+    40 MP); ``draft=(w, h)`` lets JPEG decoding shrink by a power of two while staying at least
+    ``(w, h)``. Errors name the source::
 
         img = load_image("data/train/cat/1.jpg")   # PIL.Image.Image, mode "RGB"
     """
@@ -173,7 +193,7 @@ def decode_image(
     draft: tuple[int, int] | None = None,
 ) -> Image.Image:
     """Decode image bytes into an RGB image; see the module docstring for every step."""
-    limit = DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels
+    limit = max_pixels_setting() if max_pixels is None else max_pixels
     fmt = sniff_format(data)
     try:
         im = _open_header(data, fmt)

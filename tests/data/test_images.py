@@ -224,3 +224,18 @@ def test_missing_file_is_a_not_found_error(tmp_path: Path) -> None:
 
     with pytest.raises(NotFoundError, match=r"nope\.png"):
         load_image(tmp_path / "nope.png")
+
+
+def test_pixel_cap_from_environment(
+    bad_image_files: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from imgrec.errors import ConfigError
+
+    monkeypatch.setenv("IMGREC_MAX_PIXELS", "1000")
+    with pytest.raises(ImageTooLargeError, match="limit 1,000"):
+        load_image(bad_image_files["rgb"])
+    monkeypatch.setenv("IMGREC_MAX_PIXELS", "lots")
+    with pytest.raises(ConfigError, match="IMGREC_MAX_PIXELS"):
+        load_image(bad_image_files["rgb"])
+    monkeypatch.delenv("IMGREC_MAX_PIXELS")
+    assert load_image(bad_image_files["rgb"]).size == (48, 32)

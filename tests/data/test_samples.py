@@ -117,8 +117,19 @@ def test_lazy_registration_by_import_path(tmp_path: Path) -> None:
         register_sample(name, "a toy", f"{__name__}:_toy_writer")
     assert write_sample(name, tmp_path / "toy", progress=False).written == 1
     assert (tmp_path / "toy" / "marker").read_text() == "toy"
+    register_sample(name, "again", _toy_writer)  # the module registering itself: a no-op
     with pytest.raises(ValueError, match="duplicate"):
-        register_sample(name, "again", _toy_writer)
+        register_sample(name, "another", _toy_writer_2)
+
+
+def _toy_writer_2(dest: str, *, progress: bool = True) -> SampleResult:
+    return _toy_writer(dest, progress=progress)
+
+
+def test_digits_detect_is_declared_lazily() -> None:
+    spec = SAMPLES.get("digits-detect")
+    assert isinstance(spec.target, str)
+    assert callable(spec.writer())
 
 
 def test_unknown_sample_suggests_names() -> None:
