@@ -1,0 +1,86 @@
+"""`imgrec train DATA`: train a model and print where the model, metrics and report are."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import typer
+import yaml
+
+from imgrec.cli.app import app
+from imgrec.errors import ConfigError
+
+# Files that mark a detection dataset (YOLO, COCO, Pascal VOC); anything else is classify.
+DETECTION_MARKERS = ("data.yaml", "annotations", "Annotations")
+
+
+def detect_task(data: str) -> str:
+    """``detect`` for a YOLO ``data.yaml``, a COCO ``annotations/`` or a VOC folder."""
+    path = Path(data)
+    if path.is_file() and path.suffix in (".yaml", ".yml"):
+        return "detect"
+    if path.is_dir() and any((path / marker).exists() for marker in DETECTION_MARKERS):
+        return "detect"
+    return "classify"
+
+
+def parse_set_options(items: list[str]) -> dict[str, Any]:
+    """``["lr=0.01", "augment=strong"]`` -> ``{"lr": 0.01, "augment": "strong"}``."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item!r} is not KEY=VALUE", hint="e.g. --set lr=0.01")
+        out[key.strip().replace("-", "_")] = yaml.safe_load(raw) if raw.strip() else ""
+    return out
+
+
+@app.command("train")
+def train_command(
+    data: str = typer.Argument(..., help="Dataset: folder, s3:// prefix, CSV manifest."),
+    task: str = typer.Option(None, "--task", help="classify or detect (default: from the data)."),
+    model: str = typer.Option("auto", "--model", help="Architecture (`imgrec architectures`)."),
+    pretrained: bool = typer.Option(
+        None, "--pretrained/--no-pretrained", help="Start from ImageNet weights."
+    ),
+    weights: str = typer.Option(None, "--weights", help="Initial weights (safetensors)."),
+    freeze: str = typer.Option(None, "--freeze", help="none, backbone, or first:N."),
+    epochs: int = typer.Option(None, "--epochs", help="Epochs (default: the recipe's)."),
+    img_size: int = typer.Option(None, "--img-size", help="Input size in pixels."),
+    batch_size: int = typer.Option(None, "--batch-size", help="Training batch size."),
+    out: str = typer.Option(None, "--out", help="Run directory (default runs/train-<time>)."),
+    config: str = typer.Option(None, "--config", help="YAML config file."),
+    sets: list[str] = typer.Option([], "--set", help="Config override KEY=VALUE (repeatable)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out."),
+    seed: int = typer.Option(None, "--seed", help="Random seed."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+) -> None:
+    """Train a classifier (or detector) and write RUN_DIR/model, metrics.json and report.html."""
+    from imgrec.tasks import get_task
+
+    if resume and not out:
+        raise ConfigError("--resume needs --out RUN_DIR", hint="the run directory to continue")
+    spec = get_task(task or detect_task(data))
+    given: dict[str, Any] = {
+        "model": model, "epochs": epochs, "img_size": img_size, "batch_size": batch_size,
+        "out": out, "config": config, "pretrained": pretrained, "weights": weights,
+        "freeze": freeze, "seed": seed, "resume": resume or None, "quiet": quiet or None,
+    }  # fmt: skip
+    # Only what the user gave: each task keeps its own defaults for the rest.
+    options = {k: v for k, v in given.items() if v is not None}
+    options.update(parse_set_options(sets))
+    result = spec.train(data, **options)
+    run_dir = Path(result.run_dir)
+    metrics = result.metrics or {}
+    summary = ", ".join(
+        f"{k} {metrics[k]:.4f}" for k in ("accuracy", "top5", "f1_macro", "map50_95", "map50")
+        if isinstance(metrics.get(k), float)
+    )  # fmt: skip
+    typer.echo(f"model:   {result.model_dir}")
+    typer.echo(f"metrics: {run_dir / 'metrics.json'}" + (f"  ({summary})" if summary else ""))
+    report = run_dir / "report.html"
+    if report.exists():
+        typer.echo(f"report:  {report}")
+    typer.echo(f"run:     {os.fspath(run_dir)}")

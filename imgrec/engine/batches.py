@@ -1,0 +1,185 @@
+"""Training batches from an in-memory uint8 cache (small datasets) or from files (large ones).
+
+Decoding 4,000 PNGs every epoch is wasted work: a small dataset is decoded ONCE, resized with
+the eval geometry, into a ``uint8 (N, 3, H, W)`` tensor; each epoch then shuffles indices,
+augments whole batches and normalizes them exactly as ``eval_transform`` does::
+
+    images, labels = decode_to_cache(records, pre)             # with a progress bar
+    batches = TensorBatches(images, labels, pre, batch_size=128, augment=build_augment("light"))
+    for x, y in batches: ...                                    # x float (B, 3, H, W)
+
+Large datasets go through :class:`FileBatches` (a DataLoader over the files, with workers).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
+from torchvision.transforms import v2
+
+from imgrec.data.transforms import normalize_uint8, resize_ops
+from imgrec.models.card import Preprocessing
+
+Mixer = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
+def cache_bytes(n_images: int, input_size: int) -> int:
+    """Memory an in-memory cache of ``n_images`` at ``input_size`` needs (uint8 RGB)."""
+    return n_images * 3 * input_size * input_size
+
+
+def load_uint8(path: str, pre: Preprocessing) -> torch.Tensor:
+    """Decode one image (robust loader) and apply the eval geometry: ``uint8 (3, S, S)``."""
+    from imgrec.data.images import load_image
+
+    image = load_image(path)
+    return v2.functional.pil_to_tensor(v2.Compose(resize_ops(pre))(image))
+
+
+def decode_to_cache(
+    paths: Sequence[str], pre: Preprocessing, *, what: str = "images", quiet: bool = False
+) -> torch.Tensor:
+    """Decode ``paths`` once into ``uint8 (N, 3, S, S)``, showing progress."""
+    size = pre.input_size
+    out = torch.empty((len(paths), 3, size, size), dtype=torch.uint8)
+    console = Console(stderr=True, quiet=quiet)
+    with Progress(
+        TextColumn(f"decoding {what}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+        disable=not console.is_terminal,
+    ) as progress:
+        task = progress.add_task("decode", total=len(paths))
+        # Pillow releases the GIL while decoding: threads use every core.
+        with ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as pool:
+            for i, image in enumerate(pool.map(lambda p: load_uint8(p, pre), paths)):
+                out[i] = image
+                progress.advance(task)
+    return out
+
+
+def sample_weights(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Per-sample weights inversely proportional to class frequency (balanced sampling)."""
+    counts = torch.bincount(labels, minlength=num_classes).clamp(min=1).double()
+    return (1.0 / counts)[labels]
+
+
+class TensorBatches:
+    """Shuffled, augmented, normalized batches from a uint8 image tensor held in memory."""
+
+    def __init__(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        pre: Preprocessing,
+        *,
+        batch_size: int,
+        shuffle: bool = True,
+        augment: v2.Transform | None = None,
+        mixer: Mixer | None = None,
+        balanced: bool = False,
+        num_classes: int = 0,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        self.images, self.labels, self.pre = images, labels, pre
+        self.batch_size, self.shuffle = batch_size, shuffle
+        self.augment, self.mixer = augment, mixer
+        self.generator = generator
+        self.weights = sample_weights(labels, num_classes) if balanced else None
+
+    def __len__(self) -> int:
+        return (len(self.labels) + self.batch_size - 1) // self.batch_size
+
+    def _order(self) -> torch.Tensor:
+        n = len(self.labels)
+        if self.weights is not None:
+            return torch.multinomial(self.weights, n, replacement=True, generator=self.generator)
+        if self.shuffle:
+            return torch.randperm(n, generator=self.generator)
+        return torch.arange(n)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        order = self._order()
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start : start + self.batch_size]
+            x = self.images[idx]  # (B, 3, S, S) uint8
+            if self.augment is not None:
+                x = self.augment(x)
+            xf, y = normalize_uint8(x, self.pre), self.labels[idx]
+            if self.mixer is not None and len(idx) > 1:
+                xf, y = self.mixer(xf, y)
+            yield xf, y
+
+
+class _FileDataset(Dataset):
+    # Augmentation runs here, per image, so DataLoader workers share the work.
+    def __init__(
+        self,
+        paths: Sequence[str],
+        labels: Sequence[int],
+        pre: Preprocessing,
+        augment: v2.Transform | None,
+    ) -> None:
+        self.paths, self.labels, self.pre, self.augment = list(paths), list(labels), pre, augment
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        x = load_uint8(self.paths[i], self.pre)
+        return (self.augment(x) if self.augment is not None else x), self.labels[i]
+
+
+class FileBatches:
+    """Batches decoded from files by a DataLoader each epoch (datasets too big for memory)."""
+
+    def __init__(
+        self,
+        paths: Sequence[str],
+        labels: Sequence[int],
+        pre: Preprocessing,
+        *,
+        batch_size: int,
+        shuffle: bool = True,
+        augment: v2.Transform | None = None,
+        mixer: Mixer | None = None,
+        balanced: bool = False,
+        num_classes: int = 0,
+        num_workers: int = 0,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        self.pre, self.mixer = pre, mixer
+        sampler: Any = None
+        if balanced:
+            weights = sample_weights(torch.as_tensor(list(labels)), num_classes)
+            sampler = WeightedRandomSampler(weights, len(weights), generator=generator)
+        self.loader = DataLoader(
+            _FileDataset(paths, labels, pre, augment),
+            batch_size=batch_size,
+            shuffle=shuffle and sampler is None,
+            sampler=sampler,
+            num_workers=num_workers,
+            generator=generator,
+            persistent_workers=num_workers > 0,
+            pin_memory=torch.cuda.is_available(),
+        )
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for x, y in self.loader:
+            xf = normalize_uint8(x, self.pre)
+            if self.mixer is not None and len(y) > 1:
+                xf, y = self.mixer(xf, y)
+            yield xf, y

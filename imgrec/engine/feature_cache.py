@@ -1,0 +1,142 @@
+"""The frozen-backbone fast path: compute pooled features once, then train only the head.
+
+With a frozen backbone (BatchNorm in eval mode) the pooled features of an image never change,
+so computing them every epoch is wasted work. They are computed once per (architecture,
+weights, preprocessing, dataset, split), stored as safetensors under the cache directory
+(``$IMGREC_CACHE_DIR/features``, default ``~/.cache/imgrec/features``), and the head trains on
+them at thousands of images per second::
+
+    key = feature_key(arch="efficientnet_lite0", weights="imagenet", pre=pre,
+                      fingerprint=data.fingerprint, split="train")
+    feats, labels = cached_features(net, paths, labels, pre, key=key)   # (N, D), (N,)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from torch import nn
+
+from imgrec.engine.checkpoint import atomic_write_bytes
+from imgrec.models.card import Preprocessing
+from imgrec.models.transfer import features
+
+
+def cache_dir() -> Path:
+    """Where feature caches live (``IMGREC_CACHE_DIR`` or ``~/.cache/imgrec``) + ``features``."""
+    root = os.environ.get("IMGREC_CACHE_DIR") or os.path.join(Path.home(), ".cache", "imgrec")
+    return Path(root) / "features"
+
+
+def feature_key(**parts: Any) -> str:
+    """A stable hash of everything that determines the features (model, weights, data...)."""
+    canonical = json.dumps(parts, sort_keys=True, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:32]
+
+
+def _batches(paths: Sequence[str], pre: Preprocessing, batch_size: int) -> Iterator[torch.Tensor]:
+    from imgrec.data.transforms import normalize_uint8
+    from imgrec.engine.batches import load_uint8
+
+    for start in range(0, len(paths), batch_size):
+        chunk = [load_uint8(p, pre) for p in paths[start : start + batch_size]]
+        yield normalize_uint8(torch.stack(chunk), pre)
+
+
+@torch.no_grad()
+def compute_features(
+    model: nn.Module,
+    paths: Sequence[str],
+    pre: Preprocessing,
+    *,
+    batch_size: int = 64,
+    device: torch.device | str = "cpu",
+    quiet: bool = False,
+) -> torch.Tensor:
+    """Pooled features of every image, ``float32 (N, D)``, with a progress bar."""
+    was_training = model.training
+    model.eval()
+    parts = []
+    console = Console(stderr=True, quiet=quiet)
+    with Progress(
+        TextColumn("computing features"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+        disable=not console.is_terminal,
+    ) as progress:
+        task = progress.add_task("features", total=len(paths))
+        for x in _batches(paths, pre, batch_size):
+            parts.append(features(model, x.to(device)).float().cpu())
+            progress.advance(task, len(x))
+    model.train(was_training)
+    if not parts:
+        return torch.empty(0, 0)
+    return torch.cat(parts)
+
+
+def cached_features(
+    model: nn.Module,
+    paths: Sequence[str],
+    labels: Sequence[int],
+    pre: Preprocessing,
+    *,
+    key: str,
+    device: torch.device | str = "cpu",
+    batch_size: int = 64,
+    quiet: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Features and labels for ``paths``: read from the cache under ``key`` or computed once."""
+    from safetensors.torch import load_file, save
+
+    path = cache_dir() / f"{key}.safetensors"
+    label_tensor = torch.as_tensor(list(labels), dtype=torch.int64)
+    if path.is_file():
+        try:
+            stored = load_file(str(path))
+            if stored["labels"].shape == label_tensor.shape and torch.equal(
+                stored["labels"], label_tensor
+            ):
+                return stored["features"], label_tensor
+        except Exception:  # a damaged cache file is recomputed, never trusted
+            pass
+    feats = compute_features(model, paths, pre, batch_size=batch_size, device=device, quiet=quiet)
+    blob = save({"features": feats.contiguous(), "labels": label_tensor})
+    atomic_write_bytes(path, blob)
+    return feats, label_tensor
+
+
+class FeatureBatches:
+    """Shuffled batches of cached features ``(B, D)`` and labels, for training a head."""
+
+    def __init__(
+        self,
+        features: torch.Tensor,
+        labels: torch.Tensor,
+        *,
+        batch_size: int,
+        shuffle: bool = True,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        self.features, self.labels = features, labels
+        self.batch_size, self.shuffle, self.generator = batch_size, shuffle, generator
+
+    def __len__(self) -> int:
+        return (len(self.labels) + self.batch_size - 1) // self.batch_size
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        n = len(self.labels)
+        order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
+        for start in range(0, n, self.batch_size):
+            idx = order[start : start + self.batch_size]
+            yield self.features[idx], self.labels[idx]

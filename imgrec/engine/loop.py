@@ -1,0 +1,163 @@
+"""The training loop: one epoch of steps, then validation, with callbacks at the seams.
+
+Everything that is not "compute the loss and step" (progress, history, early stopping,
+checkpoints) is a :class:`Callback`::
+
+    state = TrainState(model=net, optimizer=opt, scheduler=sched, epochs=10)
+    fit(state, train_batches, validate, callbacks=[ProgressBar(), HistoryWriter(path)])
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+Batch = tuple[torch.Tensor, torch.Tensor]  # x (B, 3, H, W), y (B,) class ids or (B, K) soft
+
+
+@dataclass
+class TrainState:
+    """What the loop and the callbacks share. ``epoch`` counts finished epochs."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    epochs: int
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    amp: bool = False
+    channels_last: bool = False
+    grad_clip: float | None = None
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.cross_entropy
+    train_mode: Callable[[nn.Module], Any] = lambda m: m.train()
+    generator: torch.Generator | None = None
+    scaler: torch.amp.GradScaler | None = None
+    epoch: int = 0
+    step: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best: float = -math.inf
+    best_epoch: int = 0
+    stop: bool = False
+
+
+class Callback:
+    """Hooks called by :func:`fit`; override the ones you need."""
+
+    def on_fit_start(self, state: TrainState, steps_per_epoch: int) -> None: ...
+
+    def on_epoch_start(self, state: TrainState) -> None: ...
+
+    def on_batch_end(self, state: TrainState, loss: float, batch_size: int) -> None: ...
+
+    def on_validation_start(self, state: TrainState) -> None: ...
+
+    def on_epoch_end(self, state: TrainState, record: dict[str, Any]) -> None: ...
+
+    def on_fit_end(self, state: TrainState) -> None: ...
+
+
+def _autocast(state: TrainState) -> contextlib.AbstractContextManager[Any]:
+    if state.amp and state.device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.float16)
+    return contextlib.nullcontext()
+
+
+def train_one_epoch(
+    state: TrainState, batches: Iterable[Batch], callbacks: Sequence[Callback] = ()
+) -> float:
+    """One pass over ``batches``; returns the mean training loss."""
+    state.train_mode(state.model)
+    total, count = 0.0, 0
+    for x, y in batches:
+        x, y = x.to(state.device, non_blocking=True), y.to(state.device, non_blocking=True)
+        if state.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with _autocast(state):
+            loss = state.loss_fn(state.model(x), y)
+        state.optimizer.zero_grad(set_to_none=True)
+        if state.scaler is not None:
+            state.scaler.scale(loss).backward()
+            state.scaler.unscale_(state.optimizer)
+        else:
+            loss.backward()
+        if state.grad_clip:
+            nn.utils.clip_grad_norm_(state.model.parameters(), state.grad_clip)
+        if state.scaler is not None:
+            state.scaler.step(state.optimizer)
+            state.scaler.update()
+        else:
+            state.optimizer.step()
+        state.scheduler.step()
+        state.step += 1
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            from imgrec.errors import ConfigError
+
+            raise ConfigError(
+                f"training diverged: loss is {value} at step {state.step}",
+                hint="lower the learning rate (--set lr=...) or enable grad_clip",
+            )
+        total += value * x.shape[0]
+        count += x.shape[0]
+        for cb in callbacks:
+            cb.on_batch_end(state, value, x.shape[0])
+    return total / max(count, 1)
+
+
+def fit(
+    state: TrainState,
+    train_batches: Iterable[Batch],
+    validate: Callable[[nn.Module], dict[str, float]],
+    callbacks: Sequence[Callback] = (),
+) -> TrainState:
+    """Train from ``state.epoch`` to ``state.epochs`` (or until a callback sets ``stop``).
+
+    ``validate(model)`` returns at least ``val_loss`` and ``val_accuracy``. Each epoch's record
+    (``epoch, train_loss, val_loss, val_accuracy, lr, seconds``) is appended to ``history``.
+    """
+    steps = len(train_batches) if hasattr(train_batches, "__len__") else 0
+    for cb in callbacks:
+        cb.on_fit_start(state, steps)
+    while state.epoch < state.epochs and not state.stop:
+        start = time.perf_counter()
+        lr = state.optimizer.param_groups[0]["lr"]
+        for cb in callbacks:
+            cb.on_epoch_start(state)
+        train_loss = train_one_epoch(state, train_batches, callbacks)
+        for cb in callbacks:
+            cb.on_validation_start(state)
+        state.model.eval()
+        with torch.no_grad(), _autocast(state):
+            val = validate(state.model)
+        state.epoch += 1
+        record = {"epoch": state.epoch, "train_loss": train_loss, **val, "lr": lr}
+        record["seconds"] = round(time.perf_counter() - start, 3)
+        state.history.append(record)
+        if record.get("val_accuracy", -math.inf) > state.best:
+            state.best, state.best_epoch = record["val_accuracy"], state.epoch
+        for cb in callbacks:
+            cb.on_epoch_end(state, record)
+    for cb in callbacks:
+        cb.on_fit_end(state)
+    return state
+
+
+def classification_loss(
+    *, label_smoothing: float = 0.0, class_weights: torch.Tensor | None = None
+) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """Cross-entropy for hard ``(B,)`` or soft ``(B, K)`` targets (MixUp/CutMix)."""
+
+    def loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        weight = None if class_weights is None else class_weights.to(logits.device)
+        return F.cross_entropy(
+            logits.float(), target, weight=weight, label_smoothing=label_smoothing
+        )
+
+    return loss

@@ -1,0 +1,259 @@
+"""``train()``: one classification training run, from a dataset to a run directory.
+
+::
+
+    from imgrec.tasks.classify.train import train
+
+    result = train("data/mnist5k")                       # the recipe picks everything
+    result = train("data/photos", model="resnet18", epochs=5, out="runs/r18", lr=1e-3)
+    result = train("data/photos", out="runs/r18", resume=True)   # after a crash / kill -9
+    result.model_dir, result.metrics["accuracy"]
+
+The run directory follows docs/design.md: ``model/`` (best), ``last/``, ``checkpoint.pt``,
+``config.yaml``, ``history.jsonl``, ``metrics.json``, ``data_report.json``, ``figures/`` and
+``report.html``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.console import Console
+
+from imgrec.config import TrainConfig, load_config
+from imgrec.data.dataset import ClassificationData, load_classification_data
+from imgrec.engine.callbacks import (
+    Checkpointer,
+    EarlyStopping,
+    HistoryWriter,
+    ProgressBar,
+    restore_state,
+)
+from imgrec.engine.checkpoint import CHECKPOINT_FILE, load_checkpoint, seed_everything
+from imgrec.engine.loop import TrainState, classification_loss, fit
+from imgrec.engine.optim import build_optimizer, build_scheduler
+from imgrec.errors import ConfigError, DatasetError
+from imgrec.models.card import ModelCard, read_model_dir, save_model_dir
+from imgrec.tasks.classify.recipe import inspect_images, resolve
+from imgrec.tasks.classify.session import Session, feature_session, pixel_session
+
+CONFIG_FILE = "config.yaml"
+CARD_METRICS = ("accuracy", "top5", "f1_macro", "precision_macro", "recall_macro", "ece", "n")
+
+
+@dataclass
+class TrainResult:
+    """Where a run's outputs are, with its final val metrics and per-epoch history."""
+
+    run_dir: str
+    model_dir: str
+    metrics: dict[str, Any]
+    history: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def default_run_dir() -> Path:
+    """``runs/train-YYYYmmdd-HHMMSS`` under the current directory."""
+    return Path("runs") / _dt.datetime.now().strftime("train-%Y%m%d-%H%M%S")
+
+
+def _pick_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device=cuda was requested but no CUDA GPU is available", hint="use cpu")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _load_data(data: Any, cfg: TrainConfig, console: Console) -> ClassificationData:
+    if isinstance(data, ClassificationData):
+        dataset = data
+    else:
+        console.print(f"scanning {data} ...", highlight=False)
+        dataset = load_classification_data(
+            os.fspath(data),
+            val_fraction=cfg.val_fraction,
+            seed=cfg.seed,
+            max_bad_fraction=cfg.max_bad_fraction,
+        )
+    for bad in dataset.report.bad:
+        console.print(f"skipped bad file {bad.path}: [{bad.code}] {bad.reason}", highlight=False)
+    for split in ("train", "val"):
+        if not dataset.splits.get(split):
+            raise DatasetError(
+                f"dataset {dataset.uri} has no {split} images",
+                hint="add a val/ folder or set val_fraction (e.g. --set val_fraction=0.2)",
+            )
+    return dataset
+
+
+def _class_weights(cfg: TrainConfig, data: ClassificationData) -> torch.Tensor | None:
+    if cfg.class_weights != "balanced":
+        return None
+    labels = torch.as_tensor([r.label for r in data.splits["train"]])
+    counts = torch.bincount(labels, minlength=len(data.classes)).clamp(min=1).float()
+    return counts.sum() / (len(data.classes) * counts)
+
+
+def _state(cfg: TrainConfig, session: Session, data: ClassificationData, device: torch.device,
+           generator: torch.Generator) -> TrainState:  # fmt: skip
+    assert cfg.lr is not None and cfg.epochs is not None and cfg.scheduler is not None
+    params = [p for p in session.trained.parameters() if p.requires_grad]
+    optimizer = build_optimizer(
+        cfg.optimizer, params, lr=cfg.lr, weight_decay=cfg.weight_decay, momentum=cfg.momentum
+    )
+    steps = len(session.train_batches)  # type: ignore[arg-type]
+    scheduler = build_scheduler(
+        cfg.scheduler,
+        optimizer,
+        total_steps=steps * cfg.epochs,
+        warmup_steps=round(cfg.warmup_epochs * steps),
+    )
+    use_amp = bool(cfg.amp) and device.type == "cuda"
+    return TrainState(
+        model=session.trained,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        epochs=cfg.epochs,
+        device=device,
+        amp=use_amp,
+        channels_last=session.channels_last,
+        grad_clip=cfg.grad_clip,
+        loss_fn=classification_loss(
+            label_smoothing=cfg.label_smoothing, class_weights=_class_weights(cfg, data)
+        ),
+        train_mode=session.train_mode,
+        generator=generator,
+        scaler=torch.amp.GradScaler("cuda") if use_amp else None,
+    )
+
+
+def _card(cfg: TrainConfig, session: Session, data: ClassificationData,
+          metrics: dict[str, Any]) -> ModelCard:  # fmt: skip
+    assert cfg.model is not None
+    return ModelCard(
+        architecture=cfg.model,
+        classes=list(data.classes),
+        preprocessing=session.pre,
+        arch_kwargs=dict(cfg.arch_kwargs),
+        metrics=metrics,
+        dataset={
+            "uri": data.uri,
+            "fingerprint": data.fingerprint,
+            "counts": {s: len(r) for s, r in data.splits.items()},
+        },
+        config=cfg.to_dict(),
+        weights={"pretrained": bool(cfg.pretrained), "init": cfg.weights},
+    )
+
+
+def _resolve_config(
+    data: Any, run_dir: Path, resume: bool, config: Any, overrides: dict[str, Any]
+) -> TrainConfig:
+    if resume:
+        saved = run_dir / CONFIG_FILE
+        if not saved.is_file() or not (run_dir / CHECKPOINT_FILE).is_file():
+            raise ConfigError(
+                f"cannot resume: {run_dir} has no {CONFIG_FILE} and {CHECKPOINT_FILE}",
+                hint="pass the --out directory of the interrupted run",
+            )
+        return load_config(saved, overrides=overrides)
+    return load_config(config, overrides=overrides)
+
+
+def train(
+    data: Any,
+    *,
+    model: str | None = "auto",
+    epochs: int | None = None,
+    img_size: int | None = None,
+    batch_size: int | None = None,
+    out: str | os.PathLike[str] | None = None,
+    config: str | os.PathLike[str] | TrainConfig | dict[str, Any] | None = None,
+    resume: bool = False,
+    quiet: bool = False,
+    **overrides: Any,
+) -> TrainResult:
+    """Train a classifier on ``data`` (folder, ``s3://`` prefix, CSV or ``ClassificationData``).
+
+    ``config`` is a YAML file, dict or ``TrainConfig``; keyword ``overrides`` are config keys
+    (``lr=1e-3``, ``freeze="backbone"``...). ``resume=True`` continues the run in ``out`` from
+    its ``checkpoint.pt``. Returns a :class:`TrainResult`.
+
+    Example: ``train("data/mnist5k", epochs=5, out="runs/mnist").metrics["accuracy"]``
+    """
+    started = time.perf_counter()
+    console = Console(stderr=True, quiet=quiet)
+    run_dir = Path(out) if out is not None else default_run_dir()
+    explicit = {"model": None if model == "auto" else model, "epochs": epochs,
+                "img_size": img_size, "batch_size": batch_size, **overrides}  # fmt: skip
+    cfg = _resolve_config(data, run_dir, resume, config, explicit)
+    dataset = _load_data(data, cfg, console)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    dataset.report.write(str(run_dir / "data_report.json"))
+    device = _pick_device(cfg.device)
+    stats = inspect_images([r.path for r in dataset.splits["train"]])
+    cfg, notes = resolve(cfg, stats, device.type)
+    for note in notes:
+        console.print(note, highlight=False, soft_wrap=True)
+    cfg.save(run_dir / CONFIG_FILE)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    generator = seed_everything(cfg.seed, deterministic=cfg.deterministic)
+    build = feature_session if cfg.freeze == "backbone" and cfg.feature_cache else pixel_session
+    session = build(cfg, dataset, device, generator, console)
+    state = _state(cfg, session, dataset, device, generator)
+    if resume:
+        _restore(state, run_dir, dataset, console)
+
+    def save(st: TrainState, path: str, record: dict[str, Any]) -> None:
+        save_model_dir(session.network, _card(cfg, session, dataset, dict(record)), path)
+
+    callbacks = [
+        HistoryWriter(run_dir / "history.jsonl"),
+        EarlyStopping(cfg.early_stopping_patience, cfg.early_stopping_min_delta),
+        Checkpointer(run_dir, save, extra=lambda: {"fingerprint": dataset.fingerprint}),
+    ]
+    if not quiet:
+        callbacks.insert(0, ProgressBar(console))
+    fit(state, session.train_batches, session.validate, callbacks)
+    metrics = _finish(cfg, session, dataset, run_dir, state)
+    return TrainResult(
+        run_dir=str(run_dir),
+        model_dir=str(run_dir / "model"),
+        metrics=metrics,
+        history=state.history,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _restore(state: TrainState, run_dir: Path, data: ClassificationData, console: Console) -> None:
+    saved = load_checkpoint(run_dir / CHECKPOINT_FILE)
+    if saved.get("fingerprint") != data.fingerprint:
+        raise ConfigError(
+            f"cannot resume {run_dir}: the dataset changed since the checkpoint was written",
+            hint="resume with the same data, or start a new run with another --out",
+        )
+    restore_state(state, saved)
+    console.print(f"resumed {run_dir} after epoch {state.epoch}/{state.epochs}", highlight=False)
+
+
+def _finish(cfg: TrainConfig, session: Session, data: ClassificationData, run_dir: Path,
+            state: TrainState) -> dict[str, Any]:  # fmt: skip
+    """Evaluate the best model on val (metrics.json, figures, report) and record it in its card."""
+    from imgrec.models.card import build_from_card
+    from imgrec.tasks.classify.evaluate import evaluate
+
+    model_dir = run_dir / "model"
+    metrics = evaluate(str(model_dir), data, split="val", out_dir=run_dir, history=state.history)
+    card, weights = read_model_dir(model_dir)
+    card.metrics = {k: metrics[k] for k in CARD_METRICS if k in metrics}
+    card.metrics["best_epoch"] = state.best_epoch
+    save_model_dir(build_from_card(card, weights), card, model_dir)
+    return metrics
