@@ -34,7 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     _load_commands()
     DEBUG["on"] = "--debug" in (argv if argv is not None else sys.argv[1:])
     try:
-        app(args=argv, prog_name="imgrec", standalone_mode=False)
+        # with standalone_mode=False click returns a `typer.Exit(code)`'s code instead of exiting
+        result = app(args=argv, prog_name="imgrec", standalone_mode=False)
     except ImgrecError as exc:
         if DEBUG["on"]:
             raise
@@ -54,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(exc, click.exceptions.Abort):
             return 1
         raise
-    return 0
+    return result if isinstance(result, int) else 0
 
 
 if __name__ == "__main__":
