@@ -44,17 +44,27 @@ def report(
     out: str = typer.Option(None, "--out", help="Also write the JSON report to this file."),
 ) -> None:
     """Scan every image: classes, counts per split, bad files with reasons, leakage."""
+    from rich.console import Console
+    from rich.progress import Progress
+
     from imgrec.data.dataset import DataReport, load_classification_data
 
-    try:
-        rep: DataReport = load_classification_data(
-            data, val_fraction=val_fraction, seed=seed, max_bad_fraction=1.0
-        ).report
-    except DatasetError as exc:
-        partial = getattr(exc, "report", None)
-        if partial is None:
-            raise
-        rep = partial
+    console = Console(stderr=True)
+    with Progress(console=console, transient=True, disable=not console.is_terminal) as bar:
+        task = bar.add_task("scanning images", total=None)
+        try:
+            rep: DataReport = load_classification_data(
+                data,
+                val_fraction=val_fraction,
+                seed=seed,
+                max_bad_fraction=1.0,
+                on_progress=lambda done, total: bar.update(task, completed=done, total=total),
+            ).report
+        except DatasetError as exc:
+            partial = getattr(exc, "report", None)
+            if partial is None:
+                raise
+            rep = partial
     if out:
         rep.write(out)
     if as_json:
@@ -82,7 +92,10 @@ def _print_report(rep: object) -> None:
     table.add_row("[bold]total[/]", *(str(sum(c.values())) for c in rep.counts.values()))
     console.print(table)
     if rep.bad:
-        bad = Table("bad file", "code", "reason", title="bad files (skipped)")
+        bad = Table(title="bad files (skipped)")
+        bad.add_column("bad file", overflow="fold", ratio=2)
+        bad.add_column("code", no_wrap=True)
+        bad.add_column("reason", overflow="fold", ratio=3)
         for b in rep.bad:
             bad.add_row(escape(b.path), b.code, escape(b.reason))
         console.print(bad)

@@ -211,7 +211,39 @@ def decode_image(
 
 def _open_header(data: bytes, fmt: str) -> Any:
     # Parses the header only: no pixel buffer is allocated yet.
+    if fmt == "png":
+        data = strip_png_text(data)
     return _OPENERS[fmt](io.BytesIO(data))
+
+
+_PNG_TEXT_CHUNKS = (b"tEXt", b"zTXt", b"iTXt")
+
+
+def strip_png_text(data: bytes) -> bytes:
+    """Drop PNG text chunks (tEXt/zTXt/iTXt) before Pillow sees them.
+
+    Text is metadata we never use; removing it means a PNG with megabytes of (compressed)
+    text still decodes instead of failing on Pillow's text-size limits. Malformed chunk
+    structure is left untouched for the decoder to report.
+    """
+    if not any(kind in data for kind in _PNG_TEXT_CHUNKS):
+        return data
+    out = [data[:8]]
+    pos, end = 8, len(data)
+    while pos + 12 <= end:
+        length = int.from_bytes(data[pos : pos + 4], "big")
+        kind = data[pos + 4 : pos + 8]
+        stop = pos + 12 + length
+        if stop > end:
+            out.append(data[pos:])
+            return b"".join(out)
+        if kind not in _PNG_TEXT_CHUNKS:
+            out.append(data[pos:stop])
+        pos = stop
+        if kind == b"IEND":
+            break
+    out.append(data[pos:])
+    return b"".join(out)
 
 
 def _decode_opened(

@@ -81,7 +81,7 @@ class Sample:
         return fn
 
 
-SAMPLES: Registry[Sample] = Registry("sample dataset", list_hint="imgrec data sample --help")
+SAMPLES: Registry[Sample] = Registry("sample dataset", list_hint="imgrec data samples")
 
 
 def register_sample(name: str, description: str, target: SampleWriter | str) -> None:

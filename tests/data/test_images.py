@@ -239,3 +239,16 @@ def test_pixel_cap_from_environment(
         load_image(bad_image_files["rgb"])
     monkeypatch.delenv("IMGREC_MAX_PIXELS")
     assert load_image(bad_image_files["rgb"]).size == (48, 32)
+
+
+@pytest.mark.parametrize(("size", "compressed"), [(2_000_000, True), (70_000_000, False)])
+def test_huge_png_text_is_ignored_not_fatal(size: int, compressed: bool) -> None:
+    from PIL import PngImagePlugin
+
+    meta = PngImagePlugin.PngInfo()
+    meta.add_text("Big", "A" * size, zip=compressed)
+    meta.add_text("Evil", "<script>alert(1)</script>\x00")
+    data = _encode(exif_base(), "PNG", pnginfo=meta)
+    img = load_image(data)
+    assert img.info == {}
+    assert quadrant_colors(img) == quadrant_colors(exif_base())
