@@ -122,6 +122,11 @@ class TrainConfig:
         default=None,
         metadata=_doc("with a frozen backbone: compute features once, train the head; auto=on"),
     )
+    # --- outputs --------------------------------------------------------------------
+    report: bool = field(
+        default=True,
+        metadata=_doc("write figures/ and report.html at the end (metrics.json always)"),
+    )
 
     # ------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

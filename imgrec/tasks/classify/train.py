@@ -17,6 +17,7 @@ The run directory follows docs/design.md: ``model/`` (best), ``last/``, ``checkp
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -35,7 +36,12 @@ from imgrec.engine.callbacks import (
     ProgressBar,
     restore_state,
 )
-from imgrec.engine.checkpoint import CHECKPOINT_FILE, load_checkpoint, seed_everything
+from imgrec.engine.checkpoint import (
+    CHECKPOINT_FILE,
+    atomic_write_bytes,
+    load_checkpoint,
+    seed_everything,
+)
 from imgrec.engine.loop import TrainState, classification_loss, fit
 from imgrec.engine.optim import build_optimizer, build_scheduler
 from imgrec.errors import ConfigError, DatasetError
@@ -251,7 +257,11 @@ def _finish(cfg: TrainConfig, session: Session, data: ClassificationData, run_di
     from imgrec.tasks.classify.evaluate import evaluate
 
     model_dir = run_dir / "model"
-    metrics = evaluate(str(model_dir), data, split="val", out_dir=run_dir, history=state.history)
+    if cfg.report:
+        metrics = evaluate(model_dir, data, split="val", out_dir=run_dir, history=state.history)
+    else:
+        metrics = evaluate(model_dir, data, split="val")
+        atomic_write_bytes(run_dir / "metrics.json", json.dumps(metrics, indent=2).encode())
     card, weights = read_model_dir(model_dir)
     card.metrics = {k: metrics[k] for k in CARD_METRICS if k in metrics}
     card.metrics["best_epoch"] = state.best_epoch
