@@ -21,6 +21,8 @@ COMMAND_MODULES = (
     "imgrec.cli.predict",
     "imgrec.cli.serve",
     "imgrec.cli.export",
+    "imgrec.cli.models",
+    "imgrec.cli.pipeline",
 )
 
 

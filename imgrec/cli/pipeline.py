@@ -1,0 +1,166 @@
+"""`imgrec pipeline compile|run|submit|params`: the Kubeflow training pipeline.
+
+``run --local`` runs the pipeline here with kfp's local runner; ``compile`` writes the IR YAML
+for a cluster; ``submit`` sends it to a Kubeflow Pipelines endpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from typing import Any
+
+import typer
+
+from imgrec.cli.app import pipeline_app
+from imgrec.errors import ConfigError
+
+
+def parse_params(items: list[str] | None) -> dict[str, str]:
+    """``["epochs=3", "gate_metric=f1_macro"]`` -> ``{"epochs": "3", ...}``."""
+    out: dict[str, str] = {}
+    for item in items or []:
+        name, eq, value = item.partition("=")
+        if not eq or not name.strip():
+            raise ConfigError(f"bad --param {item!r}", hint="use NAME=VALUE, e.g. epochs=3")
+        out[name.strip()] = value.strip()
+    return out
+
+
+def _cluster(cpu: str, memory: str, gpus: int, accelerator: str, node_selector: list[str],
+             tolerations: list[str], image: str | None) -> Any:  # fmt: skip
+    from pipelines.training import ClusterSettings, Toleration
+
+    pairs = []
+    for item in node_selector or []:
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            raise ConfigError(f"bad --node-selector {item!r}", hint="use label=value")
+        pairs.append((key, value))
+    return ClusterSettings(
+        image=image,
+        cpu=cpu,
+        memory=memory,
+        accelerator=accelerator,
+        gpus=gpus,
+        node_selector=tuple(pairs),
+        tolerations=tuple(Toleration.parse(t) for t in tolerations or []),
+    )
+
+
+@pipeline_app.command("compile")
+def compile_cmd(
+    output: str = typer.Option("pipelines/training.yaml", "--output", "-o", help="YAML to write."),
+    image: str = typer.Option(None, "--image", help="Component image (default: configured)."),
+    cpu: str = typer.Option("4", "--cpu", help="CPU request/limit of the train task."),
+    memory: str = typer.Option("16G", "--memory", help="Memory request/limit of the train task."),
+    gpus: int = typer.Option(0, "--gpus", help="GPUs for the train task (0: CPU only)."),
+    accelerator: str = typer.Option("nvidia.com/gpu", "--accelerator", help="GPU resource."),
+    node_selector: list[str] = typer.Option(None, "--node-selector", help="label=value (repeat)."),
+    toleration: list[str] = typer.Option(None, "--toleration", help="key=value:Effect (repeat)."),
+) -> None:
+    """Compile the training pipeline to KFP IR YAML (commit it under pipelines/)."""
+    from pipelines.training import compile_pipeline
+
+    settings = _cluster(
+        cpu, memory, gpus, accelerator if gpus else "", node_selector, toleration, image
+    )
+    typer.echo(f"wrote {compile_pipeline(output, settings, image)}")
+
+
+@pipeline_app.command("params")
+def params_cmd(
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """The pipeline's parameters and their defaults (for --param NAME=VALUE)."""
+    from imgrec.mlops.local_run import pipeline_parameters
+
+    params = pipeline_parameters()
+    if as_json:
+        typer.echo(json.dumps(params))
+        return
+    for name, default in params.items():
+        typer.echo(f"{name:<28} {type(default).__name__:<6} {default!r}")
+
+
+@pipeline_app.command("run")
+def run_cmd(
+    local: bool = typer.Option(False, "--local", help="Run here with kfp's local runner."),
+    data: str = typer.Option("data/mnist5k", "--data", help="Dataset folder, s3:// or CSV."),
+    store: str = typer.Option("model-store", "--store", help="Model store folder or s3://."),
+    param: list[str] = typer.Option(None, "--param", help="NAME=VALUE pipeline parameter."),
+    runs_dir: str = typer.Option("runs/pipeline", "--runs-dir", help="Where run folders go."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Stream component logs."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
+) -> None:
+    """Run the whole pipeline: ingest, validate, preprocess, train, evaluate, gate, register."""
+    from imgrec.mlops import run_local
+
+    if not local:
+        raise ConfigError(
+            "only local runs are started from here",
+            hint="use `imgrec pipeline run --local`, or `imgrec pipeline submit --host URL`",
+        )
+    if not as_json:
+        typer.echo(f"running the training pipeline on {data} (store {store}) ...", err=True)
+    summary = run_local(data, store, parse_params(param), runs_dir=runs_dir, echo=verbose)
+    if as_json:
+        typer.echo(json.dumps(summary, default=str))
+    else:
+        print_summary(summary)
+    if summary["status"] != "succeeded":
+        raise typer.Exit(1)
+
+
+def print_summary(summary: dict[str, Any]) -> None:
+    """The run summary for people: status, metrics, gate decision with reasons, reports."""
+    ok = summary["status"] == "succeeded"
+    typer.echo(f"pipeline {summary['status'].upper()} in {summary['seconds']} s")
+    if not ok:
+        typer.echo(f"failed at step: {summary.get('failed_step') or '?'}")
+        typer.echo(f"reason: {summary.get('error')}")
+    if summary.get("metrics"):
+        shown = ("accuracy", "top5", "f1_macro", "ece")
+        typer.echo(
+            "metrics: "
+            + "  ".join(
+                f"{k} {summary['metrics'][k]:.4f}" for k in shown if k in summary["metrics"]
+            )
+        )
+    if ok:
+        gate = summary["gate"]
+        typer.echo(f"gate: {'PASSED' if gate.get('passed') else 'FAILED'}")
+        for reason in gate.get("reasons", []):
+            typer.echo(f"  - {reason}")
+        version = summary.get("registered_version")
+        typer.echo(f"registered: version {version}" if version else "registered: nothing")
+    typer.echo(f"production: version {summary.get('production_version')}")
+    for name, path in summary.get("reports", {}).items():
+        typer.echo(f"report {name}: {path}")
+    typer.echo(f"log: {summary['log']}")
+
+
+@pipeline_app.command("submit")
+def submit_cmd(
+    host: str = typer.Option(..., "--host", help="Kubeflow Pipelines API endpoint URL."),
+    experiment: str = typer.Option("imgrec", "--experiment", help="Experiment name."),
+    run_name: str = typer.Option(None, "--run-name", help="Run name (default: generated)."),
+    package: str = typer.Option(None, "--package", help="Compiled YAML (default: compile now)."),
+    namespace: str = typer.Option(None, "--namespace", help="Kubeflow namespace (multi-user)."),
+    param: list[str] = typer.Option(None, "--param", help="NAME=VALUE pipeline parameter."),
+) -> None:
+    """Submit the training pipeline to a Kubeflow Pipelines endpoint (kfp.Client)."""
+    import kfp
+
+    from imgrec.mlops.local_run import coerce_params
+    from pipelines.training import compile_pipeline
+
+    arguments = coerce_params(parse_params(param))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = package or compile_pipeline(f"{tmp}/training.yaml")
+        client = kfp.Client(host=host, namespace=namespace)
+        run = client.create_run_from_pipeline_package(
+            path, arguments=arguments, run_name=run_name, experiment_name=experiment,
+            namespace=namespace,
+        )  # fmt: skip
+    typer.echo(f"submitted run {run.run_id} to {host} (experiment {experiment})")

@@ -1,0 +1,204 @@
+"""Run the Kubeflow training pipeline on this machine with kfp's local runner.
+
+``kfp.local.SubprocessRunner(use_venv=False)`` runs each component as a subprocess of this
+Python (where imgrec is installed), so the pipeline runs unchanged: same components, same
+``dsl.If`` on the gate. Each run gets its own folder holding every task's artifacts and the
+log; the summary names the reports::
+
+    summary = run_local("data/mnist5k", "model-store", {"epochs": 3})
+    summary["status"], summary["gate"]["passed"], summary["registered_version"]
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import json
+import os
+import re
+import time
+import warnings
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from imgrec.errors import ConfigError
+
+DEFAULT_RUNS_DIR = "runs/pipeline"
+# Reports a run leaves behind: (summary key, task folder, output artifact name).
+_REPORTS = (
+    ("dataset", "ingest", "summary"),
+    ("validation", "validate", "report"),
+    ("preprocessing", "preprocess", "summary"),
+    ("training", "train", "report"),
+    ("evaluation", "evaluate", "report"),
+    ("gate", "gate", "decision"),
+    ("registration", "register", "summary"),
+    ("registration", "not-registered", "summary"),
+)
+
+
+def coerce_params(raw: dict[str, Any]) -> dict[str, Any]:
+    """Convert ``NAME=VALUE`` strings to the pipeline parameter types; unknown names refused."""
+    import difflib
+
+    from pipelines.training import default_params
+
+    defaults = default_params()
+    out: dict[str, Any] = {}
+    for name, value in raw.items():
+        key = name.replace("-", "_")
+        if key not in defaults:
+            close = difflib.get_close_matches(key, defaults, n=3)
+            raise ConfigError(
+                f"unknown pipeline parameter {name!r}"
+                + (f"; did you mean {', '.join(close)}?" if close else ""),
+                hint=f"parameters: {', '.join(defaults)}",
+            )
+        kind = type(defaults[key])
+        try:
+            if kind is bool and isinstance(value, str):
+                out[key] = value.strip().lower() in ("1", "true", "yes", "on")
+            else:
+                out[key] = kind(value)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(
+                f"pipeline parameter {key} expects {kind.__name__}, got {value!r}"
+            ) from exc
+    return out
+
+
+def _absolute(uri: str) -> str:
+    from imgrec import storage
+
+    return uri if storage.is_s3(uri) else os.path.abspath(uri)
+
+
+def _task_dirs(run_root: Path) -> dict[str, Path]:
+    """``{task name: its output folder}`` for the (single) pipeline run under ``run_root``."""
+    return {Path(p).name: Path(p) for p in glob.glob(str(run_root / "*" / "*")) if Path(p).is_dir()}
+
+
+def _reports(tasks: dict[str, Path]) -> dict[str, str]:
+    found = {}
+    for key, task, output in _REPORTS:
+        path = tasks.get(task, Path("/nonexistent")) / output
+        if path.is_file():
+            found[key] = str(path)
+    return found
+
+
+def _failure(log_text: str, tasks: dict[str, Path]) -> tuple[str, str]:
+    """(failed step, readable reason) from the run's log and artifacts."""
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", log_text)
+    failed = re.findall(r"Task '([\w-]+)' finished with status FAILURE", plain)
+    step = failed[-1] if failed else ""
+    summary = tasks.get("validate", Path("/nonexistent")) / "summary"
+    if step == "validate" and summary.is_file():
+        lines = [ln.strip("- ").strip() for ln in summary.read_text().splitlines()]
+        reasons = [ln for ln in lines if ln.startswith("**critical**")]
+        return step, "; ".join(r.replace("**critical** ", "") for r in reasons)
+    errors = re.findall(r"(imgrec\.errors\.\w+|\w+Error): (.+)", plain)
+    return step, (f"{errors[-1][0]}: {errors[-1][1]}" if errors else "see the log")
+
+
+def run_local(
+    data: str,
+    store: str,
+    params: dict[str, Any] | None = None,
+    *,
+    runs_dir: str = DEFAULT_RUNS_DIR,
+    echo: bool = False,
+) -> dict[str, Any]:
+    """Run the training pipeline locally and return its summary.
+
+    ``params`` are pipeline parameters (strings are converted to their types). The summary has
+    ``status`` (``succeeded``/``failed``), ``failed_step`` and ``error`` on failure, ``gate``
+    (``passed``, ``reasons``, ...), ``metrics`` (scalar val metrics), ``registered_version``
+    (``None`` when nothing was registered), ``production_version``, ``reports`` (paths),
+    ``run_dir``, ``log`` and ``seconds``. With ``echo`` the component logs also go to stderr.
+    """
+    from kfp import local
+
+    from imgrec.mlops.steps import scalar_metrics
+    from imgrec.store import ModelStore
+    from pipelines.training import build_pipeline
+
+    values = coerce_params(params or {})
+    values["data_uri"] = _absolute(data)
+    values["store_uri"] = _absolute(store)
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+    run_root = Path(runs_dir).resolve() / stamp
+    run_root.mkdir(parents=True, exist_ok=False)
+    log_path = run_root / "pipeline.log"
+    started = time.perf_counter()
+    summary: dict[str, Any] = {
+        "status": "failed",
+        "params": values,
+        "gate": {"passed": False, "reasons": []},
+        "metrics": {},
+        "registered_version": None,
+        "run_dir": str(run_root),
+        "log": str(log_path),
+    }
+    pipeline = build_pipeline()
+    with open(log_path, "w", encoding="utf-8") as log, warnings.catch_warnings():
+        # The component image is not named "python"; kfp warns, but here tasks run in this venv.
+        warnings.filterwarnings("ignore", message="You may be attemping", category=RuntimeWarning)
+        local.init(
+            runner=local.SubprocessRunner(use_venv=False),
+            pipeline_root=str(run_root),
+            raise_on_error=True,
+        )
+        stream: Any = _Tee(log) if echo else log
+        try:
+            with contextlib.redirect_stdout(stream), contextlib.redirect_stderr(stream):
+                task = pipeline(**values)
+            outputs = task.outputs
+            version = int(outputs["registered_version"])
+            gate = dict(outputs["gate"])
+            summary.update(
+                status="succeeded",
+                gate=gate,
+                metrics=scalar_metrics(dict(outputs["metrics"])),
+                registered_version=version or None,
+            )
+        except Exception as exc:  # a failed task, or kfp refusing a value: report, not crash
+            log.flush()
+            text = log_path.read_text(encoding="utf-8", errors="replace")
+            step, reason = _failure(text, _task_dirs(run_root))
+            summary.update(failed_step=step or None, error=reason or str(exc))
+    tasks = _task_dirs(run_root)
+    summary["reports"] = _reports(tasks)
+    summary["production_version"] = ModelStore(values["store_uri"]).production_version()
+    summary["seconds"] = round(time.perf_counter() - started, 1)
+    (run_root / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
+    return summary
+
+
+class _Tee:
+    """A text stream writing to the log file and to stderr."""
+
+    def __init__(self, log: Any) -> None:
+        import sys
+
+        self._targets = (log, sys.stderr)
+
+    def write(self, text: str) -> int:
+        for t in self._targets:
+            t.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        for t in self._targets:
+            t.flush()
+
+
+def pipeline_parameters() -> dict[str, Any]:
+    """Names and defaults of the pipeline's parameters (for ``--param`` help)."""
+    from pipelines.training import default_params
+
+    return default_params()
+
+
+__all__ = ["coerce_params", "pipeline_parameters", "run_local"]

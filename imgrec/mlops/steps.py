@@ -1,0 +1,256 @@
+"""One function per pipeline step, working on plain folders: what each KFP component calls.
+
+The components in ``components/`` only translate between Kubeflow artifacts and these
+functions, so every step can be run and tested without Kubeflow::
+
+    meta = ingest_step("data/mnist5k", "out/manifest")
+    validate_step("out/manifest", "out/validation", {"max_unreadable_fraction": 0.1})
+    pre = preprocess_step("out/manifest", "out/pre", model="auto")
+    train_step("out/pre", "out/model", "out/run")
+    results = evaluate_step("out/model", "out/manifest", "out/eval")
+    decision = gate_step(results, "out/manifest", "model-store", "out/gate", {"metric": "accuracy"})
+    version = register_step("out/model", "model-store", {"metrics": results})
+
+Evaluation and the gate use the ingested (original) images, the same ones inference receives,
+so the candidate and the production model are compared on identical data.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from imgrec import storage
+from imgrec.errors import ConfigError
+from imgrec.mlops.ingest import TRAIN_CSV, ingest, read_manifest
+
+SCALAR_METRICS = (
+    "accuracy",
+    "top5",
+    "precision_macro",
+    "recall_macro",
+    "f1_macro",
+    "precision_weighted",
+    "recall_weighted",
+    "f1_weighted",
+    "ece",
+    "n",
+)
+
+
+def ingest_step(data_uri: str, out_dir: str, *, val_fraction: float = 0.2, seed: int = 0) -> dict:
+    """Ingest ``data_uri`` into a manifest folder; returns ``manifest.json``'s content."""
+    manifest = ingest(data_uri, val_fraction=val_fraction, seed=seed)
+    manifest.write(out_dir)
+    return manifest.meta()
+
+
+def ingest_markdown(meta: dict[str, Any]) -> str:
+    """A short Markdown table of the manifest: counts per split and class."""
+    counts: dict[str, dict[str, int]] = meta["counts"]
+    splits = sorted(counts)
+    lines = [
+        f"## Dataset `{meta['version']}`",
+        "",
+        f"Source `{meta['source']}` ({meta['layout']}), {meta['n_images']} images, "
+        f"{meta['n_unreadable']} unreadable. Fingerprint `{meta['fingerprint']}`.",
+        "",
+        "| class | " + " | ".join(splits) + " |",
+        "|---|" + "---|" * len(splits),
+    ]
+    for c in meta["classes"]:
+        lines.append(f"| {c} | " + " | ".join(str(counts[s].get(c, 0)) for s in splits) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def validate_step(manifest_dir: str, out_dir: str, thresholds: dict[str, Any]) -> dict:
+    """Run the validation suite; writes the reports; raises ``ValidationFailedError``."""
+    from imgrec.mlops.validate import ValidationThresholds, validate_manifest
+
+    report = validate_manifest(
+        read_manifest(manifest_dir), ValidationThresholds.from_dict(thresholds), out_dir=out_dir
+    )
+    return report.to_dict()
+
+
+def preprocess_step(
+    manifest_dir: str,
+    out_dir: str,
+    *,
+    task: str = "classify",
+    model: str = "auto",
+    img_size: int = 0,
+    epochs: int = 0,
+    device: str = "cpu",
+) -> dict:
+    """Resolve the recipe and shrink the images; returns the stats and the resolved config."""
+    from imgrec.mlops.preprocess import preprocess
+
+    if task != "classify":
+        raise ConfigError(
+            f"the training pipeline does not train task {task!r} yet",
+            hint="use task=classify, or `imgrec train --task detect` outside the pipeline",
+        )
+    result = preprocess(
+        read_manifest(manifest_dir),
+        out_dir,
+        model=model,
+        img_size=img_size,
+        epochs=epochs,
+        device=device,
+    )
+    return {**result.stats, "config": result.config, "notes": result.notes}
+
+
+def preprocess_markdown(result: dict[str, Any]) -> str:
+    """A short Markdown note: the recipe chosen and what was cached."""
+    cfg = result["config"]
+    geo = result["geometry"]
+    lines = [
+        "## Preprocessing",
+        "",
+        f"Recipe: `{cfg['model']}` at {cfg['img_size']} px, {cfg['epochs']} epochs, "
+        f"batch {cfg['batch_size']}.",
+        f"Geometry: resize {geo['resize_size']}, crop {geo['crop']} to {geo['input_size']}.",
+        f"{result['resized']} of {result['images']} images cached at the training size "
+        f"({result['bytes_before']:,} -> {result['bytes_after']:,} bytes); "
+        f"{result['kept']} already small enough.",
+        "",
+    ]
+    lines += [f"- {n}" for n in result.get("notes", [])]
+    return "\n".join(lines) + "\n"
+
+
+def train_step(
+    data_dir: str, model_dir: str, run_dir: str, *, device: str = "auto", threads: int = 0
+) -> dict:
+    """Train with the resolved config of the preprocess step; copy the best model to
+    ``model_dir`` (a model directory). Returns the val metrics of the run."""
+    from imgrec.tasks.classify.train import train
+
+    config = json.loads(storage.read_text(storage.join(data_dir, "train_config.json")))
+    config["device"] = device
+    if threads:
+        config["threads"] = threads
+    result = train(storage.join(data_dir, TRAIN_CSV), config=config, out=run_dir, quiet=True)
+    _copy_tree(result.model_dir, model_dir)
+    return dict(result.metrics)
+
+
+def _copy_tree(src: str, dst: str) -> None:
+    for f in storage.list_files(src):
+        rel = os.path.relpath(f, src) if not storage.is_s3(f) else f[len(src.rstrip("/")) + 1 :]
+        storage.write_bytes(
+            storage.join(dst, *rel.replace(os.sep, "/").split("/")), storage.read_bytes(f)
+        )
+
+
+def evaluate_step(model_dir: str, manifest_dir: str, out_dir: str, *, split: str = "val") -> dict:
+    """Evaluate ``model_dir`` on the ingested images of ``split``; writes ``metrics.json``,
+    ``figures/`` and ``report.html`` to ``out_dir`` and returns the metrics dict."""
+    from imgrec.tasks.classify.evaluate import evaluate
+
+    data = storage.join(manifest_dir, TRAIN_CSV)
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    return evaluate(model_dir, data, split=split, out_dir=out_dir)
+
+
+def _production_metrics(
+    store_uri: str, manifest_dir: str, split: str
+) -> tuple[int | None, dict[str, Any] | None]:
+    """Evaluate the store's production model on the same data (``(None, None)`` if none)."""
+    from imgrec.store import ModelStore
+    from imgrec.tasks.classify.evaluate import evaluate
+
+    store = ModelStore(store_uri)
+    current = store.production()
+    if current is None:
+        return None, None
+    data = storage.join(manifest_dir, TRAIN_CSV)
+    if storage.is_s3(current.model_uri):
+        with tempfile.TemporaryDirectory(prefix="imgrec-prod-") as tmp:
+            local = store.fetch(current.version, tmp)
+            return current.version, evaluate(str(local), data, split=split)
+    return current.version, evaluate(current.model_uri, data, split=split)
+
+
+def gate_step(
+    candidate: dict[str, Any],
+    manifest_dir: str,
+    store_uri: str,
+    out_dir: str | None,
+    policy: dict[str, Any],
+    *,
+    split: str = "val",
+) -> dict:
+    """Decide candidate vs production on the same data; writes ``gate.json``/``gate.md``."""
+    from imgrec.mlops.gate import GatePolicy, decide
+
+    gate_policy = GatePolicy.from_dict(policy)  # checked before the production model is scored
+    version, production = _production_metrics(store_uri, manifest_dir, split)
+    decision = decide(candidate, production, gate_policy, production_version=version)
+    out = decision.to_dict()
+    if production is not None:
+        out["production_metrics"] = {k: production[k] for k in SCALAR_METRICS if k in production}
+    if out_dir is not None:
+        storage.write_text(storage.join(out_dir, "gate.json"), json.dumps(out, indent=1))
+        storage.write_text(storage.join(out_dir, "gate.md"), decision.markdown())
+    return out
+
+
+def register_metadata(
+    metrics: dict[str, Any], gate: dict[str, Any], dataset: dict[str, Any]
+) -> dict[str, Any]:
+    """What the store keeps beside a registered model."""
+    return {
+        "metrics": {
+            **scalar_metrics(metrics),
+            "per_class": metrics.get("per_class", {}),
+            "classes": metrics.get("classes", []),
+        },
+        "dataset": {
+            k: dataset[k] for k in ("fingerprint", "version", "source", "n_images") if k in dataset
+        },
+        "gate": {
+            k: gate[k] for k in ("passed", "reasons", "metric", "production_version") if k in gate
+        },
+    }
+
+
+def register_step(model_dir: str, store_uri: str, metadata: dict[str, Any]) -> int:
+    """Store ``model_dir`` as a new version and make it production; returns its number."""
+    from imgrec.store import ModelStore
+
+    reason = "passed the gate" if metadata.get("gate", {}).get("passed") else "registered"
+    return ModelStore(store_uri).register(model_dir, metadata=metadata, reason=reason).version
+
+
+def kfp_safe(value: Any) -> Any:
+    """JSON-like data that KFP can pass between tasks: ``None`` dict entries are dropped,
+    ``None`` list items become ``""`` (KFP's struct parameters reject nulls)."""
+    if isinstance(value, dict):
+        return {str(k): kfp_safe(v) for k, v in value.items() if v is not None}
+    if isinstance(value, (list, tuple)):
+        return ["" if v is None else kfp_safe(v) for v in value]
+    if hasattr(value, "item") and callable(value.item):  # numpy scalars
+        return value.item()
+    return value
+
+
+def scalar_metrics(metrics: dict[str, Any]) -> dict[str, float]:
+    """The scalar metrics of an evaluate dict (for Kubeflow ``Metrics`` and summaries)."""
+    return {
+        k: (int(metrics[k]) if k == "n" else float(metrics[k]))
+        for k in SCALAR_METRICS
+        if metrics.get(k) is not None
+    }
+
+
+def copy_file(src: str, dst: str) -> None:
+    """Copy one local file, creating the destination folder."""
+    Path(dst).parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(src, dst)

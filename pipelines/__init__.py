@@ -1,0 +1,1 @@
+"""Kubeflow pipeline definitions (``training.py``) and their compiled IR YAML."""
