@@ -26,7 +26,9 @@ import hashlib
 import json
 import logging
 import os
+import threading
 import warnings
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -156,12 +158,29 @@ def onnx_runner(classifier: Any, *, threads: int | None = None) -> Runner:
     return run
 
 
+_RUNNERS: weakref.WeakKeyDictionary[Any, dict[tuple[str, int | None], Runner]] = (
+    weakref.WeakKeyDictionary()
+)
+_RUNNERS_LOCK = threading.Lock()
+
+
 def make_runner(classifier: Any, runtime: str = "auto", *, threads: int | None = None) -> Runner:
     """A logits function for ``classifier`` on ``runtime`` (``auto``, ``onnx`` or ``torch``).
 
     ``auto`` uses ONNX Runtime for CPU models and falls back to PyTorch (logged) when the
-    export or its check fails; GPU models always run in PyTorch.
+    export or its check fails; GPU models always run in PyTorch. Runners are kept for the
+    lifetime of ``classifier``, so repeated calls reuse one ONNX Runtime session.
     """
+    key = (runtime, threads)
+    with _RUNNERS_LOCK:
+        cached = _RUNNERS.get(classifier, {}).get(key)
+        if cached is None:
+            cached = _build_runner(classifier, runtime, threads)
+            _RUNNERS.setdefault(classifier, {})[key] = cached
+    return cached
+
+
+def _build_runner(classifier: Any, runtime: str, threads: int | None) -> Runner:
     if runtime != "auto":
         return RUNTIMES.get(runtime)(classifier, threads=threads)
     if classifier.device.type != "cpu":
