@@ -19,7 +19,7 @@ from imgrec.data.transforms import eval_transform
 from imgrec.models.card import Preprocessing
 from imgrec.predictor import load_model
 from serving.batcher import DynamicBatcher
-from serving.export import ONNX_TOLERANCE, EXPORT_FORMATS, compare_onnx, export_model
+from serving.export import EXPORT_FORMATS, ONNX_TOLERANCE, compare_onnx, export_model
 from serving.inputs import draft_size, normalize_batch, prepare_image
 
 
