@@ -44,7 +44,8 @@ class Server:
 
     def v1(self, instances: list[Any], **kw: Any) -> httpx.Response:
         return httpx.post(
-            f"{self.url}/v1/models/{self.name}:predict", json={"instances": instances, **kw},
+            f"{self.url}/v1/models/{self.name}:predict",
+            json={"instances": instances, **kw},
             timeout=60,
         )
 
@@ -79,13 +80,23 @@ def start_server(
     timeout_s: float = 240.0,
 ) -> Server:
     port = free_port()
-    cfg = {"model": model, "port": port, "options": options or {}, "limits": limits or {},
-           "token": token}
+    cfg = {
+        "model": model,
+        "port": port,
+        "options": options or {},
+        "limits": limits or {},
+        "token": token,
+    }
     log = tmp / f"server-{port}.log"
     env = {**os.environ, "IMGREC_CACHE": str(tmp / "cache")}
     with log.open("wb") as fh:
-        proc = subprocess.Popen([sys.executable, "-c", SERVER_CODE, json.dumps(cfg)],
-                                cwd=REPO, stdout=fh, stderr=subprocess.STDOUT, env=env)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", SERVER_CODE, json.dumps(cfg)],
+            cwd=REPO,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
     server = Server(f"http://127.0.0.1:{port}", port, proc, log)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

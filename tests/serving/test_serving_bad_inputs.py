@@ -17,8 +17,12 @@ import pytest
 from conftest import CAT_CLASSES, Server
 from image_fixtures import BAD_CODES, GOOD_KEYS
 
-STATUS = {"empty_file": 400, "corrupt_image": 400, "unsupported_media_type": 415,
-          "image_too_large": 413}
+STATUS = {
+    "empty_file": 400,
+    "corrupt_image": 400,
+    "unsupported_media_type": 415,
+    "image_too_large": 413,
+}
 
 
 def assert_still_serving(server: Server, chelsea_jpeg: bytes) -> None:
@@ -41,8 +45,10 @@ def test_bad_image_rows_1_to_4(
 def test_good_but_tricky_images_rows_5_to_9(
     default_server: Server, bad_image_files: dict[str, Path], chelsea_jpeg: bytes
 ) -> None:
-    instances = [{"image": {"b64": base64.b64encode(bad_image_files[k].read_bytes()).decode()}}
-                 for k in GOOD_KEYS]
+    instances = [
+        {"image": {"b64": base64.b64encode(bad_image_files[k].read_bytes()).decode()}}
+        for k in GOOD_KEYS
+    ]
     for start in range(0, len(instances), 8):  # the server accepts 8 images per request
         r = default_server.v1(instances[start : start + 8])
         assert r.status_code == 200, r.text
@@ -80,14 +86,19 @@ def test_malformed_requests_row_11(
 
 
 def test_invalid_json_gets_a_code(default_server: Server, chelsea_jpeg: bytes) -> None:
-    r = httpx.post(f"{default_server.url}/v1/models/imgrec:predict", content=b"{nope",
-                   headers={"content-type": "application/json"}, timeout=30)
+    r = httpx.post(
+        f"{default_server.url}/v1/models/imgrec:predict",
+        content=b"{nope",
+        headers={"content-type": "application/json"},
+        timeout=30,
+    )
     assert r.status_code == 400 and r.json()["code"] == "bad_request"
     assert_still_serving(default_server, chelsea_jpeg)
 
 
-def _raw_request(server: Server, head: bytes, body_chunks: list[bytes], pause_s: float = 0.0
-                 ) -> tuple[bytes, float]:
+def _raw_request(
+    server: Server, head: bytes, body_chunks: list[bytes], pause_s: float = 0.0
+) -> tuple[bytes, float]:
     """Send a hand-made HTTP request; returns (response bytes, seconds to first byte)."""
     u = urlparse(server.url)
     with socket.create_connection((u.hostname, u.port), timeout=20) as sock:
@@ -113,8 +124,9 @@ def _raw_request(server: Server, head: bytes, body_chunks: list[bytes], pause_s:
 
 
 def _head(path: str, extra: str) -> bytes:
-    return (f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n{extra}\r\n"
-            ).encode()
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n{extra}\r\n"
+    ).encode()
 
 
 def test_declared_body_over_limit_row_19(default_server: Server, chelsea_jpeg: bytes) -> None:
@@ -147,11 +159,20 @@ def test_lying_content_length_row_19(default_server: Server, chelsea_jpeg: bytes
 
 
 def test_multipart_is_refused_fast_row_20(default_server: Server, chelsea_jpeg: bytes) -> None:
-    parts = b"".join(b"--b\r\nContent-Disposition: form-data; name=\"f%d\"\r\n\r\nx\r\n" % i
-                     for i in range(5000)) + b"--b--\r\n"
+    parts = (
+        b"".join(
+            b'--b\r\nContent-Disposition: form-data; name="f%d"\r\n\r\nx\r\n' % i
+            for i in range(5000)
+        )
+        + b"--b--\r\n"
+    )
     started = time.monotonic()
-    r = httpx.post(f"{default_server.url}/v1/models/imgrec:predict", content=parts,
-                   headers={"content-type": "multipart/form-data; boundary=b"}, timeout=30)
+    r = httpx.post(
+        f"{default_server.url}/v1/models/imgrec:predict",
+        content=parts,
+        headers={"content-type": "multipart/form-data; boundary=b"},
+        timeout=30,
+    )
     assert r.status_code == 415 and r.json()["code"] == "unsupported_content_type"
     assert time.monotonic() - started < 5
     assert httpx.get(f"{default_server.url}/v2/health/ready", timeout=5).status_code == 200

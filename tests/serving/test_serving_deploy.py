@@ -29,8 +29,11 @@ def _model_dir(root: Path, classes: list[str], seed: int) -> Path:
 
     torch.manual_seed(seed)
     net = build_model("small_resnet", num_classes=len(classes))
-    card = ModelCard(architecture="small_resnet", classes=classes,
-                     preprocessing=Preprocessing(input_size=32, resize_size=32))
+    card = ModelCard(
+        architecture="small_resnet",
+        classes=classes,
+        preprocessing=Preprocessing(input_size=32, resize_size=32),
+    )
     out = root / f"model-{seed}"
     save_model_dir(net, card, out)
     return out
@@ -59,7 +62,9 @@ def test_local_hot_swap_under_load_loses_nothing(tmp_path: Path, monkeypatch) ->
         with httpx.Client(timeout=60) as client:
             i = 0
             while not stop.is_set():
-                r = client.post(url, json={"instances": [{"image": {"b64": _png(worker * 1000 + i)}}]})
+                r = client.post(
+                    url, json={"instances": [{"image": {"b64": _png(worker * 1000 + i)}}]}
+                )
                 body = r.json()
                 label = body["predictions"][0]["labels"][0] if r.status_code == 200 else ""
                 results.append((r.status_code, body.get("model_version", ""), label))

@@ -52,8 +52,13 @@ def test_onnx_matches_pytorch_on_real_images(lite0, tmp_path: Path) -> None:  # 
     "pre",
     [
         Preprocessing(input_size=224, resize_size=256, interpolation="bicubic"),
-        Preprocessing(input_size=32, resize_size=36, interpolation="bilinear",
-                      mean=(0.1, 0.2, 0.3), std=(0.3, 0.2, 0.1)),
+        Preprocessing(
+            input_size=32,
+            resize_size=36,
+            interpolation="bilinear",
+            mean=(0.1, 0.2, 0.3),
+            std=(0.3, 0.2, 0.1),
+        ),
         Preprocessing(input_size=64, resize_size=64, crop="none"),
     ],
 )

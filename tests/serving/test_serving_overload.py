@@ -60,7 +60,7 @@ def test_overload_gets_fast_503_with_retry_after(
     refused = [r for r in results if r[0] == 503]
     served = [r for r in results if r[0] == 200]
     assert refused and served and len(refused) + len(served) == len(results)
-    for _, seconds, headers, body in refused:
+    for _, _seconds, headers, body in refused:
         assert body["code"] == "overloaded" and int(headers["retry-after"]) >= 1
     # refused requests do not wait for the model: far faster than served ones
     assert float(np.median([r[1] for r in refused])) < float(np.median([r[1] for r in served]))

@@ -52,8 +52,11 @@ def test_v2_json_base64_and_fp32_input_agree(default_server: Server, chelsea_jpe
 
     url = f"{default_server.url}/v2/models/imgrec/infer"
     b64 = base64.b64encode(chelsea_jpeg).decode()
-    r = httpx.post(url, json={"inputs": [
-        {"name": "image", "datatype": "BYTES", "shape": [1], "data": [b64]}]}, timeout=60)
+    r = httpx.post(
+        url,
+        json={"inputs": [{"name": "image", "datatype": "BYTES", "shape": [1], "data": [b64]}]},
+        timeout=60,
+    )
     assert r.status_code == 200, r.text
     out = {o["name"]: o for o in r.json()["outputs"]}
     pre = load_model("efficientnet_lite0").card.preprocessing
@@ -71,8 +74,11 @@ def test_v2_json_base64_and_fp32_input_agree(default_server: Server, chelsea_jpe
 
 def test_v2_bad_requests_have_codes(default_server: Server) -> None:
     url = f"{default_server.url}/v2/models/imgrec/infer"
-    wrong_shape = {"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 3, 8, 8],
-                               "data": [0.0] * 192}]}
+    wrong_shape = {
+        "inputs": [
+            {"name": "input", "datatype": "FP32", "shape": [1, 3, 8, 8], "data": [0.0] * 192}
+        ]
+    }
     r = httpx.post(url, json=wrong_shape, timeout=30)
     assert r.status_code == 400 and r.json()["code"] == "bad_request"
     assert "224" in r.json()["message"]
@@ -108,9 +114,12 @@ def test_one_bad_image_in_a_batch_fails_alone(default_server: Server, chelsea_jp
 
 
 def test_prediction_log_records(default_server: Server, chelsea_jpeg: bytes) -> None:
-    r = httpx.post(f"{default_server.url}/v1/models/imgrec:predict",
-                   json={"instances": [{"image": {"b64": base64.b64encode(chelsea_jpeg).decode()}}]},
-                   headers={"x-request-id": "log-check-1"}, timeout=60)
+    r = httpx.post(
+        f"{default_server.url}/v1/models/imgrec:predict",
+        json={"instances": [{"image": {"b64": base64.b64encode(chelsea_jpeg).decode()}}]},
+        headers={"x-request-id": "log-check-1"},
+        timeout=60,
+    )
     assert r.status_code == 200
     log_dir = default_server.log_dir  # type: ignore[attr-defined]
     deadline = time.monotonic() + 10
@@ -130,6 +139,8 @@ def test_prediction_log_records(default_server: Server, chelsea_jpeg: bytes) -> 
     assert 0 < rec["confidence"] <= 1 and rec["latency_ms"] > 0
 
 
-@pytest.mark.parametrize("route", ["/v2/health/live", "/v2/health/ready", "/v2/models/imgrec/ready"])
+@pytest.mark.parametrize(
+    "route", ["/v2/health/live", "/v2/health/ready", "/v2/models/imgrec/ready"]
+)
 def test_health_routes(default_server: Server, route: str) -> None:
     assert httpx.get(default_server.url + route, timeout=10).status_code == 200
