@@ -132,14 +132,14 @@ def test_manifests_validate(folder: str) -> None:
 
 
 def test_checker_rejects_unknown_and_mistyped_fields() -> None:
-    [isvc] = [d for d in load_docs(MANIFESTS / "base/inferenceservice.yaml")]
+    [isvc] = load_docs(MANIFESTS / "base/inferenceservice.yaml")
     bad = copy.deepcopy(isvc)
     bad["spec"]["predictor"]["model"]["storageURI"] = "s3://typo"
     bad["spec"]["predictor"]["minReplicas"] = "one"
     problems = validate_object(bad)
     assert any("storageURI: unknown field" in p for p in problems)
     assert any("minReplicas: expected int" in p for p in problems)
-    bad_deploy = [d for d in load_docs(MANIFESTS / "base/payload-logger.yaml")][0]
+    bad_deploy = load_docs(MANIFESTS / "base/payload-logger.yaml")[0]
     bad_deploy["spec"]["replicas"] = "x"
     assert validate_object(bad_deploy)
 
