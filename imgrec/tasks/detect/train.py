@@ -1,0 +1,278 @@
+"""``train(data, **options)`` for object detection: data -> RUN_DIR with the model directory.
+
+The loop is detection-shaped (targets are lists of boxes), so it is its own small function;
+checkpoints, seeding, the optimizer and the history file come from ``imgrec.engine``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+
+from imgrec.data.detection import DetectionData, boxes_summary, load_detection_data
+from imgrec.data.detection.augment import DetectionDataset, collate, train_transform
+from imgrec.errors import ConfigError, DatasetError
+from imgrec.models.card import IMAGENET_MEAN, IMAGENET_STD, ModelCard, Preprocessing, save_model_dir
+from imgrec.models.detectors import Detector, build_detector
+from imgrec.tasks.detect.recipe import DetectConfig, make_config
+
+
+@dataclass
+class TrainResult:
+    """What ``train`` produced (design: ``run_dir``, ``model_dir``, ``metrics``, ``history``)."""
+
+    run_dir: str
+    model_dir: str
+    metrics: dict[str, Any]
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _split_val(data: DetectionData, cfg: DetectConfig) -> None:
+    if data.splits.get("val"):
+        return
+    records = list(data.splits.get("train", []))
+    if len(records) < 2:
+        raise DatasetError(
+            f"{data.uri!r} has {len(records)} usable train images", hint="add labelled images"
+        )
+    order = torch.randperm(len(records), generator=torch.Generator().manual_seed(cfg.seed)).tolist()
+    n_val = max(1, round(cfg.val_fraction * len(records)))
+    data.splits["val"] = [records[i] for i in order[:n_val]]
+    data.splits["train"] = [records[i] for i in order[n_val:]]
+
+
+def preprocessing_for(cfg: DetectConfig) -> Preprocessing:
+    """Detection preprocessing: the whole image squashed to ``img_size`` square (no crop)."""
+    return Preprocessing(
+        input_size=cfg.img_size,
+        resize_size=cfg.img_size,
+        crop="none",
+        interpolation="bilinear",
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+    )
+
+
+class _Schedule:
+    """Warm-up then cosine; progress is steps done / planned, or time used / ``max_seconds``."""
+
+    def __init__(
+        self, opt: torch.optim.Optimizer, total_steps: int, warmup: int, max_seconds: float | None
+    ) -> None:
+        self.opt, self.total, self.warmup, self.max_seconds = (
+            opt,
+            max(1, total_steps),
+            warmup,
+            max_seconds,
+        )
+        self.base = [g["lr"] for g in opt.param_groups]
+        self.start = time.perf_counter()
+
+    def progress(self, step: int) -> float:
+        p = step / self.total
+        if self.max_seconds:
+            p = max(p, (time.perf_counter() - self.start) / self.max_seconds)
+        return min(p, 1.0)
+
+    def set(self, step: int) -> float:
+        factor = (
+            (step + 1) / (self.warmup + 1)
+            if step < self.warmup
+            else 0.5 * (1 + math.cos(math.pi * self.progress(step)))
+        )
+        factor = max(factor, 0.01)
+        for group, base in zip(self.opt.param_groups, self.base, strict=True):
+            group["lr"] = base * factor
+        return self.base[0] * factor
+
+
+def train_epoch(
+    det: Detector,
+    loader: DataLoader,
+    opt: torch.optim.Optimizer,
+    sched: _Schedule,
+    state: dict[str, Any],
+    grad_clip: float,
+) -> float:
+    """One pass over ``loader``; returns the mean loss. Stops early when the schedule is done."""
+    total, count = 0.0, 0
+    for images, targets in loader:
+        if not targets:
+            continue
+        sched.set(state["step"])
+        losses = det.loss(images, targets)
+        loss = sum(losses.values())
+        assert isinstance(loss, torch.Tensor)
+        if not torch.isfinite(loss):
+            raise ConfigError(
+                f"training diverged: loss is {float(loss)} at step {state['step']}",
+                hint="lower the learning rate (--set lr=...)",
+            )
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(
+            [p for g in opt.param_groups for p in g["params"]], grad_clip
+        )
+        opt.step()
+        state["step"] += 1
+        total, count = total + float(loss.detach()) * len(targets), count + len(targets)
+        if sched.max_seconds and sched.progress(state["step"]) >= 1.0:
+            state["out_of_time"] = True
+            break
+    return total / max(count, 1)
+
+
+def _card(
+    cfg: DetectConfig, data: DetectionData, metrics: dict[str, Any], pre: Preprocessing
+) -> ModelCard:
+    from imgrec.tasks.detect.evaluate import headline
+
+    return ModelCard(
+        architecture=cfg.model,
+        classes=list(data.classes),
+        preprocessing=pre,
+        task="detect",
+        arch_kwargs=cfg.arch_kwargs(),
+        metrics=headline(metrics),
+        dataset={"uri": data.uri, "format": data.format, "counts": data.counts()},
+        config=cfg.to_dict(),
+        weights={"pretrained": cfg.pretrained, "backbone": cfg.backbone},
+    )
+
+
+def train(
+    data: str | Path,
+    *,
+    out: str | Path | None = None,
+    config: Any = None,
+    progress: bool = True,
+    **options: Any,
+) -> TrainResult:
+    """Train a detector on ``data`` (COCO folder, YOLO ``data.yaml`` or VOC folder).
+
+    Writes ``RUN_DIR/model/`` (best mAP50), ``last/``, ``checkpoint.pt``, ``config.yaml``,
+    ``history.jsonl``, ``metrics.json``, ``data_report.json``, ``figures/`` and ``report.html``.
+
+    Example::
+
+        result = train("data/digits-detect", epochs=10, out="runs/digits")
+        result.metrics["map50"]
+    """
+    from imgrec.engine.checkpoint import seed_everything
+    from imgrec.tasks.detect.evaluate import evaluate_records, write_evaluation
+
+    options.pop("task", None)
+    cfg = make_config(config, **options)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    run_dir = Path(out or f"runs/detect-{time.strftime('%Y%m%d-%H%M%S')}")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(_yaml(cfg.to_dict()))
+    generator = seed_everything(cfg.seed)
+    dataset = load_detection_data(data)
+    _split_val(dataset, cfg)
+    pre = preprocessing_for(cfg)
+    det = build_detector(
+        cfg.model, len(dataset.classes), pretrained=cfg.pretrained, **cfg.arch_kwargs()
+    )
+    train_set = DetectionDataset(
+        dataset.split("train"), train_transform(pre, cfg.augment, hflip=cfg.hflip)
+    )
+    loader = DataLoader(
+        train_set,
+        batch_size=cfg.batch_size,
+        shuffle=True,
+        collate_fn=collate,
+        generator=generator,
+        drop_last=len(train_set) > cfg.batch_size,
+    )
+    params = [p for p in det.parameters() if p.requires_grad]
+    from imgrec.engine.optim import build_optimizer
+
+    opt = build_optimizer("adamw", params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = _Schedule(opt, cfg.epochs * max(1, len(loader)), cfg.warmup_steps, cfg.max_seconds)
+    history, state = _fit(det, loader, opt, sched, cfg, dataset, pre, run_dir, progress)
+    metrics = evaluate_records(
+        det, dataset.split("val"), dataset.classes, pre, score_threshold=cfg.score_threshold
+    )
+    metrics["train_seconds"] = state["train_seconds"]
+    save_model_dir(det, _card(cfg, dataset, metrics, pre), run_dir / "model")
+    _write_report(dataset, train_set, run_dir)
+    write_evaluation(metrics, run_dir, history=history)
+    return TrainResult(str(run_dir), str(run_dir / "model"), metrics, history)
+
+
+def _fit(
+    det: Detector,
+    loader: DataLoader,
+    opt: torch.optim.Optimizer,
+    sched: _Schedule,
+    cfg: DetectConfig,
+    dataset: DetectionData,
+    pre: Preprocessing,
+    run_dir: Path,
+    progress: bool,
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Epochs of training with a quick mAP50 check; keeps the last model and a checkpoint."""
+    from imgrec.engine.checkpoint import rng_state, save_checkpoint
+    from imgrec.tasks.detect.evaluate import evaluate_records
+
+    state: dict[str, Any] = {"step": 0, "train_seconds": 0.0}
+    history: list[dict[str, Any]] = []
+    with (run_dir / "history.jsonl").open("w") as log:
+        for epoch in range(1, cfg.epochs + 1):
+            start = time.perf_counter()
+            loss = train_epoch(det, loader, opt, sched, state, cfg.grad_clip)
+            state["train_seconds"] += time.perf_counter() - start
+            record: dict[str, Any] = {
+                "epoch": epoch,
+                "train_loss": round(loss, 5),
+                "lr": opt.param_groups[0]["lr"],
+                "seconds": round(time.perf_counter() - start, 2),
+            }
+            last = epoch == cfg.epochs or state.get("out_of_time")
+            if last or epoch % cfg.val_every == 0:
+                quick = evaluate_records(
+                    det, dataset.split("val"), dataset.classes, pre, crosscheck=False
+                )
+                record.update(val_map=round(quick["map"], 5), val_map50=round(quick["map50"], 5))
+            history.append(record)
+            log.write(json.dumps(record) + "\n")
+            log.flush()
+            if progress:
+                print(" ".join(f"{k}={v}" for k, v in record.items()), flush=True)
+            save_checkpoint(
+                run_dir / "checkpoint.pt",
+                {
+                    "model": det.state_dict(),
+                    "optimizer": opt.state_dict(),
+                    "epoch": epoch,
+                    "step": state["step"],
+                    "rng": rng_state(),
+                },
+            )
+            if last:
+                break
+    card = _card(cfg, dataset, {}, pre)
+    save_model_dir(det, card, run_dir / "last")
+    return history, state
+
+
+def _write_report(dataset: DetectionData, train_set: DetectionDataset, run_dir: Path) -> None:
+    report = dataset.report.to_dict()
+    report["undecodable_images"] = [{"path": p, "code": c} for p, c in train_set.bad.items()]
+    report["splits"] = {name: boxes_summary(records) for name, records in dataset.splits.items()}
+    (run_dir / "data_report.json").write_text(json.dumps(report, indent=2, default=str))
+
+
+def _yaml(values: dict[str, Any]) -> str:
+    import yaml
+
+    return yaml.safe_dump(values, sort_keys=False)
