@@ -126,10 +126,14 @@ def main() -> None:
             seconds["imgrec_torch"].append(t)
 
         # what the reduced (draft) decode changes: imgrec's labels vs the full-decode path
-        full = [p.labels[0] for p in clf.predict([str(p) for p in paths], top_k=1)]
+        full_preds = clf.predict([str(p) for p in paths], top_k=1)
+        full = [p.labels[0] for p in full_preds]
+        confident = [p.scores[0] >= 0.5 for p in full_preds]
 
     rate = {k: args.images / statistics.median(v) for k, v in seconds.items()}
-    agree_full = np.mean([a == b for a, b in zip(full, labels["imgrec"], strict=True)])
+    same = [a == b for a, b in zip(full, labels["imgrec"], strict=True)]
+    agree_full = np.mean(same)
+    agree_confident = np.mean([s for s, c in zip(same, confident, strict=True) if c] or [np.nan])
     agree = np.mean([a == b for a, b in zip(labels["plain"], labels["imgrec"], strict=True)])
     print(
         json.dumps(
@@ -147,6 +151,8 @@ def main() -> None:
                 "speedup": round(rate["imgrec"] / rate["plain"], 2),
                 "speedup_torch_runtime": round(rate["imgrec_torch"] / rate["plain"], 2),
                 "top1_agreement_with_full_decode": round(float(agree_full), 4),
+                "top1_agreement_with_full_decode_when_confident": round(float(agree_confident), 4),
+                "confident_images": int(sum(confident)),
                 "top1_agreement_with_plain_loop": round(float(agree), 4),
                 "seconds": {k: [round(s, 3) for s in v] for k, v in seconds.items()},
                 "first_run_seconds": round(export_s, 2),

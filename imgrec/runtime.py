@@ -81,7 +81,9 @@ def torch_runner(classifier: Any, *, threads: int | None = None) -> Runner:
 def onnx_path(classifier: Any) -> Path:
     """The cache file for ``classifier``: architecture plus a digest of card and weights."""
     digest = hashlib.sha256()
-    digest.update(json.dumps(classifier.card.to_dict(), sort_keys=True, default=str).encode())
+    # the card minus its creation time: a pretrained card is made anew on every load
+    card = {k: v for k, v in classifier.card.to_dict().items() if k != "created"}
+    digest.update(json.dumps(card, sort_keys=True, default=str).encode())
     digest.update(torch.__version__.encode())
     for name, tensor in sorted(classifier.module.state_dict().items()):
         digest.update(name.encode())
