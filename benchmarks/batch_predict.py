@@ -22,7 +22,9 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -34,6 +36,7 @@ from imgrec.predictor import load_model
 from imgrec.runtime import onnx_path
 from imgrec.tasks.classify.predict import predict
 
+R = TypeVar("R")
 PHOTOS = (
     "chelsea",
     "astronaut",
@@ -93,9 +96,9 @@ def imgrec_predict(folder: Path, clf: object, runtime: str) -> list[str]:
     return [r["predictions"][0]["label"] for r in records]
 
 
-def timed(fn: object) -> tuple[float, object]:
+def timed(fn: Callable[[], R]) -> tuple[float, R]:
     start = time.perf_counter()
-    out = fn()  # type: ignore[operator]
+    out = fn()
     return time.perf_counter() - start, out
 
 
@@ -119,10 +122,10 @@ def main() -> None:
         for _ in range(args.repeats):
             t, plain_ids = timed(lambda: plain_loop(paths, clf.module))
             seconds["plain"].append(t)
-            labels["plain"] = [clf.classes[i] for i in plain_ids]  # type: ignore[union-attr]
-            t, labels["imgrec"] = timed(lambda: imgrec_predict(folder, clf, "auto"))  # type: ignore[assignment]
+            labels["plain"] = [clf.classes[i] for i in plain_ids]
+            t, labels["imgrec"] = timed(lambda: imgrec_predict(folder, clf, "auto"))
             seconds["imgrec"].append(t)
-            t, labels["imgrec_torch"] = timed(lambda: imgrec_predict(folder, clf, "torch"))  # type: ignore[assignment]
+            t, labels["imgrec_torch"] = timed(lambda: imgrec_predict(folder, clf, "torch"))
             seconds["imgrec_torch"].append(t)
 
         # what the reduced (draft) decode changes: imgrec's labels vs the full-decode path
@@ -133,7 +136,8 @@ def main() -> None:
     rate = {k: args.images / statistics.median(v) for k, v in seconds.items()}
     same = [a == b for a, b in zip(full, labels["imgrec"], strict=True)]
     agree_full = np.mean(same)
-    agree_confident = np.mean([s for s, c in zip(same, confident, strict=True) if c] or [np.nan])
+    kept = [float(s) for s, c in zip(same, confident, strict=True) if c]
+    agree_confident = np.mean(kept) if kept else float("nan")
     agree = np.mean([a == b for a, b in zip(labels["plain"], labels["imgrec"], strict=True)])
     print(
         json.dumps(

@@ -64,7 +64,9 @@ def test_expand_files_folders_globs_and_missing(photos):
 def test_predict_matches_classifier_and_keeps_order(photos, model_dir, runtime):
     sources = [str(photos), str(photos / "missing.jpg"), str(photos / "sub" / "*.png")]
     records = list(predict(sources, model=str(model_dir), top_k=2, batch_size=2, runtime=runtime))
-    expected = [s if isinstance(s, str) else s.source for s in expand_sources(sources)]
+    expected = [
+        s if isinstance(s, str) else getattr(s, "source", "") for s in expand_sources(sources)
+    ]
     assert [r["source"] for r in records] == expected
     errors = {Path(r["source"]).name: r["error"]["code"] for r in records if "error" in r}
     assert errors == {"broken.jpg": "unsupported_media_type", "missing.jpg": "not_found"}

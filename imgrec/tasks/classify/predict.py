@@ -124,6 +124,7 @@ def predict(
     batch_size: int = 32,
     runtime: str = "auto",
     workers: int | None = None,
+    threads: int | None = None,
     draft: bool = True,
 ) -> Iterator[dict[str, Any]]:
     """Yield one record per image, in the order of the expanded ``sources``.
@@ -131,6 +132,8 @@ def predict(
     ``model``: a model directory, a pretrained name, or a loaded classifier. ``save_dir``: also
     write each image with its top label and score drawn on it (the record then has
     ``"saved"``). ``runtime``: ``auto`` (ONNX Runtime on CPU), ``onnx`` or ``torch``.
+    ``workers``: decode threads (default: cores, 2..8); ``threads``: inference intra-op
+    threads (default: cores).
     """
     if isinstance(sources, (str, os.PathLike)):
         sources = [sources]
@@ -145,7 +148,7 @@ def predict(
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
     expanded = expand_sources(sources)
-    run = make_runner(clf, runtime)
+    run = make_runner(clf, runtime, threads=threads)
     size = draft_size(clf.card) if draft else None
 
     pre = clf.card.preprocessing
