@@ -92,26 +92,27 @@ def write_config(
     inference_port: int = 8085,
     management_port: int | None = None,
     metrics_port: int | None = None,
-    workers: int = 1,
+    workers: int | None = 1,
     extra: dict[str, str] | None = None,
 ) -> Path:
     """Write a ``config.properties`` binding every endpoint to ``host``.
 
     ``workers`` per model (TorchServe's CPU guidance: one per core; the intra-op threads per
     worker are set through ``OMP_NUM_THREADS`` by :meth:`TorchServe.start`). Token
-    authorization is left on.
+    authorization is left on. ``workers=None`` keeps TorchServe's default.
     """
     props = {
         "inference_address": f"http://{host}:{inference_port}",
         "management_address": f"http://{host}:{management_port or free_port(host)}",
         "metrics_address": f"http://{host}:{metrics_port or free_port(host)}",
-        "default_workers_per_model": str(workers),
+        "default_workers_per_model": str(workers) if workers else "",
         "number_of_netty_threads": "2",
         "job_queue_size": "200",
         "disable_system_metrics": "true",
         "install_py_dep_per_model": "false",
         "vmargs": "-Xmx1g -XX:+UseSerialGC",
     }
+    props = {k: v for k, v in props.items() if v}
     props.update(extra or {})
     out = Path(path)
     out.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
@@ -141,8 +142,13 @@ class TorchServe:
         workers: int = 1,
         threads_per_worker: int = 1,
         env: dict[str, str] | None = None,
+        defaults: bool = False,
     ) -> TorchServe:
-        """Start TorchServe with ``models`` (``NAME=FILE.mar`` or ``FILE.mar``) from the store."""
+        """Start TorchServe with ``models`` (``NAME=FILE.mar`` or ``FILE.mar``) from the store.
+
+        ``defaults=True`` keeps TorchServe's own worker count and thread settings (only the
+        addresses are set), i.e. TorchServe "as installed".
+        """
         work = Path(workdir)
         work.mkdir(parents=True, exist_ok=True)
         port = inference_port or free_port(host)
@@ -152,15 +158,17 @@ class TorchServe:
             host=host,
             inference_port=port,
             management_port=mport,
-            workers=workers,
+            workers=None if defaults else workers,
         )
         run_env = dict(os.environ)
         # TorchServe keeps its pid file in TMPDIR: a private one lets several instances coexist.
         (work / "tmp").mkdir(exist_ok=True)
+        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            run_env.pop(var, None)
+            if not defaults:
+                run_env[var] = str(threads_per_worker)
         run_env.update(
             TMPDIR=str(work / "tmp"),
-            OMP_NUM_THREADS=str(threads_per_worker),
-            MKL_NUM_THREADS=str(threads_per_worker),
             LOG_LOCATION=str(work / "logs"),
             METRICS_LOCATION=str(work / "logs"),
             TS_CONFIG_FILE=str(config),

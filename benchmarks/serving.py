@@ -1,0 +1,226 @@
+"""Serving speed: requests/s and p50/p99 latency at concurrency 1, 8 and 32.
+
+640x480 JPEGs, the pretrained EfficientNet-Lite0 at 224 px, load generated from this process
+(aiohttp on loopback) against servers started one at a time as separate processes:
+
+* ``imgrec``: the imgrec KServe predictor (ONNX Runtime, dynamic batching), V1 JSON;
+* ``plain-kserve``: a plain PyTorch-eager KServe predictor (benchmarks/serving_baselines.py);
+* ``torchserve-default``: TorchServe's stock ``image_classifier`` handler as installed;
+* ``torchserve-tuned``: the same, tuned as TorchServe documents for CPUs (one worker per
+  core, one intra-op thread per worker).
+
+Each (server, concurrency) run is bounded: ``--seconds`` after a warm-up, at most
+``--max-requests``. Prints one JSON object; ratios compare servers measured in the same run.
+
+    python benchmarks/serving.py [--seconds 8] [--only imgrec,plain-kserve]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+CONCURRENCY = (1, 8, 32)
+
+
+def make_jpegs(n: int = 16) -> list[bytes]:
+    """n distinct 640x480 JPEGs cut from scikit-image's photos."""
+    from skimage import data
+
+    sources = [data.chelsea(), data.astronaut(), data.coffee(), data.rocket()]
+    rng = np.random.default_rng(0)
+    out = []
+    for i in range(n):
+        img = Image.fromarray(sources[i % len(sources)]).convert("RGB")
+        scale = 640 / min(img.size) * (1 + rng.random() * 0.3)
+        img = img.resize((int(img.width * scale) + 1, int(img.height * scale) + 1))
+        x, y = rng.integers(0, img.width - 640 + 1), rng.integers(0, img.height - 480 + 1)
+        buf = io.BytesIO()
+        img.crop((x, y, x + 640, y + 480)).save(buf, format="JPEG", quality=90)
+        out.append(buf.getvalue())
+    return out
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_http(url: str, timeout_s: float, headers: dict[str, str] | None = None) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=2, headers=headers).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"{url} not ready after {timeout_s} s")
+
+
+@contextmanager
+def kserve_server(kind: str, work: Path) -> Iterator[tuple[str, Callable[[bytes], Any]]]:
+    port = free_port()
+    if kind == "imgrec":
+        code = ("from serving.server import serve; import sys; "
+                "serve('efficientnet_lite0', port=int(sys.argv[1]))")  # fmt: skip
+        cmd = [sys.executable, "-c", code, str(port)]
+    else:
+        # -m from the repo root: run as a script, benchmarks/serving.py would shadow `serving`
+        cmd = [sys.executable, "-m", "benchmarks.serving_baselines", "plain", str(port)]
+    env = {**os.environ, "IMGREC_CACHE": str(work / "cache")}
+    log = (work / f"{kind}.log").open("wb")
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/v2/models/imgrec/ready", 300)
+        url = f"http://127.0.0.1:{port}/v1/models/imgrec:predict"
+
+        def request(jpeg: bytes) -> dict[str, Any]:
+            body = {"instances": [{"image": {"b64": base64.b64encode(jpeg).decode()}}]}
+            return {"url": url, "json": body}
+
+        yield url, request
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+        log.close()
+
+
+@contextmanager
+def torchserve(tuned: bool, work: Path) -> Iterator[tuple[str, Callable[[bytes], Any]]]:
+    from benchmarks.serving_baselines import write_torchserve_model
+    from serving.torchserve import TorchServe
+
+    store = work / "ts-store"
+    if not (store / "lite0.mar").exists():
+        store.mkdir(parents=True, exist_ok=True)
+        model, index = write_torchserve_model(str(work / "ts-model"))
+        subprocess.run([str(Path(sys.executable).with_name("torch-model-archiver")),
+                        "--model-name", "lite0", "--version", "1.0", "--serialized-file",
+                        str(model), "--handler", "image_classifier", "--extra-files", str(index),
+                        "--export-path", str(store), "--force"], check=True)  # fmt: skip
+    cores = os.cpu_count() or 1
+    # tuned: one worker per core, one intra-op thread each; default: TorchServe's own defaults
+    kw: dict[str, Any] = {"workers": cores, "threads_per_worker": 1} if tuned else {}
+    folder = work / ("ts-tuned" if tuned else "ts-default")
+    ts = TorchServe.start(store, ["lite0=lite0.mar"], folder, defaults=not tuned, **kw)
+    try:
+        ts.wait_ready(300)
+        key = ts.keys()["inference"]
+        url = f"{ts.url}/predictions/lite0"
+
+        def request(jpeg: bytes) -> dict[str, Any]:
+            return {"url": url, "data": jpeg, "headers": {"Authorization": f"Bearer {key}"}}
+
+        yield url, request
+    finally:
+        ts.stop()
+
+
+async def load(request: Callable[[bytes], Any], jpegs: list[bytes], concurrency: int,
+               seconds: float, max_requests: int, warmup_s: float) -> dict[str, Any]:  # fmt: skip
+    import aiohttp
+
+    latencies: list[float] = []
+    errors = 0
+    sent = 0
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    timeout = aiohttp.ClientTimeout(total=120)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+
+        async def worker(wid: int, until: float, record: bool) -> None:
+            nonlocal errors, sent
+            i = wid
+            while time.perf_counter() < until and (not record or sent < max_requests):
+                kw = request(jpegs[i % len(jpegs)])
+                i += concurrency
+                if record:
+                    sent += 1
+                started = time.perf_counter()
+                async with session.post(**kw) as r:
+                    await r.read()
+                    ok = r.status == 200
+                if record:
+                    latencies.append(time.perf_counter() - started)
+                    errors += 0 if ok else 1
+
+        await asyncio.gather(*(worker(w, time.perf_counter() + warmup_s, False)
+                               for w in range(concurrency)))  # fmt: skip
+        started = time.perf_counter()
+        await asyncio.gather(*(worker(w, started + seconds, True) for w in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    lat = np.array(latencies) * 1000
+    return {
+        "concurrency": concurrency,
+        "requests": len(latencies),
+        "errors": errors,
+        "req_per_s": round(len(latencies) / elapsed, 1),
+        "p50_ms": round(float(np.percentile(lat, 50)), 1),
+        "p99_ms": round(float(np.percentile(lat, 99)), 1),
+    }
+
+
+SERVERS: dict[str, Callable[[Path], Any]] = {
+    "imgrec": lambda w: kserve_server("imgrec", w),
+    "plain-kserve": lambda w: kserve_server("plain", w),
+    "torchserve-default": lambda w: torchserve(False, w),
+    "torchserve-tuned": lambda w: torchserve(True, w),
+}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--seconds", type=float, default=8.0)
+    ap.add_argument("--warmup", type=float, default=2.0)
+    ap.add_argument("--max-requests", type=int, default=3000)
+    ap.add_argument("--only", default=",".join(SERVERS))
+    args = ap.parse_args()
+    jpegs = make_jpegs()
+    results: dict[str, Any] = {"image": "640x480 JPEG", "model": "efficientnet_lite0 @224",
+                               "cpus": os.cpu_count(), "servers": {}}  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="imgrec-bench-") as tmp:
+        for name in args.only.split(","):
+            work = Path(tmp)
+            with SERVERS[name](work) as (_, request):
+                runs = []
+                for c in CONCURRENCY:
+                    runs.append(asyncio.run(load(request, jpegs, c, args.seconds,
+                                                 args.max_requests, args.warmup)))  # fmt: skip
+                    print(name, runs[-1], file=sys.stderr, flush=True)
+                results["servers"][name] = runs
+    by = {n: {r["concurrency"]: r for r in runs} for n, runs in results["servers"].items()}
+    if "imgrec" in by:
+        ours = by["imgrec"][8]["req_per_s"]
+        results["ratios_at_c8"] = {
+            f"imgrec_vs_{n}": round(ours / runs[8]["req_per_s"], 2)
+            for n, runs in by.items() if n != "imgrec" and runs[8]["req_per_s"] > 0
+        }  # fmt: skip
+        results["imgrec_p99_at_c8_ms"] = by["imgrec"][8]["p99_ms"]
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
