@@ -80,9 +80,39 @@ class TimmFPNBackbone(nn.Module):
 
     def forward(self, x: torch.Tensor) -> OrderedDict[str, torch.Tensor]:
         # channels_last: ~1.6x faster depthwise convolutions on CPU (measured, 2 cores)
-        feats = self.body(
-            x.contiguous(memory_format=torch.channels_last)
-        )  # [(B, C3, H/8, W/8), (B, C4, H/16, W/16), (B, C5, H/32, W/32)]
+        feats = self.body(x.contiguous(memory_format=torch.channels_last))
+        # [(B, C3, H/8, W/8), (B, C4, H/16, W/16), (B, C5, H/32, W/32)]
+        return self.fpn(OrderedDict((str(i), f) for i, f in enumerate(feats)))
+
+    # --- split forward, for training on cached features of the frozen first blocks ----------
+    def _feature_blocks(self) -> list[int]:
+        names = self.body.feature_info.module_name()
+        if not all(n.startswith("blocks.") for n in names) or not hasattr(self.body, "conv_stem"):
+            raise ModelError(
+                "cached-feature training needs an EfficientNet/MobileNet-style backbone",
+                hint="set cache_features=false or use backbone efficientnet_lite0",
+            )
+        return [int(n.split(".")[1]) for n in names]
+
+    def prefix(self, x: torch.Tensor, upto: int) -> list[torch.Tensor]:
+        """Stem and ``blocks[:upto]``: the FPN inputs produced so far, then the last hidden map."""
+        h = self.body.bn1(self.body.conv_stem(x.contiguous(memory_format=torch.channels_last)))
+        feats = []
+        wanted = self._feature_blocks()
+        for i in range(upto):
+            h = self.body.blocks[i](h)
+            if i in wanted:
+                feats.append(h)
+        return [*feats, h]
+
+    def suffix(self, cached: list[torch.Tensor], start: int) -> OrderedDict[str, torch.Tensor]:
+        """The rest of the network from ``prefix``'s output (``blocks[start:]``, then the FPN)."""
+        feats, h = list(cached[:-1]), cached[-1]
+        wanted = self._feature_blocks()
+        for i in range(start, len(self.body.blocks)):
+            h = self.body.blocks[i](h)
+            if i in wanted:
+                feats.append(h)
         return self.fpn(OrderedDict((str(i), f) for i, f in enumerate(feats)))
 
 

@@ -44,11 +44,14 @@ class DetectConfig:
     fpn_channels: int = 64
     head_convs: int = 2
     freeze_stages: int = 2  # backbone stages frozen (with the stem) when pretrained
+    cache_features: bool = True  # fcos on timm EfficientNet/MobileNet: cache frozen-block features
+    cache_blocks: int = 5  # with cache_features: stem + this many blocks frozen and cached
+    cache_views: int = 2  # with cache_features: versions cached per image (1 plain + augmented)
     score_threshold: float = 0.3  # predict/evaluate precision-recall threshold
-    val_every: int = 1  # validate (mAP50) every N epochs; always after the last
+    val_every: int = 0  # also validate (mAP) every N epochs; 0: only after the last
     val_fraction: float = 0.2  # used only when the dataset has no val split
     seed: int = 0
-    threads: int | None = None  # torch threads; None: all cores
+    threads: int | None = None  # torch threads; None: all cores (1 when they are busy)
     extra: dict[str, Any] = field(default_factory=dict)  # extra detector arch kwargs
 
     def arch_kwargs(self) -> dict[str, Any]:
@@ -59,10 +62,19 @@ class DetectConfig:
                 backbone=self.backbone,
                 fpn_channels=self.fpn_channels,
                 head_convs=self.head_convs,
-                freeze_stages=self.freeze_stages if self.pretrained else 0,
+                freeze_stages=self.frozen_blocks(),
                 frozen_bn=bool(self.pretrained),
             )
         return {**base, **self.extra}
+
+    def uses_cache(self) -> bool:
+        """Feature caching applies to pretrained fcos only (frozen blocks must stay frozen)."""
+        return bool(self.cache_features and self.pretrained and self.model == "fcos")
+
+    def frozen_blocks(self) -> int:
+        if not self.pretrained:
+            return 0
+        return self.cache_blocks if self.uses_cache() else self.freeze_stages
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
