@@ -162,7 +162,7 @@ class FileBatches:
         sampler: Any = None
         if balanced:
             weights = sample_weights(torch.as_tensor(list(labels)), num_classes)
-            sampler = WeightedRandomSampler(weights, len(weights), generator=generator)
+            sampler = WeightedRandomSampler(weights.tolist(), len(weights), generator=generator)
         self.loader = DataLoader(
             _FileDataset(paths, labels, pre, augment),
             batch_size=batch_size,

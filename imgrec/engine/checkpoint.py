@@ -84,7 +84,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 def rng_state(generator: torch.Generator | None = None) -> dict[str, Any]:
     """The RNG states of torch (CPU, CUDA), numpy's global RNG and Python's ``random``."""
-    np_state = np.random.get_state()
+    np_state: Any = np.random.get_state()
     py_version, py_internal, py_gauss = random.getstate()
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence, Sized
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -122,7 +122,7 @@ def fit(
     ``validate(model)`` returns at least ``val_loss`` and ``val_accuracy``. Each epoch's record
     (``epoch, train_loss, val_loss, val_accuracy, lr, seconds``) is appended to ``history``.
     """
-    steps = len(train_batches) if hasattr(train_batches, "__len__") else 0
+    steps = len(train_batches) if isinstance(train_batches, Sized) else 0
     for cb in callbacks:
         cb.on_fit_start(state, steps)
     while state.epoch < state.epochs and not state.stop:

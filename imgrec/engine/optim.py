@@ -24,9 +24,12 @@ SCHEDULERS: Registry[Callable[..., LRScheduler]] = Registry(
 )
 
 
-def _param_groups(params: Iterable[torch.nn.Parameter], weight_decay: float) -> list[dict]:
+def _param_groups(
+    params: Iterable[torch.nn.Parameter], weight_decay: float
+) -> list[dict[str, Any]]:
     # No decay on biases and norm scales (1-d tensors): the usual, better-behaved choice.
-    decay, no_decay = [], []
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
     for p in params:
         if p.requires_grad:
             (no_decay if p.ndim <= 1 else decay).append(p)
