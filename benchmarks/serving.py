@@ -167,20 +167,32 @@ async def load(request: Callable[[bytes], Any], jpegs: list[bytes], concurrency:
                     latencies.append(time.perf_counter() - started)
                     errors += 0 if ok else 1
 
-        await asyncio.gather(*(worker(w, time.perf_counter() + warmup_s, False)
-                               for w in range(concurrency)))  # fmt: skip
+        # Hard bounds: a server slower than `seconds` per request cannot stretch a run beyond
+        # 2x its time; requests still open then are cancelled and reported as `unfinished`.
+        warm = [worker(w, time.perf_counter() + warmup_s, False) for w in range(concurrency)]
+        await _bounded(warm, 2 * warmup_s + 10)
         started = time.perf_counter()
-        await asyncio.gather(*(worker(w, started + seconds, True) for w in range(concurrency)))
+        runs = [worker(w, started + seconds, True) for w in range(concurrency)]
+        await _bounded(runs, 2 * seconds + 10)
         elapsed = time.perf_counter() - started
-    lat = np.array(latencies) * 1000
+    lat = np.array(latencies or [float("nan")]) * 1000
     return {
         "concurrency": concurrency,
         "requests": len(latencies),
+        "unfinished": sent - len(latencies),
         "errors": errors,
         "req_per_s": round(len(latencies) / elapsed, 1),
         "p50_ms": round(float(np.percentile(lat, 50)), 1),
         "p99_ms": round(float(np.percentile(lat, 99)), 1),
     }
+
+
+async def _bounded(coros: list[Any], timeout_s: float) -> None:
+    tasks = [asyncio.ensure_future(c) for c in coros]
+    _, pending = await asyncio.wait(tasks, timeout=timeout_s)
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
 
 
 SERVERS: dict[str, Callable[[Path], Any]] = {
