@@ -15,6 +15,7 @@ from imgrec.errors import ImgrecError
 # Each module registers its commands on the app when imported.
 COMMAND_MODULES = (
     "imgrec.cli.data",
+    "imgrec.cli.detect_data",
     "imgrec.cli.architectures",
     "imgrec.cli.train",
     "imgrec.cli.evaluate",

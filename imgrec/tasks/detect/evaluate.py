@@ -113,7 +113,7 @@ def evaluate(
         from imgrec.errors import DatasetError
 
         raise DatasetError(
-            f"the data classes {dataset.classes[:5]} differ from the model classes {card.classes[:5]}",
+            f"data classes {dataset.classes[:5]} differ from model classes {card.classes[:5]}",
             hint="evaluate on data labelled with the model's classes",
         )
     threshold = (

@@ -65,13 +65,17 @@ def predict(
     sources: Any,
     *,
     model: Any,
-    top_k: int = 100,
+    top_k: int | None = None,
+    max_detections: int = 100,
     save_dir: str | os.PathLike[str] | None = None,
     batch_size: int = 8,
     score_threshold: float | None = None,
     **_: Any,
 ) -> Iterator[dict[str, Any]]:
     """Yield one record per image (or video) in the order of the expanded ``sources``.
+
+    ``top_k`` (the classifiers' option) is ignored: detections are chosen by
+    ``score_threshold`` (default: the card's), at most ``max_detections`` per image.
 
     Example::
 
@@ -98,7 +102,7 @@ def predict(
         for (i, src, im), f in zip(pending, found, strict=True):
             record: dict[str, Any] = {
                 "source": src,
-                "detections": detection_records(f, card.classes, threshold)[:top_k],
+                "detections": detection_records(f, card.classes, threshold)[:max_detections],
             }
             if out_dir is not None:
                 record["saved"] = _save(out_dir, i, src, im, record["detections"])

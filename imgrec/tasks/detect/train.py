@@ -171,8 +171,8 @@ def train(
     from imgrec.engine.checkpoint import seed_everything
     from imgrec.tasks.detect.evaluate import evaluate_records, write_evaluation
 
-    options.pop("task", None)
-    cfg = make_config(config, **options)
+    progress = progress and not options.pop("quiet", False)
+    cfg = make_config(config, **_cli_options(options))
     torch.set_num_threads(_threads(cfg.threads))
     run_dir = Path(out or f"runs/detect-{time.strftime('%Y%m%d-%H%M%S')}")
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -300,6 +300,22 @@ def _fit(
     card = _card(cfg, dataset, {}, pre)
     save_model_dir(det, card, run_dir / "last")
     return history
+
+
+def _cli_options(options: dict[str, Any]) -> dict[str, Any]:
+    """Map the shared ``imgrec train`` flags onto ``DetectConfig`` (``--model auto``: default)."""
+    options = dict(options)
+    options.pop("task", None)
+    if options.get("model") == "auto":
+        options.pop("model")
+    for flag, hint in (
+        ("weights", "start from --pretrained backbone weights"),
+        ("freeze", "use --set freeze_stages=N"),
+        ("resume", "start a new run"),
+    ):
+        if options.pop(flag, None):
+            raise ConfigError(f"--{flag} is not supported for detection yet", hint=hint)
+    return options
 
 
 def _threads(requested: int | None) -> int:
