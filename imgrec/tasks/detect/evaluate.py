@@ -36,6 +36,8 @@ def detect_images(
     """Run ``det`` on PIL images; boxes come back in each image's own pixels (clipped)."""
     from imgrec.data.transforms import eval_transform
 
+    if not images:
+        return []
     tf = eval_transform(pre)
     batch = torch.stack([tf(im) for im in images])  # (B, 3, S, S)
     out = []
