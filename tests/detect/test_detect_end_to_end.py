@@ -30,9 +30,10 @@ def trained(tmp_path_factory) -> tuple[Path, Path]:
 
 def test_train_writes_the_run_directory(trained) -> None:
     _, run = trained
-    for name in ("model/model.json", "model/weights.safetensors", "last/model.json", "checkpoint.pt",
-                 "config.yaml", "history.jsonl", "metrics.json", "data_report.json", "report.html",
-                 "figures/pr_curves.png", "figures/confusion_matrix.png"):  # fmt: skip
+    names = ("model/model.json", "model/weights.safetensors", "last/model.json", "checkpoint.pt",
+             "config.yaml", "history.jsonl", "metrics.json", "data_report.json", "report.html",
+             "figures/pr_curves.png", "figures/confusion_matrix.png")  # fmt: skip
+    for name in names:
         assert (run / name).is_file(), name
     card = json.loads((run / "model" / "model.json").read_text())
     assert card["task"] == "detect" and card["classes"] == [str(d) for d in range(10)]
@@ -100,7 +101,7 @@ def test_drawn_boxes_land_where_the_json_says(tmp_path) -> None:
                   {"label": "3", "score": 0.8, "box": [120.0, 30.0, 180.0, 100.0]}]  # fmt: skip
     drawn = np.asarray(draw_detections(image, detections)).astype(int)
     for det in detections:
-        x1, y1, x2, y2 = (int(round(v)) for v in det["box"])
+        x1, y1, x2, y2 = (round(v) for v in det["box"])
         edges = [drawn[(y1 + y2) // 2, x1], drawn[(y1 + y2) // 2, x2], drawn[y2, (x1 + x2) // 2]]
         colour = edges[0]
         assert not np.array_equal(colour, [255, 255, 255])
