@@ -50,7 +50,8 @@ class Classifier:
         self.card = card
         self.classes: list[str] = list(card.classes)
         self.device = torch.device(device)
-        self.module = module.to(self.device).eval()
+        # channels_last: depthwise/small convs run ~1.3-2x faster on CPU (measured, 2 cores)
+        self.module = module.to(self.device).to(memory_format=torch.channels_last).eval()
         self._transform = eval_transform(card.preprocessing)
 
     def __repr__(self) -> str:
@@ -74,7 +75,8 @@ class Classifier:
     def predict_batch(self, x: torch.Tensor) -> torch.Tensor:
         """Logits ``(B, num_classes)`` for a preprocessed batch ``(B, 3, H, W)``."""
         with torch.inference_mode():
-            return self.module(x.to(self.device, non_blocking=True))  # type: ignore[no-any-return]
+            x = x.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+            return self.module(x)  # type: ignore[no-any-return]
 
     def predict(
         self,
