@@ -15,6 +15,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from eval_fixtures import write_color_images, write_tiny_model
 
+from imgrec.errors import NotFoundError
 from imgrec.predictor import load_model
 from imgrec.runtime import ONNX_ATOL, make_runner
 from imgrec.tasks.classify.predict import expand_sources, predict, saved_name
@@ -58,6 +59,9 @@ def test_expand_files_folders_globs_and_missing(photos):
     assert listed == ["blue 000.png", "blue 001.png", "broken.jpg", "red 000.png", "red 001.png"]
     assert [Path(t).name for t in texts[7:10]] == ["red 000.png", "red 001.png", "red 002.png"]
     assert texts[-2:] == ["error:not_found", "error:not_found"]
+    (photos / "empty").mkdir()
+    [empty] = expand_sources([photos / "empty"])
+    assert isinstance(empty, NotFoundError) and "no images" in empty.message
 
 
 @pytest.mark.parametrize("runtime", ["torch", "onnx"])

@@ -49,8 +49,8 @@ def expand_sources(sources: Iterable[str | os.PathLike[str]]) -> list[str | Imgr
     """Files to predict, in argument order: folders and ``s3://`` prefixes are listed
     recursively (image suffixes only), globs expanded (``**`` allowed), files kept as given.
 
-    A path that does not exist (or a glob matching nothing) becomes a ``NotFoundError`` entry,
-    so it is reported in order like any bad image.
+    A path that does not exist (or a glob or folder without images) becomes a
+    ``NotFoundError`` entry, so it is reported in order like any bad image.
     """
     out: list[str | ImgrecError] = []
     for item in sources:
@@ -72,7 +72,13 @@ def _expand_one(text: str) -> list[str]:
             raise NotFoundError(f"no images under {text}", hint="check the bucket and prefix")
         return files
     if os.path.isdir(text):
-        return storage.list_files(text, suffixes=IMAGE_SUFFIXES)
+        files = storage.list_files(text, suffixes=IMAGE_SUFFIXES)
+        if not files:
+            suffixes = ", ".join(IMAGE_SUFFIXES)
+            raise NotFoundError(
+                f"no images in folder {text}", hint=f"image files end in {suffixes}"
+            )
+        return files
     if os.path.exists(text):
         return [text]
     if _GLOB_CHARS.search(text):
