@@ -36,11 +36,14 @@ from imgrec import storage
 from imgrec.data.images import IMAGE_SUFFIXES, load_image
 from imgrec.data.transforms import normalize_uint8, resize_ops
 from imgrec.errors import ImgrecError, NotFoundError
-from imgrec.runtime import make_runner
+from imgrec.runtime import make_runner, onnx_path
 from imgrec.tasks.classify.batching import preprocessed_batches
 from imgrec.visualize import draw_label
 
 DEFAULT_MODEL = "efficientnet_lite0"
+ONNX_MIN_IMAGES = 64
+"""With ``runtime="auto"``, fewer images than this run in PyTorch unless the ONNX export is
+already cached: a first export takes seconds, more than it saves on a few images."""
 _GLOB_CHARS = re.compile(r"[*?\[]")
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -113,6 +116,12 @@ def saved_name(index: int, source: str) -> str:
     return f"{index:05d}_{cleaned}.jpg"
 
 
+def _choose_runtime(clf: Any, runtime: str, n_images: int) -> str:
+    if runtime != "auto" or n_images >= ONNX_MIN_IMAGES or clf.device.type != "cpu":
+        return runtime
+    return runtime if onnx_path(clf).exists() else "torch"
+
+
 def _source_text(source: str | ImgrecError) -> str:
     return source if isinstance(source, str) else str(getattr(source, "source", ""))
 
@@ -137,7 +146,8 @@ def predict(
 
     ``model``: a model directory, a pretrained name, or a loaded classifier. ``save_dir``: also
     write each image with its top label and score drawn on it (the record then has
-    ``"saved"``). ``runtime``: ``auto`` (ONNX Runtime on CPU), ``onnx`` or ``torch``.
+    ``"saved"``). ``runtime``: ``auto`` (ONNX Runtime on CPU; see ``ONNX_MIN_IMAGES``),
+    ``onnx`` or ``torch``.
     ``workers``: decode threads (default: cores, 2..8); ``threads``: inference intra-op
     threads (default: cores).
     """
@@ -154,7 +164,7 @@ def predict(
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
     expanded = expand_sources(sources)
-    run = make_runner(clf, runtime, threads=threads)
+    run = make_runner(clf, _choose_runtime(clf, runtime, len(expanded)), threads=threads)
     size = draft_size(clf.card) if draft else None
 
     pre = clf.card.preprocessing
