@@ -41,7 +41,9 @@ def coco_documents(
     image_sizes: Sequence[tuple[int, int]] | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """COCO ground truth and results (image id = index + 1, category id = label + 1)."""
-    images, annotations, results = [], [], []
+    images: list[dict[str, Any]] = []
+    annotations: list[dict[str, Any]] = []
+    results: list[dict[str, Any]] = []
     for i, (boxes, labels) in enumerate(ground_truth):
         width, height = image_sizes[i] if image_sizes else (0, 0)
         images.append({"id": i + 1, "width": int(width), "height": int(height)})

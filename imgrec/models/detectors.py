@@ -46,6 +46,8 @@ OFFLINE_DETECTOR_HINT = (
 class TimmFPNBackbone(nn.Module):
     """timm ``features_only`` network (strides 8, 16, 32) + FPN; exposes ``out_channels``."""
 
+    body: Any  # timm EfficientNetFeatures / FeatureListNet (dynamic attributes)
+
     def __init__(
         self,
         name: str,
@@ -129,6 +131,8 @@ def _freeze_first(body: nn.Module, stages: int) -> None:
 class Detector(nn.Module):
     """A torchvision detector with a two-method interface (losses, or detections)."""
 
+    net: Any  # FCOS / RetinaNet / FasterRCNN / SSD (torchvision attributes used directly)
+
     def __init__(self, net: nn.Module, num_classes: int, label_offset: int) -> None:
         super().__init__()
         self.net = net
@@ -172,7 +176,7 @@ class DetectorSpec:
 DETECTORS: Registry[DetectorSpec] = Registry("detector", list_hint="imgrec architectures")
 
 
-def _no_resize(net: nn.Module, size: int, score_thresh: float) -> None:
+def _no_resize(net: Any, size: int, score_thresh: float) -> None:
     # inputs arrive preprocessed (resized + normalized by the model card's preprocessing)
     net.transform.min_size, net.transform.max_size = (size,), size
     net.transform.image_mean, net.transform.image_std = [0.0, 0.0, 0.0], [1.0, 1.0, 1.0]
@@ -309,7 +313,7 @@ def _torchvision_coco(name: str, background: bool) -> Callable[..., nn.Module]:
     return build
 
 
-def _replace_classifier(net: nn.Module, k: int) -> None:
+def _replace_classifier(net: Any, k: int) -> None:
     """Fit a COCO-pretrained detector's class layer to ``k`` classes (the rest keeps COCO)."""
     import math
 
@@ -319,7 +323,7 @@ def _replace_classifier(net: nn.Module, k: int) -> None:
         in_features = net.roi_heads.box_predictor.cls_score.in_features
         net.roi_heads.box_predictor = FastRCNNPredictor(in_features, k)
         return
-    head = net.head.classification_head
+    head: Any = net.head.classification_head
     if hasattr(head, "cls_logits"):  # RetinaNet, FCOS
         old = head.cls_logits
         head.num_classes = k

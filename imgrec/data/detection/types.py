@@ -75,8 +75,8 @@ class DetectionRecord:
     path: str
     width: int
     height: int
-    boxes: np.ndarray
-    labels: np.ndarray
+    boxes: Any  # array-like in, (N, 4) float32 array after __post_init__
+    labels: Any  # array-like in, (N,) int64 array after __post_init__
     image_id: int = 0
     file_name: str = ""  # the name the source format used, kept for writers and messages
 

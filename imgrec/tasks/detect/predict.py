@@ -174,12 +174,8 @@ def predict_video(
             frames.append({"frame": len(frames), "detections": detections})
             drawn = cv2.cvtColor(np.asarray(draw_detections(image, detections)), cv2.COLOR_RGB2BGR)
             if writer is None:
-                writer = cv2.VideoWriter(
-                    str(out_path),
-                    cv2.VideoWriter_fourcc(*"mp4v"),
-                    rate,
-                    (image.width, image.height),
-                )
+                fourcc = cv2.VideoWriter_fourcc(*"mp4v")  # type: ignore[attr-defined]
+                writer = cv2.VideoWriter(str(out_path), fourcc, rate, (image.width, image.height))
             writer.write(drawn)
     finally:
         capture.release()

@@ -203,6 +203,9 @@ def train(
         det, dataset.split("val"), dataset.classes, pre, score_threshold=cfg.score_threshold
     )
     metrics["train_seconds"] = state["train_seconds"]
+    history[-1].update(val_map=round(metrics["map"], 5), val_map50=round(metrics["map50"], 5))
+    with (run_dir / "history.jsonl").open("w") as log:
+        log.writelines(json.dumps(record) + "\n" for record in history)
     save_model_dir(det, _card(cfg, dataset, metrics, pre), run_dir / "model")
     _write_report(dataset, train_set, run_dir)
     write_evaluation(metrics, run_dir, history=history)
@@ -227,7 +230,7 @@ def _batches(
             det,
             views,
             cfg.cache_blocks,
-            on_view=lambda v: progress and print(f"cached view {v + 1}/{len(views)}", flush=True),
+            on_view=_report_view if progress else None,
         )
         return (
             lambda: cache.batches(cfg.batch_size, generator),
@@ -243,6 +246,10 @@ def _batches(
         drop_last=len(train_set) > cfg.batch_size,
     )
     return (lambda: loader), det.loss, max(1, len(loader))
+
+
+def _report_view(view: int) -> None:
+    print(f"cached features of view {view + 1}", flush=True)
 
 
 def _fit(
@@ -275,11 +282,13 @@ def _fit(
                 "seconds": round(time.perf_counter() - start, 2),
             }
             last = epoch == cfg.epochs or state.get("out_of_time")
-            if last or (cfg.val_every and epoch % cfg.val_every == 0):
+            if not last and cfg.val_every and epoch % cfg.val_every == 0:
+                paused = time.perf_counter()
                 quick = evaluate_records(
                     det, dataset.split("val"), dataset.classes, pre, crosscheck=False
                 )
                 record.update(val_map=round(quick["map"], 5), val_map50=round(quick["map50"], 5))
+                sched.start += time.perf_counter() - paused  # validation is not training time
             history.append(record)
             log.write(json.dumps(record) + "\n")
             log.flush()
