@@ -209,7 +209,7 @@ def save_model_dir(module: nn.Module, card: ModelCard, path: str | os.PathLike[s
     from safetensors.torch import save as st_save
 
     state = _state_for_saving(module)
-    bad = _nonfinite_keys(state)
+    bad = nonfinite_keys(state)
     if bad:
         raise ModelError(
             f"refusing to save a model with NaN/inf weights in {bad[:5]}",
@@ -246,7 +246,8 @@ def save_model_dir(module: nn.Module, card: ModelCard, path: str | os.PathLike[s
 
 
 # --- reading ---------------------------------------------------------------------------
-def _nonfinite_keys(state: dict[str, torch.Tensor]) -> list[str]:
+def nonfinite_keys(state: dict[str, torch.Tensor]) -> list[str]:
+    """Names of floating-point tensors holding NaN or inf."""
     return [
         k
         for k, v in state.items()
@@ -280,7 +281,7 @@ def parse_safetensors(blob: bytes, *, source: str) -> dict[str, torch.Tensor]:
             f"{source} is not a valid safetensors file ({exc})",
             hint="the file is truncated or corrupt; re-save or re-download it",
         ) from None
-    bad = _nonfinite_keys(state)
+    bad = nonfinite_keys(state)
     if bad:
         raise ModelError(
             f"{source} holds NaN/inf weights in {len(bad)} tensors, e.g. {bad[:3]}",

