@@ -1,4 +1,4 @@
-"""Augmentation presets, train-vs-eval normalization, MixUp/CutMix, optimizer/schedule registries."""
+"""Augmentation presets, train-vs-eval normalization, MixUp/CutMix, optimizers, schedules."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from imgrec.data.augment import AUGMENT_PRESETS, batch_mixer, build_augment
-from imgrec.data.transforms import eval_transform, normalize_uint8
+from imgrec.data.transforms import eval_transform
 from imgrec.engine.batches import TensorBatches, load_uint8
 from imgrec.engine.optim import build_optimizer, build_scheduler
 from imgrec.errors import UnknownNameError
@@ -54,7 +54,7 @@ def test_mixup_cutmix_give_soft_targets() -> None:
     torch.manual_seed(0)
     mix = batch_mixer(5, mixup_alpha=0.4, cutmix_alpha=1.0)
     assert mix is not None
-    x, y = mix(torch.randn(6, 3, 8, 8), torch.tensor([0, 1, 2, 3, 4, 0]))
+    _, y = mix(torch.randn(6, 3, 8, 8), torch.tensor([0, 1, 2, 3, 4, 0]))
     assert y.shape == (6, 5)
     torch.testing.assert_close(y.sum(1), torch.ones(6))
 

@@ -90,9 +90,26 @@ def test_feature_cache_equals_head_only_training(
         # the backbone is untouched in both; the head follows the same steps
         torch.testing.assert_close(wf[key], wp[key], rtol=1e-4, atol=1e-5, msg=key)
     assert not torch.equal(wf["fc.weight"], net.state_dict()["fc.weight"][:3])
-    for a, b in zip(cached.history, direct.history):
+    for a, b in zip(cached.history, direct.history, strict=True):
         assert a["val_accuracy"] == pytest.approx(b["val_accuracy"])
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4)
     # A second run reads the cache instead of recomputing.
     again = train(tiny_data, out=tmp_path / "fc2", feature_cache=True, **opts)
     assert again.history[-1]["val_accuracy"] == pytest.approx(cached.history[-1]["val_accuracy"])
+
+
+def test_file_loader_path_with_strong_augment_and_imbalance_options(
+    tmp_path: Path,
+) -> None:
+    data = make_imagefolder(tmp_path / "d", n_train=12, n_val=4)
+    for extra in sorted((data / "train" / "c").iterdir())[4:]:  # make class c rare
+        extra.unlink()
+    result = train(
+        data, out=tmp_path / "files", epochs=2,
+        **{**TINY, "cache_images": False, "num_workers": 0, "augment": "strong",
+           "class_weights": "balanced", "balanced_sampler": True, "cutmix_alpha": 1.0},
+    )  # fmt: skip
+    config = yaml.safe_load((Path(result.run_dir) / "config.yaml").read_text())
+    assert config["cache_images"] is False and config["augment"] == "strong"
+    assert len(result.history) == 2
+    assert all(h["train_loss"] == h["train_loss"] for h in result.history)  # finite
