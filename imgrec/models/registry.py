@@ -85,6 +85,13 @@ class ArchSpec:
             return "offline"
         return "download" if self.pretrained_tags else "none"
 
+    def size_kwargs(self, input_size: int) -> dict[str, Any]:
+        """Builder kwargs needed to run at ``input_size`` (ViTs fix their patch grid at build).
+
+        Example: ``build_model("vit_tiny_patch16_224", 10, **spec.size_kwargs(96))``
+        """
+        return {"img_size": input_size} if self.fixed_input_size else {}
+
     def default_preprocessing(self, input_size: int | None = None) -> Preprocessing:
         """The eval preprocessing of the pretrained weights, optionally at another size."""
         size = input_size or self.input_size

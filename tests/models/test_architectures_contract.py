@@ -23,7 +23,7 @@ NAMES = [pytest.param(n, marks=pytest.mark.slow) if n in BIG else n for n in ARC
 def _small_build(name: str, num_classes: int = 3) -> tuple[torch.nn.Module, int]:
     spec = ARCHITECTURES.get(name)
     size = max(spec.min_input_size, 32)
-    kw = {"img_size": size} if spec.fixed_input_size else {}
+    kw = spec.size_kwargs(size)
     torch.manual_seed(0)
     return build_model(name, num_classes, pretrained=False, **kw), size
 
