@@ -14,8 +14,8 @@ from urllib.parse import urlparse
 
 import httpx
 import pytest
-from conftest import CAT_CLASSES, Server
 from image_fixtures import BAD_CODES, GOOD_KEYS
+from serving_helpers import CAT_CLASSES, Server
 
 STATUS = {
     "empty_file": 400,

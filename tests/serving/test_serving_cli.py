@@ -13,16 +13,18 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-from conftest import CAT_CLASSES, free_port
+import pytest
+from serving_helpers import CACHE, CAT_CLASSES, free_port
 
 IMGREC = str(Path(sys.executable).with_name("imgrec"))
 
 
+@pytest.mark.slow
 def test_imgrec_serve_answers_triton_client(tmp_path: Path, chelsea_jpeg: bytes) -> None:
     import tritonclient.http as triton
 
     port = free_port()
-    env = {**os.environ, "IMGREC_CACHE": str(tmp_path / "cache")}
+    env = {**os.environ, "IMGREC_CACHE": str(CACHE)}
     log = (tmp_path / "serve.log").open("wb")
     proc = subprocess.Popen([IMGREC, "serve", "--port", str(port)], env=env, stdout=log,
                             stderr=subprocess.STDOUT)  # fmt: skip
@@ -50,6 +52,7 @@ def test_imgrec_serve_answers_triton_client(tmp_path: Path, chelsea_jpeg: bytes)
         log.close()
 
 
+@pytest.mark.slow
 def test_imgrec_export_onnx(tmp_path: Path) -> None:
     out = tmp_path / "lite0.onnx"
     done = subprocess.run([IMGREC, "export", "efficientnet_lite0", "--format", "onnx", "--out",

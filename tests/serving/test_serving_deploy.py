@@ -15,8 +15,8 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from conftest import free_port
 from PIL import Image
+from serving_helpers import free_port
 
 from imgrec.models.card import ModelCard, Preprocessing, save_model_dir
 from imgrec.models.registry import build_model

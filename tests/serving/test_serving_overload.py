@@ -11,8 +11,8 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-from conftest import CAT_CLASSES, Server
 from PIL import Image
+from serving_helpers import CAT_CLASSES, Server
 
 
 @pytest.fixture(scope="module")
@@ -31,6 +31,9 @@ def short_timeout_server(run_server: Any) -> Server:
         limits={"max_body_bytes": 64 * 1024 * 1024},
     )
     return server
+
+
+pytestmark = pytest.mark.slow  # two extra servers and a burst of 72 requests
 
 
 def _big_png(i: int) -> str:

@@ -10,8 +10,8 @@ import time
 import httpx
 import numpy as np
 import pytest
-from conftest import CAT_CLASSES, Server
 from PIL import Image
+from serving_helpers import CAT_CLASSES, Server
 
 
 def test_v1_predicts_cat_for_chelsea(default_server: Server, chelsea_jpeg: bytes) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import CAT_CLASSES
+from serving_helpers import CAT_CLASSES
 
 from serving.export import export_model
 from serving.torchserve import TorchServe
