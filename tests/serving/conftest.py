@@ -51,3 +51,14 @@ def default_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]
         yield server
     finally:
         stop_server(server)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _remove_onnx_cache() -> Iterator[None]:
+    """Delete the session's shared ONNX export cache at the end."""
+    import shutil
+
+    from serving_helpers import CACHE
+
+    yield
+    shutil.rmtree(CACHE, ignore_errors=True)
