@@ -157,8 +157,24 @@ def resolve(cfg: TrainConfig, stats: ImageStats, device: str) -> tuple[TrainConf
     if values["feature_cache"] and values["freeze"] == "backbone" and values["augment"] != "none":
         chosen.append("augment=none (features are computed once)")
         values["augment"] = "none"
+    _fit_architecture(values)
     resolved = cfg.replace(**values)
     notes = [f"recipe: {why}"]
     if chosen:
         notes.append("auto: " + ", ".join(chosen))
     return resolved, notes
+
+
+def _fit_architecture(values: dict[str, Any]) -> None:
+    """Check the size against the architecture; add the builder's size kwargs (e.g. ViT)."""
+    from imgrec.errors import ConfigError
+    from imgrec.models.registry import ARCHITECTURES
+
+    spec = ARCHITECTURES.get(values["model"])
+    size = values["img_size"]
+    if size < spec.min_input_size:
+        raise ConfigError(
+            f"img_size {size} is below the {spec.min_input_size} px that {spec.name} accepts",
+            hint=f"use --img-size {spec.min_input_size} or more, or model=small_resnet",
+        )
+    values["arch_kwargs"] = {**spec.size_kwargs(size), **(values["arch_kwargs"] or {})}
