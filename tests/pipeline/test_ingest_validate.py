@@ -6,6 +6,7 @@ import hashlib
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pipeline_helpers import make_imagefolder
@@ -67,13 +68,9 @@ def test_ingest_from_s3(s3_bucket: str, tmp_path: Path) -> None:
     assert read_manifest(f"{s3_bucket}/manifests/{m.version}").rows == m.rows
 
 
-def _validate(data: Path, out: Path, **thresholds: object) -> Exception:
+def _validate(data: Path, out: Path, **thresholds: Any) -> Exception:
     with pytest.raises(ValidationFailedError) as err:
-        validate_manifest(
-            ingest(str(data)),
-            ValidationThresholds(**thresholds),
-            out_dir=str(out),  # type: ignore[arg-type]
-        )
+        validate_manifest(ingest(str(data)), ValidationThresholds(**thresholds), out_dir=str(out))
     assert err.value.code == "validation_failed"
     html = (out / "validation.html").read_text()
     assert "FAILED" in html
