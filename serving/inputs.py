@@ -3,7 +3,7 @@
 The server splits ``eval_transform`` at its natural seam: the geometric part (``resize_ops``:
 resize + center crop, on the PIL image) runs per image in a decode thread and yields ``uint8
 (3, H, W)``; the numeric part (``to_tensor_ops``: scale to [0, 1], normalize) runs once per
-batch in the batching thread with the same torch operations in the same order, so the result
+batch in the batching thread with the same float32 operations in the same order, so the result
 is bit-identical to ``eval_transform(pre)(image)`` (tested). JPEGs are decoded with Pillow's
 ``draft`` at the smallest power-of-two scale that still covers the resize target, so a
 12-megapixel photo is never decoded at full size for a 224-pixel model.
@@ -15,7 +15,6 @@ import hashlib
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 from PIL import Image
 
 from imgrec.data.images import decode_image
@@ -63,11 +62,17 @@ def geometric(image: Image.Image, pre: Preprocessing) -> np.ndarray:
 
 
 def normalize_batch(pixels: np.ndarray, pre: Preprocessing) -> np.ndarray:
-    """``uint8 (B, 3, H, W)`` -> normalized ``float32``, the same ops as ``to_tensor_ops``."""
-    x = torch.from_numpy(pixels).to(torch.float32).mul_(1.0 / 255)
-    mean = torch.as_tensor(pre.mean, dtype=torch.float32).view(-1, 1, 1)
-    std = torch.as_tensor(pre.std, dtype=torch.float32).view(-1, 1, 1)
-    return x.sub_(mean).div_(std).numpy()
+    """``uint8 (B, 3, H, W)`` -> normalized ``float32``, the same float32 operations in the same
+    order as ``to_tensor_ops`` (``x * (1/255)``, ``- mean``, ``/ std``), so bit-identical.
+
+    NumPy rather than torch: torch's OpenMP pool would spin on the cores the decode threads
+    and ONNX Runtime need.
+    """
+    x = pixels.astype(np.float32)
+    x *= np.float32(1.0 / 255)
+    x -= np.asarray(pre.mean, dtype=np.float32).reshape(-1, 1, 1)
+    x /= np.asarray(pre.std, dtype=np.float32).reshape(-1, 1, 1)
+    return x
 
 
 def image_stats(data: bytes, image: Image.Image) -> ImageStats:

@@ -76,6 +76,11 @@ class ImgrecModel(kserve.Model):
     # --- lifecycle -------------------------------------------------------------------------
     def load(self) -> bool:
         """Load the model and start the batching thread, decode pool and log writer."""
+        if self.options.backend != "torch":
+            import torch
+
+            # torch only loads weights and exports here; its idle OpenMP pool must not spin.
+            torch.set_num_threads(1)
         self.runtime = load_runtime(
             self.model_ref, backend=self.options.backend, threads=self.options.threads
         )

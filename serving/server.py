@@ -246,3 +246,13 @@ def example_requests(name: str = DEFAULT_NAME, url: str = "http://127.0.0.1:8080
             f"curl -s {url}/v2/models/{name}   # metadata",
         ]
     )
+
+
+def serve_production(
+    store_uri: str, *, host: str = "127.0.0.1", port: int = 8080, name: str = DEFAULT_NAME
+) -> None:
+    """Print example requests, then serve ``STORE@production`` until Ctrl-C (``make run``)."""
+    url = f"http://{host}:{port}"
+    print(f"serving the production model of {store_uri} as {name!r} on {url} (Ctrl-C stops)")
+    print(example_requests(name, url), flush=True)
+    serve(f"{store_uri}@production", host=host, port=port, name=name)

@@ -78,6 +78,11 @@ def test_local_hot_swap_under_load_loses_nothing(tmp_path: Path, monkeypatch) ->
         store.register(_model_dir(tmp_path, ["x", "y", "z"], 2))
         swapped = deploy_step(str(store.uri), 2, target="local", port=port)
         assert swapped["action"] == "swapped" and swapped["version"] == "2"
+        admin = f"http://127.0.0.1:{port}/imgrec/admin/models/imgrec/load"
+        denied = httpx.post(admin, json={"model": f"{store.uri}@1"},
+                            headers={"Authorization": "Bearer wrong"}, timeout=30)  # fmt: skip
+        assert denied.status_code == 401 and denied.json()["code"] == "unauthorized"
+        assert httpx.post(admin, json={"model": "x"}, timeout=30).status_code == 401
         time.sleep(1.0)
         # a version whose weights do not match its card cannot load: old version keeps serving
         broken = _model_dir(tmp_path, ["p", "q"], 3)
