@@ -106,7 +106,11 @@ def kserve_server(kind: str, work: Path) -> Iterator[tuple[str, Callable[[bytes]
         yield url, request
     finally:
         proc.send_signal(signal.SIGTERM)
-        proc.wait(60)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:  # a blocked event loop ignores graceful shutdown
+            proc.kill()
+            proc.wait(10)
         log.close()
 
 
