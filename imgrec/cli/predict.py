@@ -56,7 +56,7 @@ def format_record(record: dict[str, Any]) -> str:
         err = record["error"]
         return f"{source}: error[{err.get('code')}] {_printable(err.get('message', ''))}"
     parts = []
-    for p in record.get("predictions", []):
+    for p in record.get("predictions", record.get("detections", [])):  # detect: boxes
         text = f"{_printable(p.get('label', ''))} {p.get('score', 0.0):.3f}"
         if "box" in p:
             text += " [" + ", ".join(f"{v:.0f}" for v in p["box"]) + "]"
