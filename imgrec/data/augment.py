@@ -14,8 +14,8 @@ mean/std as ``eval_transform``::
 Presets (``AUGMENT_PRESETS``):
 
 * ``none``: identity.
-* ``light``: small random affine (rotate 10 deg, shift 10%, scale 0.9-1.1), no flip, so safe
-  for digits and text; applied batched (one ``grid_sample`` per batch), cheap enough for CPU.
+* ``light``: small random affine (rotate 10 deg, shift 5%, scale 0.9-1.1), no flip, so safe
+  for digits and text (on mnist5k a 5% shift beat 10%); applied batched (one ``grid_sample`` per batch), cheap enough for CPU.
 * ``strong``: random resized crop (35-100% area) + horizontal flip + RandAugment (2 ops,
   magnitude 9); per image.
 """
@@ -100,7 +100,7 @@ def _none(input_size: int) -> v2.Transform:
 
 @AUGMENT_PRESETS.register("light")
 def _light(input_size: int) -> v2.Transform:
-    return RandomAffineBatch(degrees=10.0, translate=0.1, scale=(0.9, 1.1))
+    return RandomAffineBatch(degrees=10.0, translate=0.05, scale=(0.9, 1.1))
 
 
 @AUGMENT_PRESETS.register("strong")

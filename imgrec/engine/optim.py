@@ -93,7 +93,11 @@ def _constant(opt: Optimizer, *, total_steps: int, warmup_steps: int) -> LRSched
 def _onecycle(opt: Optimizer, *, total_steps: int, warmup_steps: int) -> LRScheduler:
     max_lrs = [g["lr"] for g in opt.param_groups]
     pct = min(0.5, max(0.05, warmup_steps / max(1, total_steps))) if warmup_steps else 0.25
-    return OneCycleLR(opt, max_lr=max_lrs, total_steps=max(2, total_steps), pct_start=pct)
+    # OneCycleLR needs >= 2 steps in each phase; very short runs get warm-up + cosine instead.
+    pct = max(pct, 2.0 / max(1, total_steps))
+    if total_steps < 6 or pct > 0.5:
+        return _cosine(opt, total_steps=total_steps, warmup_steps=warmup_steps)
+    return OneCycleLR(opt, max_lr=max_lrs, total_steps=total_steps, pct_start=pct)
 
 
 def build_scheduler(

@@ -84,3 +84,15 @@ def test_schedules_warm_up_and_round_trip(name: str) -> None:
     torch.save(state, buffer)
     buffer.seek(0)
     assert torch.load(buffer, weights_only=True)  # checkpointable
+
+
+@pytest.mark.parametrize("name", ["cosine", "onecycle", "constant"])
+@pytest.mark.parametrize("total", [1, 2, 3, 4, 5, 7, 12])
+def test_schedules_survive_very_short_runs(name: str, total: int) -> None:
+    param = torch.nn.Parameter(torch.ones(2))
+    opt = build_optimizer("adamw", [param], lr=0.01, weight_decay=0.0)
+    sched = build_scheduler(name, opt, total_steps=total, warmup_steps=1)
+    for _ in range(total):
+        opt.step()
+        sched.step()
+        assert 0 < opt.param_groups[0]["lr"] <= 0.01 + 1e-12
