@@ -243,6 +243,23 @@ def match_counts(
     return {"tp": tp, "fp": fp, "fn": fn, "confusion": confusion}
 
 
+def best_f1_threshold(
+    ground_truth: Sequence[GroundTruth],
+    detections: Sequence[Detections],
+    n_classes: int,
+    candidates: Sequence[float] = tuple(round(0.05 * k, 2) for k in range(1, 20)),
+) -> float:
+    """The score threshold (from ``candidates``) with the best F1 at IoU 0.5; ties: the lower."""
+    best, best_f1 = float(candidates[0]), -1.0
+    for threshold in candidates:
+        f1 = _threshold_metrics(
+            match_counts(ground_truth, detections, n_classes, threshold), threshold
+        )["f1"]
+        if f1 > best_f1 + 1e-12:
+            best, best_f1 = float(threshold), f1
+    return best
+
+
 def _greedy(iou: np.ndarray, threshold: float) -> dict[int, int]:
     """Rows (detections, best first) each take the free column of highest IoU >= threshold."""
     taken: dict[int, int] = {}

@@ -18,11 +18,17 @@ import torch
 from imgrec.data.detection import load_detection_data
 from imgrec.data.detection.types import DetectionRecord
 from imgrec.errors import ImageError
-from imgrec.evaluation.detection import evaluate_detections
+from imgrec.evaluation.detection import best_f1_threshold, evaluate_detections
 from imgrec.models.card import Preprocessing
 from imgrec.models.detectors import Detector
 
 HEADLINE_KEYS = ("map", "map50", "map75", "precision", "recall", "f1", "score_threshold", "n")
+
+
+def card_threshold(card: Any) -> float:
+    """The score threshold a model card recommends (chosen on val at training; else 0.3)."""
+    value = card.config.get("score_threshold")
+    return 0.3 if value is None else float(value)
 
 
 def headline(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -73,11 +79,15 @@ def evaluate_records(
     classes: Sequence[str],
     pre: Preprocessing,
     *,
-    score_threshold: float = 0.3,
+    score_threshold: float | None = 0.3,
     batch_size: int = 16,
     crosscheck: bool = True,
 ) -> dict[str, Any]:
-    """Detect on ``records`` and score against their boxes (``evaluate_detections`` keys)."""
+    """Detect on ``records`` and score against their boxes (``evaluate_detections`` keys).
+
+    ``score_threshold=None`` picks the threshold with the best F1 on these records (reported
+    as ``score_threshold``; mAP does not depend on it).
+    """
     gts, dts, sizes = [], [], []
     for batch in _batches(records, batch_size):
         for (record, image), found in zip(
@@ -86,6 +96,8 @@ def evaluate_records(
             gts.append((record.boxes, record.labels))
             dts.append((found["boxes"], found["scores"], found["labels"]))
             sizes.append((image.width, image.height))
+    if score_threshold is None:
+        score_threshold = best_f1_threshold(gts, dts, len(classes))
     return evaluate_detections(
         gts, dts, classes, score_threshold=score_threshold, image_sizes=sizes, crosscheck=crosscheck
     )
@@ -118,9 +130,7 @@ def evaluate(
             f"data classes {dataset.classes[:5]} differ from model classes {card.classes[:5]}",
             hint="evaluate on data labelled with the model's classes",
         )
-    threshold = (
-        score_threshold if score_threshold is not None else card.config.get("score_threshold", 0.3)
-    )
+    threshold = score_threshold if score_threshold is not None else card_threshold(card)
     metrics = evaluate_records(
         det, dataset.split(split), card.classes, card.preprocessing, score_threshold=threshold
     )

@@ -84,12 +84,10 @@ def predict(
     """
     from imgrec.data.images import load_image
     from imgrec.tasks.classify.predict import expand_sources
-    from imgrec.tasks.detect.evaluate import detect_images
+    from imgrec.tasks.detect.evaluate import card_threshold, detect_images
 
     det, card = _load(model)
-    threshold = (
-        score_threshold if score_threshold is not None else card.config.get("score_threshold", 0.3)
-    )
+    threshold = score_threshold if score_threshold is not None else card_threshold(card)
     out_dir = Path(save_dir) if save_dir is not None else None
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -47,7 +47,7 @@ class DetectConfig:
     cache_features: bool = True  # fcos on timm EfficientNet/MobileNet: cache frozen-block features
     cache_blocks: int = 5  # with cache_features: stem + this many blocks frozen and cached
     cache_views: int = 2  # with cache_features: versions cached per image (1 plain + augmented)
-    score_threshold: float = 0.3  # predict/evaluate precision-recall threshold
+    score_threshold: float | None = None  # predict/evaluate threshold; None: best F1 on val
     val_every: int = 0  # also validate (mAP) every N epochs; 0: only after the last
     val_fraction: float = 0.2  # used only when the dataset has no val split
     seed: int = 0

@@ -202,6 +202,7 @@ def train(
     metrics = evaluate_records(
         det, dataset.split("val"), dataset.classes, pre, score_threshold=cfg.score_threshold
     )
+    cfg.score_threshold = metrics["score_threshold"]  # the card keeps the one chosen on val
     metrics["train_seconds"] = state["train_seconds"]
     history[-1].update(val_map=round(metrics["map"], 5), val_map50=round(metrics["map50"], 5))
     with (run_dir / "history.jsonl").open("w") as log:
