@@ -32,6 +32,7 @@ Detections = tuple[np.ndarray, np.ndarray, np.ndarray]  # boxes (M, 4), scores (
 
 _STAT_KEYS = ("map", "map50", "map75", "map_small", "map_medium", "map_large")
 CROSSCHECK_TOLERANCE = 1e-6
+THRESHOLD_CANDIDATES = tuple(round(0.05 * k, 2) for k in range(1, 20))  # 0.05 .. 0.95
 
 
 def coco_documents(
@@ -247,7 +248,7 @@ def best_f1_threshold(
     ground_truth: Sequence[GroundTruth],
     detections: Sequence[Detections],
     n_classes: int,
-    candidates: Sequence[float] = tuple(round(0.05 * k, 2) for k in range(1, 20)),
+    candidates: Sequence[float] = THRESHOLD_CANDIDATES,
 ) -> float:
     """The score threshold (from ``candidates``) with the best F1 at IoU 0.5; ties: the lower."""
     best, best_f1 = float(candidates[0]), -1.0
