@@ -39,6 +39,7 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 CONCURRENCY = (1, 8, 32)
+IMGREC_OPTIONS: dict[str, str] = {}  # --imgrec-options: ServingOptions fields as JSON
 
 
 def make_jpegs(n: int = 16) -> list[bytes]:
@@ -86,9 +87,11 @@ def wait_http(url: str, timeout_s: float, headers: dict[str, str] | None = None)
 def kserve_server(kind: str, work: Path) -> Iterator[tuple[str, Callable[[bytes], Any]]]:
     port = free_port()
     if kind == "imgrec":
-        code = ("from serving.server import serve; import sys; "
-                "serve('efficientnet_lite0', port=int(sys.argv[1]))")  # fmt: skip
-        cmd = [sys.executable, "-c", code, str(port)]
+        code = ("import json, sys; from serving.server import serve; "
+                "from serving.model import ServingOptions; "
+                "serve('efficientnet_lite0', port=int(sys.argv[1]), "
+                "options=ServingOptions(**json.loads(sys.argv[2])))")  # fmt: skip
+        cmd = [sys.executable, "-c", code, str(port), IMGREC_OPTIONS.get("json", "{}")]
     else:
         # -m from the repo root: run as a script, benchmarks/serving.py would shadow `serving`
         cmd = [sys.executable, "-m", "benchmarks.serving_baselines", "plain", str(port)]
@@ -214,7 +217,10 @@ def main() -> None:
     ap.add_argument("--warmup", type=float, default=2.0)
     ap.add_argument("--max-requests", type=int, default=3000)
     ap.add_argument("--only", default=",".join(SERVERS))
+    ap.add_argument("--imgrec-options", default="{}", help="ServingOptions fields as JSON")
+    ap.add_argument("--concurrency", default="1,8,32")
     args = ap.parse_args()
+    IMGREC_OPTIONS["json"] = args.imgrec_options
     jpegs = make_jpegs()
     results: dict[str, Any] = {"image": "640x480 JPEG", "model": "efficientnet_lite0 @224",
                                "cpus": os.cpu_count(), "servers": {}}  # fmt: skip
@@ -223,7 +229,7 @@ def main() -> None:
             work = Path(tmp)
             with SERVERS[name](work) as (_, request):
                 runs = []
-                for c in CONCURRENCY:
+                for c in (int(x) for x in args.concurrency.split(",")):
                     runs.append(asyncio.run(load(request, jpegs, c, args.seconds,
                                                  args.max_requests, args.warmup)))  # fmt: skip
                     print(name, runs[-1], file=sys.stderr, flush=True)

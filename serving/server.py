@@ -42,6 +42,15 @@ log = logging.getLogger("imgrec.serving")
 DEFAULT_NAME = "imgrec"
 
 
+def _loop_factory() -> Any:
+    """uvloop when installed (what uvicorn's ``loop="auto"`` picks), else asyncio's loop."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop ships with kserve's dependencies
+        return asyncio.new_event_loop
+    return uvloop.new_event_loop
+
+
 def state_path(port: int) -> Path:
     """Where a running ``imgrec serve`` on ``port`` records its URL, pid and admin token."""
     root = Path(os.environ.get("IMGREC_CACHE", Path.home() / ".cache" / "imgrec")) / "serve"
@@ -175,13 +184,14 @@ class ImgrecModelServer(kserve.ModelServer):  # type: ignore[misc]
             admin=_Admin(self._models, self.admin_token),
             workers=1,
             grace_period=self.grace_period,
-            event_loop="asyncio",
+            event_loop="auto",
             timeout_keep_alive=self.timeout_keep_alive,
         )
         state = state_path(self.http_port)
         self._write_state(state)
         try:
-            asyncio.run(self._run())
+            with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+                runner.run(self._run())
         finally:
             state.unlink(missing_ok=True)
             for model in self._models.values():

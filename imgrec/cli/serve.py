@@ -19,7 +19,7 @@ def serve_command(
     backend: str = typer.Option("onnx", "--backend", help="onnx | torch (KServe runtime)."),
     name: str = typer.Option("imgrec", "--name", help="Model name in the URL."),
     threads: int = typer.Option(0, "--threads", help="Backend threads (0 = all cores)."),
-    max_batch: int = typer.Option(16, "--max-batch", help="Dynamic batch size limit."),
+    max_batch: int = typer.Option(4, "--max-batch", help="Dynamic batch size limit."),
     max_wait_ms: float = typer.Option(4.0, "--max-wait-ms", help="Max wait to fill a batch."),
     max_queue: int = typer.Option(64, "--max-queue", help="Images in flight before 503."),
     timeout: float = typer.Option(10.0, "--timeout", help="Inference timeout, seconds (504)."),
