@@ -48,7 +48,9 @@ class ServingOptions:
 
     backend: str = "onnx"
     threads: int | None = None  # intra-op threads of the backend; None = all cores
-    max_batch_size: int = 4  # ORT per-image cost is ~flat in batch size on CPU: small batches overlap decode and inference
+    # ONNX Runtime's per-image cost is nearly flat in the batch size on CPU, so small batches
+    # lose little and let decoding overlap inference at moderate concurrency.
+    max_batch_size: int = 4
     max_wait_ms: float = 4.0
     max_queue_images: int = 64  # admitted images in flight; beyond -> 503
     max_images_per_request: int = 32
