@@ -130,3 +130,22 @@ def test_predict_video_writes_an_annotated_copy(trained, tmp_path) -> None:
     capture = cv2.VideoCapture(record["video"])
     assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 3
     capture.release()
+
+
+@pytest.mark.parametrize("views", [1, 2])
+def test_training_survives_bad_labels_and_undecodable_images(tmp_path, views) -> None:
+    from imgrec.tasks.detect.train import train
+
+    data = tmp_path / "digits"
+    write_digits_detect(data, n_train=8, n_val=3, seed=5)
+    jpeg = data / "images" / "train" / "000001.jpg"
+    jpeg.write_bytes(jpeg.read_bytes()[:1500])  # truncated: the header still reads
+    (data / "labels" / "train" / "000002.txt").write_text("3 0.5 0.5 0.2\n")  # 4 columns
+    result = train(data / "data.yaml", out=tmp_path / "run", epochs=1, img_size=96, batch_size=4,
+                   cache_views=views, threads=1, progress=False)  # fmt: skip
+    report = json.loads((Path(result.run_dir) / "data_report.json").read_text())
+    assert report["counts"] == {"wrong_columns": 1}
+    assert report["issues"][0]["file"].endswith("000002.txt") and report["issues"][0]["line"] == 1
+    assert [b["code"] for b in report["undecodable_images"]] == ["corrupt_image"]
+    assert report["splits"]["train"]["images"] == 7
+    assert result.metrics["n"] == 3

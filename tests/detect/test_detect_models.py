@@ -72,3 +72,16 @@ def test_coco_weights_offline_is_a_clear_error(tmp_path, monkeypatch) -> None:
 def test_unknown_detector_suggests_names() -> None:
     with pytest.raises(UnknownNameError, match="did you mean 'fcos'"):
         build_detector("fcoss", 3)
+
+
+@pytest.mark.parametrize("upto", [3, 5, 6, 7])
+def test_split_forward_used_for_cached_training_equals_the_full_forward(upto) -> None:
+    det = build_detector("fcos", 2, pretrained=True, image_size=SIZE).eval()
+    backbone = det.net.backbone
+    x = torch.randn(2, 3, SIZE, SIZE)
+    with torch.no_grad():
+        full = backbone(x)
+        split = backbone.suffix(backbone.prefix(x, upto), upto)
+    assert list(full) == list(split)
+    for key in full:
+        torch.testing.assert_close(split[key], full[key], rtol=1e-4, atol=1e-4)

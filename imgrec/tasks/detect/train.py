@@ -233,6 +233,7 @@ def _batches(
             cfg.cache_blocks,
             on_view=_report_view if progress else None,
         )
+        train_set.bad.update(plain.bad)  # the data report lists files that failed in any view
         return (
             lambda: cache.batches(cfg.batch_size, generator),
             cached_loss(det, cfg.img_size, cfg.cache_blocks),
