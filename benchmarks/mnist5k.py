@@ -40,7 +40,8 @@ def main() -> None:
     started = time.perf_counter()
     result = train(args.data, out=out, quiet=True, **parse_sets(args.sets))
     seconds = time.perf_counter() - started
-    config = json.loads((Path(out) / "model" / "model.json").read_text())["config"]
+    card = json.loads((Path(out) / "model" / "model.json").read_text())
+    config = card["config"]
     accuracy = result.metrics["accuracy"]
     report = {
         "benchmark": "mnist5k default recipe",
@@ -48,7 +49,7 @@ def main() -> None:
         "train_seconds": round(seconds, 1),
         "fit_seconds": round(sum(h["seconds"] for h in result.history), 1),
         "epochs": len(result.history),
-        "best_epoch": result.metrics.get("best_epoch"),
+        "best_epoch": card["metrics"].get("best_epoch"),
         "model": config["model"],
         "arch_kwargs": config["arch_kwargs"],
         "img_size": config["img_size"],

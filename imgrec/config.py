@@ -103,7 +103,9 @@ class TrainConfig:
     channels_last: bool | None = field(
         default=None, metadata=_doc("channels-last memory format; auto=on for CUDA")
     )
-    threads: int | None = field(default=None, metadata=_doc("CPU threads for torch; auto=all"))
+    threads: int | None = field(
+        default=None, metadata=_doc("CPU threads for torch; auto=the cores not already busy")
+    )
     num_workers: int | None = field(
         default=None, metadata=_doc("DataLoader workers for the file path; auto=min(4, cpus-1)")
     )

@@ -36,7 +36,7 @@ SMALL = {
     "model": "small_resnet",
     "pretrained": False,
     "freeze": "none",
-    "epochs": 10,
+    "epochs": 12,
     "batch_size": 64,
     "lr": 4e-3,
     "scheduler": "onecycle",
