@@ -1,4 +1,4 @@
-"""evaluate: metrics, confusion matrix and the HTML report with the pictures."""
+"""evaluate: metrics (accuracy... or mAP), confusion matrix and the HTML report."""
 
 from kfp.dsl import HTML, ClassificationMetrics, Dataset, Input, Metrics, Model, Output
 
@@ -15,14 +15,14 @@ def evaluate(
     import os
     import shutil
 
-    from imgrec.mlops.steps import evaluate_step, kfp_safe, scalar_metrics
+    from imgrec.mlops.steps import confusion_labels, evaluate_step, kfp_safe, scalar_metrics
 
     out = report.path + ".files"
     result = evaluate_step(model.path, manifest.path, out, split=split)
     for name, value in scalar_metrics(result).items():
         metrics.log_metric(name, value)
     confusion.log_confusion_matrix(
-        [str(c) for c in result["classes"]],
+        confusion_labels(result),
         [[int(v) for v in row] for row in result["confusion_matrix"]],
     )
     shutil.copyfile(os.path.join(out, "report.html"), report.path)

@@ -1,21 +1,25 @@
-"""ingest: a folder, ``s3://`` prefix or CSV manifest -> a versioned dataset manifest."""
+"""ingest: a folder, ``s3://`` prefix, CSV manifest or detection dataset -> a versioned
+dataset manifest."""
 
 from kfp.dsl import Dataset, Markdown, Output
 
 
 def ingest(
     data_uri: str,
+    task: str,
     val_fraction: float,
     seed: int,
     manifest: Output[Dataset],
     summary: Output[Markdown],
 ) -> str:
-    """List, hash and inspect every image; returns the dataset fingerprint."""
-    from imgrec.mlops.steps import ingest_markdown, ingest_step
+    """List, hash and inspect every image (and, for ``task=detect``, count its boxes);
+    returns the dataset fingerprint."""
+    from imgrec.mlops.steps import ingest_step, ingest_summary
 
-    meta = ingest_step(data_uri, manifest.path, val_fraction=val_fraction, seed=seed)
-    for key in ("fingerprint", "version", "source", "n_images", "n_unreadable", "classes"):
+    meta = ingest_step(data_uri, manifest.path, val_fraction=val_fraction, seed=seed, task=task)
+    keys = ("task", "fingerprint", "version", "source", "n_images", "n_unreadable", "classes")
+    for key in keys:
         manifest.metadata[key] = meta[key]
     with open(summary.path, "w", encoding="utf-8") as fh:
-        fh.write(ingest_markdown(meta))
+        fh.write(ingest_summary(meta))
     return str(meta["fingerprint"])

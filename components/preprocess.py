@@ -12,6 +12,7 @@ def preprocess(
     img_size: int,
     epochs: int,
     device: str,
+    overrides: str,
     data: Output[Dataset],
     summary: Output[Markdown],
 ) -> NamedTuple("PreprocessOutputs", [("architecture", str), ("img_size", int)]):  # type: ignore[valid-type]
@@ -28,11 +29,13 @@ def preprocess(
         img_size=img_size,
         epochs=epochs,
         device=device,
+        overrides=overrides,
     )
     config = result["config"]
     data.metadata["architecture"] = config["model"]
     data.metadata["img_size"] = config["img_size"]
     data.metadata["resized"] = result["resized"]
+    data.metadata["task"] = task
     with open(summary.path, "w", encoding="utf-8") as fh:
         fh.write(preprocess_markdown(result))
     PreprocessOutputs = namedtuple("PreprocessOutputs", ["architecture", "img_size"])

@@ -90,7 +90,7 @@ def build_pipeline(cluster: ClusterSettings | None = None, image: str | None = N
     @dsl.pipeline(
         name=PIPELINE_NAME,
         description="Ingest, validate (Great Expectations), preprocess, train, evaluate, gate "
-        "and register an imgrec image classifier.",
+        "and register an imgrec image classifier (task=classify) or object detector (task=detect).",
     )
     def training(
         data_uri: str = "data/mnist5k",
@@ -99,12 +99,13 @@ def build_pipeline(cluster: ClusterSettings | None = None, image: str | None = N
         architecture: str = "auto",
         img_size: int = 0,
         epochs: int = 0,
+        train_overrides: str = "",
         device: str = "auto",
         train_threads: int = 0,
         val_fraction: float = 0.2,
         seed: int = 0,
         eval_split: str = "val",
-        gate_metric: str = "accuracy",
+        gate_metric: str = "auto",
         gate_min_improvement: float = 0.002,
         gate_max_class_regression: float = 0.05,
         gate_absolute_floor: float = 0.5,
@@ -120,7 +121,7 @@ def build_pipeline(cluster: ClusterSettings | None = None, image: str | None = N
     ) -> NamedTuple(  # type: ignore[valid-type]
         "TrainingOutputs", [("registered_version", int), ("gate", dict), ("metrics", dict)]
     ):
-        ingest = ops["ingest"](data_uri=data_uri, val_fraction=val_fraction, seed=seed)
+        ingest = ops["ingest"](data_uri=data_uri, task=task, val_fraction=val_fraction, seed=seed)
         manifest = ingest.outputs["manifest"]
         check = ops["validate"](
             manifest=manifest,
@@ -141,6 +142,7 @@ def build_pipeline(cluster: ClusterSettings | None = None, image: str | None = N
             img_size=img_size,
             epochs=epochs,
             device=device,
+            overrides=train_overrides,
         ).after(check)
         train = ops["train"](data=pre.outputs["data"], device=device, threads=train_threads)
         if cluster is not None:

@@ -28,9 +28,16 @@ GATE_METRICS = (
     "precision_weighted",
     "recall_weighted",
     "ece",
+    "map",
+    "map50",
+    "map75",
+    "precision",
+    "recall",
+    "f1",
 )
 LOWER_IS_BETTER = frozenset({"ece"})
-PER_CLASS_METRICS = ("recall", "precision", "f1")
+PER_CLASS_METRICS = ("recall", "precision", "f1", "ap", "ap50")
+"""Per-class keys: classification has recall/precision/f1, detection ap/ap50/precision/recall."""
 
 
 @dataclass(frozen=True)
@@ -38,7 +45,8 @@ class GatePolicy:
     """Gate settings; each is a pipeline parameter (``gate_<name>``)."""
 
     metric: str = "accuracy"
-    """The deciding metric (one of ``GATE_METRICS``; ``ece`` is lower-is-better)."""
+    """The deciding metric (one of ``GATE_METRICS``; ``ece`` is lower-is-better; detection:
+    ``map``, ``map50``, ``map75``)."""
     min_improvement: float = 0.002
     """Candidate minus production must be at least this (may be negative to allow ties)."""
     max_class_regression: float = 0.05
@@ -119,13 +127,14 @@ def _better(policy: GatePolicy, a: float, b: float) -> float:
 def _class_deltas(
     candidate: dict[str, Any], production: dict[str, Any], key: str
 ) -> dict[str, float]:
-    """Per-class change (candidate - production) over the classes both models know."""
+    """Per-class change (candidate - production) over the classes both models know and score
+    (detection AP is ``None`` for a class without boxes in the data: not compared)."""
     cand = candidate.get("per_class") or {}
     prod = production.get("per_class") or {}
     return {
         name: round(float(cand[name][key]) - float(prod[name][key]), 6)
         for name in sorted(set(cand) & set(prod))
-        if key in cand[name] and key in prod[name]
+        if cand[name].get(key) is not None and prod[name].get(key) is not None
     }
 
 

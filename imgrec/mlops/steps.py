@@ -13,6 +13,9 @@ functions, so every step can be run and tested without Kubeflow::
 
 Evaluation and the gate use the ingested (original) images, the same ones inference receives,
 so the candidate and the production model are compared on identical data.
+
+The task (``classify`` or ``detect``) is given to ``ingest_step`` and recorded in the manifest;
+every later step takes what differs per task from ``imgrec.mlops.pipeline_tasks``.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from typing import Any
 
 from imgrec import storage
 from imgrec.errors import ConfigError
-from imgrec.mlops.ingest import TRAIN_CSV, ingest, read_manifest
+from imgrec.mlops.pipeline_tasks import PIPELINE_TASKS, manifest_task, parse_overrides
 
 SCALAR_METRICS = (
     "accuracy",
@@ -38,15 +41,33 @@ SCALAR_METRICS = (
     "recall_weighted",
     "f1_weighted",
     "ece",
+    "map",
+    "map50",
+    "map75",
+    "precision",
+    "recall",
+    "f1",
+    "score_threshold",
     "n",
 )
 
 
-def ingest_step(data_uri: str, out_dir: str, *, val_fraction: float = 0.2, seed: int = 0) -> dict:
-    """Ingest ``data_uri`` into a manifest folder; returns ``manifest.json``'s content."""
-    manifest = ingest(data_uri, val_fraction=val_fraction, seed=seed)
-    manifest.write(out_dir)
-    return manifest.meta()
+def ingest_step(
+    data_uri: str,
+    out_dir: str,
+    *,
+    val_fraction: float = 0.2,
+    seed: int = 0,
+    task: str = "classify",
+) -> dict:
+    """Ingest ``data_uri`` into a manifest folder for ``task``; returns ``manifest.json``'s
+    content (with ``task``). Detection data keep their own splits (``val_fraction`` unused)."""
+    return PIPELINE_TASKS.get(task).ingest(data_uri, out_dir, val_fraction, seed)
+
+
+def ingest_summary(meta: dict[str, Any]) -> str:
+    """The ingest step's Markdown summary, for the manifest's task."""
+    return PIPELINE_TASKS.get(str(meta.get("task", "classify"))).markdown(meta)
 
 
 def ingest_markdown(meta: dict[str, Any]) -> str:
@@ -69,12 +90,10 @@ def ingest_markdown(meta: dict[str, Any]) -> str:
 
 def validate_step(manifest_dir: str, out_dir: str, thresholds: dict[str, Any]) -> dict:
     """Run the validation suite; writes the reports; raises ``ValidationFailedError``."""
-    from imgrec.mlops.validate import ValidationThresholds, validate_manifest
+    from imgrec.mlops.validate import ValidationThresholds
 
-    report = validate_manifest(
-        read_manifest(manifest_dir), ValidationThresholds.from_dict(thresholds), out_dir=out_dir
-    )
-    return report.to_dict()
+    checked = ValidationThresholds.from_dict(thresholds)
+    return PIPELINE_TASKS.get(manifest_task(manifest_dir)).validate(manifest_dir, out_dir, checked)
 
 
 def preprocess_step(
@@ -86,29 +105,40 @@ def preprocess_step(
     img_size: int = 0,
     epochs: int = 0,
     device: str = "cpu",
+    overrides: str = "",
 ) -> dict:
-    """Resolve the recipe and shrink the images; returns the stats and the resolved config."""
-    from imgrec.mlops.preprocess import preprocess
-
-    if task != "classify":
+    """Resolve the training config (and, for classification, shrink the images); returns the
+    stats and the resolved config. ``overrides``: ``key=value,...`` training options."""
+    ingested = manifest_task(manifest_dir)
+    if task != ingested:
         raise ConfigError(
-            f"the training pipeline does not train task {task!r} yet",
-            hint="use task=classify, or `imgrec train --task detect` outside the pipeline",
+            f"preprocess got task={task!r} but the data were ingested for task={ingested!r}",
+            hint="pass the same task to every step",
         )
-    result = preprocess(
-        read_manifest(manifest_dir),
+    return PIPELINE_TASKS.get(task).preprocess(
+        manifest_dir,
         out_dir,
         model=model,
         img_size=img_size,
         epochs=epochs,
         device=device,
+        **parse_overrides(overrides),
     )
-    return {**result.stats, "config": result.config, "notes": result.notes}
 
 
 def preprocess_markdown(result: dict[str, Any]) -> str:
     """A short Markdown note: the recipe chosen and what was cached."""
     cfg = result["config"]
+    if "geometry" not in result:  # detection: pass-through
+        lines = [
+            "## Preprocessing",
+            "",
+            f"Detector `{cfg['model']}` on `{cfg.get('backbone', '')}` at {cfg['img_size']} px, "
+            f"{cfg['epochs']} epochs (time budget {cfg.get('max_seconds') or 'none'} s), "
+            f"batch {cfg['batch_size']}; {result['images']} images used as they are.",
+            "",
+        ]
+        return "\n".join(lines + [f"- {n}" for n in result.get("notes", [])]) + "\n"
     geo = result["geometry"]
     lines = [
         "## Preprocessing",
@@ -128,15 +158,19 @@ def preprocess_markdown(result: dict[str, Any]) -> str:
 def train_step(
     data_dir: str, model_dir: str, run_dir: str, *, device: str = "auto", threads: int = 0
 ) -> dict:
-    """Train with the resolved config of the preprocess step; copy the best model to
-    ``model_dir`` (a model directory). Returns the val metrics of the run."""
-    from imgrec.tasks.classify.train import train
+    """Train with the resolved config of the preprocess step (the task's own trainer, from
+    ``imgrec.tasks.get_task``); copy the best model to ``model_dir`` (a model directory).
+    Returns the val metrics of the run."""
+    from imgrec.tasks import get_task
 
-    config = json.loads(storage.read_text(storage.join(data_dir, "train_config.json")))
-    config["device"] = device
+    payload = json.loads(storage.read_text(storage.join(data_dir, "train_config.json")))
+    task = str(payload.get("task", "classify"))
+    data, config = PIPELINE_TASKS.get(task).train_inputs(data_dir, payload)
+    if PIPELINE_TASKS.get(task).takes_device:
+        config["device"] = device
     if threads:
         config["threads"] = threads
-    result = train(storage.join(data_dir, TRAIN_CSV), config=config, out=run_dir, quiet=True)
+    result = get_task(task).train(data, config=config, out=run_dir, quiet=True)
     _copy_tree(result.model_dir, model_dir)
     return dict(result.metrics)
 
@@ -152,11 +186,19 @@ def _copy_tree(src: str, dst: str) -> None:
 def evaluate_step(model_dir: str, manifest_dir: str, out_dir: str, *, split: str = "val") -> dict:
     """Evaluate ``model_dir`` on the ingested images of ``split``; writes ``metrics.json``,
     ``figures/`` and ``report.html`` to ``out_dir`` and returns the metrics dict."""
-    from imgrec.tasks.classify.evaluate import evaluate
+    from imgrec.tasks import get_task
 
-    data = storage.join(manifest_dir, TRAIN_CSV)
+    task = manifest_task(manifest_dir)
+    data = PIPELINE_TASKS.get(task).eval_data(manifest_dir)
     Path(out_dir).mkdir(parents=True, exist_ok=True)
-    return evaluate(model_dir, data, split=split, out_dir=out_dir)
+    return get_task(task).evaluate(model_dir, data, split=split, out_dir=out_dir)
+
+
+def confusion_labels(metrics: dict[str, Any]) -> list[str]:
+    """Row/column names of ``metrics["confusion_matrix"]`` (detection adds ``background``)."""
+    classes = [str(c) for c in metrics["classes"]]
+    extra = len(metrics["confusion_matrix"]) - len(classes)
+    return classes + ["background"] * extra
 
 
 def _production_metrics(
@@ -164,18 +206,31 @@ def _production_metrics(
 ) -> tuple[int | None, dict[str, Any] | None]:
     """Evaluate the store's production model on the same data (``(None, None)`` if none)."""
     from imgrec.store import ModelStore
-    from imgrec.tasks.classify.evaluate import evaluate
 
     store = ModelStore(store_uri)
     current = store.production()
     if current is None:
         return None, None
-    data = storage.join(manifest_dir, TRAIN_CSV)
     if storage.is_s3(current.model_uri):
         with tempfile.TemporaryDirectory(prefix="imgrec-prod-") as tmp:
             local = store.fetch(current.version, tmp)
-            return current.version, evaluate(str(local), data, split=split)
-    return current.version, evaluate(current.model_uri, data, split=split)
+            return current.version, _evaluate_same_task(str(local), manifest_dir, split)
+    return current.version, _evaluate_same_task(current.model_uri, manifest_dir, split)
+
+
+def _evaluate_same_task(model_dir: str, manifest_dir: str, split: str) -> dict[str, Any]:
+    from imgrec.tasks import get_task
+
+    task = manifest_task(manifest_dir)
+    card = json.loads(storage.read_text(storage.join(model_dir, "model.json")))
+    if card.get("task", "classify") != task:
+        raise ConfigError(
+            f"the store's production model is a {card.get('task', 'classify')!r} model; "
+            f"this run trains {task!r}",
+            hint="use a separate model store per task (store_uri)",
+        )
+    data = PIPELINE_TASKS.get(task).eval_data(manifest_dir)
+    return get_task(task).evaluate(model_dir, data, split=split)
 
 
 def gate_step(
@@ -190,6 +245,11 @@ def gate_step(
     """Decide candidate vs production on the same data; writes ``gate.json``/``gate.md``."""
     from imgrec.mlops.gate import GatePolicy, decide
 
+    spec = PIPELINE_TASKS.get(manifest_task(manifest_dir))
+    policy = dict(policy)
+    if policy.get("metric", "auto") in ("auto", ""):
+        policy["metric"] = spec.gate_metric
+    policy.setdefault("per_class_metric", spec.per_class_metric)
     gate_policy = GatePolicy.from_dict(policy)  # checked before the production model is scored
     version, production = _production_metrics(store_uri, manifest_dir, split)
     decision = decide(candidate, production, gate_policy, production_version=version)

@@ -60,15 +60,15 @@ class ValidationThresholds:
     """Largest ratio between the biggest and the smallest class within one split."""
     min_val_fraction: float = 0.05
     max_val_fraction: float = 0.5
-    warn_only: tuple[str, ...] = ("duplicate_hashes",)
+    warn_only: tuple[str, ...] = ("duplicate_hashes", "box_fixes")
     """Checks whose failure is reported but does not stop the pipeline."""
 
     def __post_init__(self) -> None:
-        unknown = set(self.warn_only) - set(CHECK_NAMES)
+        unknown = set(self.warn_only) - set(CHECK_NAMES + DETECTION_CHECK_NAMES)
         if unknown:
             raise ConfigError(
                 f"unknown validation checks in warn_only: {sorted(unknown)}",
-                hint=f"known checks: {', '.join(CHECK_NAMES)}",
+                hint=f"known checks: {', '.join(CHECK_NAMES + DETECTION_CHECK_NAMES)}",
             )
         if not 0.0 <= self.max_unreadable_fraction <= 1.0:
             raise ConfigError(
@@ -111,6 +111,8 @@ CHECK_NAMES = (
     "class_balance",
     "split_ratio",
 )
+DETECTION_CHECK_NAMES = ("label_errors", "box_fixes", "images_with_boxes")
+"""Extra checks of the detection suite (``imgrec.mlops.validate_detect``)."""
 
 
 # --- frames --------------------------------------------------------------------------------
@@ -285,10 +287,18 @@ def _context() -> Any:
 
 def run_suite(manifest: DatasetManifest, thresholds: ValidationThresholds) -> list[CheckResult]:
     """Run every check of the suite on ``manifest``; returns one result per check."""
+    return run_checks(_frames(manifest), _suite_spec(thresholds, manifest.classes), thresholds)
+
+
+def run_checks(
+    frames: dict[str, Any],
+    spec: list[tuple[str, str, Any, list[str]]],
+    thresholds: ValidationThresholds,
+) -> list[CheckResult]:
+    """Run the expectations of ``spec`` (check, frame name, expectation, index columns) on
+    ``frames`` in one ephemeral GX context; results in ``CHECK_NAMES`` order."""
     gx = _gx()
 
-    frames = _frames(manifest)
-    spec = _suite_spec(thresholds, manifest.classes)
     ctx = _context()
     source = ctx.data_sources.add_pandas("manifest")
     out: list[CheckResult] = []
@@ -313,7 +323,7 @@ def run_suite(manifest: DatasetManifest, thresholds: ValidationThresholds) -> li
         )
         for r in result.results:
             out.append(CheckResult.from_gx(r, frame_name, thresholds))
-    order = {n: i for i, n in enumerate(CHECK_NAMES)}
+    order = {n: i for i, n in enumerate(CHECK_NAMES + DETECTION_CHECK_NAMES)}
     return sorted(out, key=lambda c: order.get(c.name, len(order)))
 
 
@@ -335,7 +345,17 @@ def validate_manifest(
     ``raise_on_failure`` is true.
     """
     t = thresholds or ValidationThresholds()
-    checks = run_suite(manifest, t)
+    return finish_report(manifest, run_suite(manifest, t), t, out_dir, raise_on_failure)
+
+
+def finish_report(
+    manifest: Any,
+    checks: list[CheckResult],
+    t: ValidationThresholds,
+    out_dir: str | None,
+    raise_on_failure: bool,
+) -> ValidationReport:
+    """Build the report of ``checks``, write it to ``out_dir``, raise on critical failures."""
     report = ValidationReport(
         checks=checks,
         fingerprint=manifest.fingerprint,

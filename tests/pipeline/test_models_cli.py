@@ -51,4 +51,4 @@ def test_pipeline_cli_errors(capsys: pytest.CaptureFixture[str]) -> None:
     assert "--local" in capsys.readouterr().err
     assert main(["pipeline", "params", "--json"]) == 0
     params = json.loads(capsys.readouterr().out)
-    assert params["gate_metric"] == "accuracy" and params["epochs"] == 0
+    assert params["gate_metric"] == "auto" and params["epochs"] == 0
