@@ -15,7 +15,8 @@ Presets (``AUGMENT_PRESETS``):
 
 * ``none``: identity.
 * ``light``: small random affine (rotate 10 deg, shift 5%, scale 0.9-1.1), no flip, so safe
-  for digits and text (on mnist5k a 5% shift beat 10%); applied batched (one ``grid_sample`` per batch), cheap enough for CPU.
+  for digits and text (on mnist5k a 5% shift beat 10%); applied batched (one ``grid_sample``
+  per batch), cheap enough for CPU.
 * ``strong``: random resized crop (35-100% area) + horizontal flip + RandAugment (2 ops,
   magnitude 9); per image.
 """
