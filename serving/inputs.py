@@ -100,13 +100,16 @@ def prepare_image(
     *,
     keep_image: bool = False,
     max_pixels: int | None = None,
+    draft: bool = True,
 ) -> PreparedImage:
     """Decode encoded image bytes and apply the geometric preprocessing; errors are returned.
 
     Runs in a worker thread (Pillow releases the GIL while decoding and resizing).
+    ``draft=False`` decodes at full size (detectors map boxes back to the image's pixels).
     """
     try:
-        image = decode_image(data, max_pixels=max_pixels, draft=draft_size(pre))
+        size = draft_size(pre) if draft else None
+        image = decode_image(data, max_pixels=max_pixels, draft=size)
         return PreparedImage(
             pixels=geometric(image, pre),
             stats=image_stats(data, image),

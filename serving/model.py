@@ -11,7 +11,6 @@ already decoded finish on the runtime they were decoded for.
 from __future__ import annotations
 
 import asyncio
-import io
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -26,17 +25,7 @@ from serving.batcher import DynamicBatcher
 from serving.errors import InferenceTimeoutError, OverloadedError
 from serving.inputs import PreparedImage, prepare_image
 from serving.prediction_log import PredictionLog, prediction_record
-from serving.protocol import (
-    Work,
-    input_metadata,
-    output_metadata,
-    parse_v1,
-    parse_v2,
-    raw_to_bytes,
-    topk,
-    v1_response,
-    v2_response,
-)
+from serving.protocol import Work, input_metadata, parse_v1, parse_v2, raw_to_bytes, topk
 from serving.runtime import ModelRef, Runtime, load_runtime
 
 log = logging.getLogger("imgrec.serving")
@@ -62,7 +51,7 @@ class ServingOptions:
 
 
 class ImgrecModel(kserve.Model):
-    """Serves one imgrec model (classification) under ``name``."""
+    """Serves one imgrec model (a classifier or a detector) under ``name``."""
 
     def __init__(self, name: str, model: str | ModelRef, options: ServingOptions | None = None):
         super().__init__(name)
@@ -129,7 +118,7 @@ class ImgrecModel(kserve.Model):
         return input_metadata(self._runtime().pre.input_size)
 
     def get_output_types(self) -> list[dict[str, Any]]:
-        return output_metadata(min(self.options.top_k, len(self._runtime().classes)))
+        return self._runtime().output_types(self.options.top_k)  # type: ignore[no-any-return]
 
     # --- inference -------------------------------------------------------------------------
     def validate(self, payload: Any) -> Any:
@@ -224,8 +213,8 @@ class ImgrecModel(kserve.Model):
         """Build the V1 dict or V2 ``InferResponse``."""
         runtime = work.runtime or self._runtime()
         if work.protocol == "v1":
-            return v1_response(work, runtime.classes, runtime.version)
-        return v2_response(work, runtime.classes, runtime.version, self.name)
+            return runtime.respond_v1(work)
+        return runtime.respond_v2(work, self.name)
 
     # --- helpers (run in the decode pool) --------------------------------------------------
     @staticmethod
@@ -236,23 +225,16 @@ class ImgrecModel(kserve.Model):
             data = raw_to_bytes(raw)
         except ImgrecError as exc:
             return PreparedImage(error=exc)
-        return prepare_image(data, runtime.pre, keep_image=keep_image)
+        return prepare_image(data, runtime.pre, keep_image=keep_image, draft=runtime.decode_draft)
 
     @staticmethod
     def _annotate(runtime: Runtime, work: Work, i: int) -> bytes | None:
-        from imgrec.visualize import draw_label
-
-        item, out = work.items[i], work.outputs[i]
-        if item.image is None or out is None:
-            return None
-        ids, scores = topk(out[0], 1)
-        shown = draw_label(item.image, f"{runtime.classes[int(ids[0])]} {float(scores[0]):.2f}")
-        buf = io.BytesIO()
-        shown.save(buf, format="JPEG", quality=85)
-        return buf.getvalue()
+        return runtime.annotate(work, i)
 
     def _log_predictions(self, work: Work, latency_ms: float) -> None:
         if self.prediction_log is None or work.runtime is None:
+            return
+        if not work.runtime.log_predictions:  # detectors: not in the classifier log schema
             return
         runtime = work.runtime
         for i, out in enumerate(work.outputs):

@@ -52,8 +52,12 @@ class Work:
     request: InferRequest | None = None
     runtime: Any = None  # the model version that served this request
     items: list[PreparedImage] = field(default_factory=list)
-    outputs: list[tuple[np.ndarray, np.ndarray] | None] = field(default_factory=list)
+    # classifiers: (logits, embedding); detectors: {"boxes", "scores", "labels"} in input pixels
+    outputs: list[Any] = field(default_factory=list)
     annotated: list[bytes | None] = field(default_factory=list)
+    score_threshold: float | None = None  # detectors: overrides the card's threshold
+    max_detections: int = 100  # detectors: per image
+    detections: dict[int, list[dict[str, Any]]] = field(default_factory=dict)  # detectors
 
 
 def _options(params: Any, request_id: str | None) -> dict[str, Any]:
@@ -67,7 +71,26 @@ def _options(params: Any, request_id: str | None) -> dict[str, Any]:
     annotate = params.get("annotate", False)
     if not isinstance(annotate, bool):
         raise BadRequestError(f"parameters.annotate must be true or false, got {annotate!r}")
-    out: dict[str, Any] = {"top_k": top_k, "annotate": annotate}
+    threshold = params.get("score_threshold")
+    if threshold is not None and (
+        isinstance(threshold, bool)
+        or not isinstance(threshold, (int, float))
+        or not 0 <= threshold <= 1
+    ):
+        raise BadRequestError(
+            f"parameters.score_threshold must be a number in [0, 1], got {threshold!r}"
+        )
+    max_det = params.get("max_detections", 100)
+    if isinstance(max_det, bool) or not isinstance(max_det, int) or max_det < 1:
+        raise BadRequestError(
+            f"parameters.max_detections must be a positive integer, got {max_det!r}"
+        )
+    out: dict[str, Any] = {
+        "top_k": top_k,
+        "annotate": annotate,
+        "score_threshold": None if threshold is None else float(threshold),
+        "max_detections": max_det,
+    }
     if request_id:
         out["request_id"] = str(request_id)[:128]
     return out

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,8 +20,10 @@ import numpy as np
 from imgrec import storage
 from imgrec.errors import NotFoundError
 from imgrec.models.card import Preprocessing
+from imgrec.registry import Registry
 from serving.backends import BACKENDS, Backend
 from serving.inputs import normalize_batch
+from serving.protocol import Work, output_metadata, topk, v1_response, v2_response
 
 DEFAULT_MODEL = "efficientnet_lite0"
 
@@ -71,6 +74,8 @@ class Runtime:
     ref: ModelRef
     pre: Preprocessing = field(init=False)
     classes: list[str] = field(init=False)
+    log_predictions = True  # records go to the prediction log (docs/prediction-log.md)
+    decode_draft = True  # JPEGs may be decoded at a reduced scale (never below the resize)
 
     def __post_init__(self) -> None:
         self.pre = self.classifier.card.preprocessing
@@ -90,19 +95,78 @@ class Runtime:
             x = normalize_batch(x, self.pre)
         return self.backend.run(np.ascontiguousarray(x, dtype=np.float32))
 
+    # --- responses (the same methods on serving.detection.DetectionRuntime) ------------------
+    def output_types(self, top_k: int) -> list[dict[str, Any]]:
+        """V2 metadata ``outputs``."""
+        return output_metadata(min(top_k, len(self.classes)))
+
+    def respond_v1(self, work: Work) -> dict[str, Any]:
+        """The V1 JSON body."""
+        return v1_response(work, self.classes, self.version)
+
+    def respond_v2(self, work: Work, model_name: str) -> Any:
+        """The V2 ``InferResponse``."""
+        return v2_response(work, self.classes, self.version, model_name)
+
+    def annotate(self, work: Work, i: int) -> bytes | None:
+        """JPEG of item ``i`` with its top label drawn (runs in the decode pool)."""
+        from imgrec.visualize import draw_label
+
+        item, out = work.items[i], work.outputs[i]
+        if item.image is None or out is None:
+            return None
+        ids, scores = topk(out[0], 1)
+        shown = draw_label(item.image, f"{self.classes[int(ids[0])]} {float(scores[0]):.2f}")
+        buf = io.BytesIO()
+        shown.save(buf, format="JPEG", quality=85)
+        return buf.getvalue()
+
+
+TASK_RUNTIMES: Registry[Any] = Registry("served task", list_hint="docs/serving.md")
+"""Model card ``task`` -> ``loader(ref, *, backend, threads)`` returning the served runtime."""
+
+
+@TASK_RUNTIMES.register("classify")
+def load_classifier_runtime(ref: ModelRef, *, backend: str, threads: int | None) -> Runtime:
+    """A classifier on ``backend`` (``onnx`` or ``torch``)."""
+    from imgrec.predictor import load_model
+
+    make_backend = BACKENDS.get(backend)
+    classifier = load_model(ref.uri)
+    if ref.version == "local":
+        ref = ModelRef(ref.uri, str(getattr(classifier.card, "created", "local")), ref.store)
+    return Runtime(classifier, make_backend(classifier, threads=threads), ref)
+
+
+@TASK_RUNTIMES.register("detect")
+def _load_detector_runtime(ref: ModelRef, *, backend: str, threads: int | None) -> Any:
+    from serving.detection import load_detection_runtime
+
+    BACKENDS.get(backend)  # an unknown backend name fails the same way for every task
+    runtime = load_detection_runtime(ref, backend=backend, threads=threads)
+    if ref.version == "local":
+        runtime.ref = ModelRef(ref.uri, str(runtime.card.created or "local"), ref.store)
+    return runtime
+
+
+def model_task(uri: str) -> str:
+    """The ``task`` of the model card at ``uri``; pretrained names are classifiers."""
+    from imgrec.models.card import CARD_FILE, read_card
+
+    if not storage.exists(storage.join(uri, CARD_FILE)):
+        return "classify"
+    return str(read_card(uri).task)
+
 
 def load_runtime(
     model: str | os.PathLike[str] | ModelRef,
     *,
     backend: str = "onnx",
     threads: int | None = None,
-) -> Runtime:
-    """Load ``model`` and build its inference backend (slow: seconds; call off the event loop)."""
-    from imgrec.predictor import load_model
+) -> Any:
+    """Load ``model`` and build its inference runtime (slow: seconds; call off the event loop).
 
+    Classifiers give a :class:`Runtime`, detectors a ``serving.detection.DetectionRuntime``.
+    """
     ref = model if isinstance(model, ModelRef) else resolve_model(model)
-    make_backend = BACKENDS.get(backend)
-    classifier = load_model(ref.uri)
-    if ref.version == "local":
-        ref = ModelRef(ref.uri, str(getattr(classifier.card, "created", "local")), ref.store)
-    return Runtime(classifier, make_backend(classifier, threads=threads), ref)
+    return TASK_RUNTIMES.get(model_task(ref.uri))(ref, backend=backend, threads=threads)
