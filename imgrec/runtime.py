@@ -78,48 +78,79 @@ def torch_runner(classifier: Any, *, threads: int | None = None) -> Runner:
     return run
 
 
-def onnx_path(classifier: Any) -> Path:
-    """The cache file for ``classifier``: architecture plus a digest of card and weights."""
+def model_digest(classifier: Any) -> str:
+    """Hex digest of a classifier's card (minus its creation time), torch version and weights.
+
+    The key of every ONNX export cache (this module's and the server's): a pretrained card is
+    made anew on every load, so its ``created`` time must not change the key.
+    """
     digest = hashlib.sha256()
-    # the card minus its creation time: a pretrained card is made anew on every load
     card = {k: v for k, v in classifier.card.to_dict().items() if k != "created"}
     digest.update(json.dumps(card, sort_keys=True, default=str).encode())
     digest.update(torch.__version__.encode())
     for name, tensor in sorted(classifier.module.state_dict().items()):
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return cache_dir() / f"{classifier.card.architecture}-{digest.hexdigest()[:20]}.onnx"
+    return digest.hexdigest()
 
 
-def export_logits_onnx(classifier: Any, path: Path, *, opset: int = 17) -> Path:
-    """Export the network to ``path`` (input ``input (B,3,S,S)``, output ``logits``); atomic."""
-    size = classifier.card.preprocessing.input_size
-    module = classifier.module.eval().cpu()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+def onnx_path(classifier: Any) -> Path:
+    """The cache file for ``classifier``: architecture plus a digest of card and weights."""
+    return cache_dir() / f"{classifier.card.architecture}-{model_digest(classifier)[:20]}.onnx"
+
+
+def export_onnx_file(
+    module: torch.nn.Module,
+    path: str | os.PathLike[str],
+    *,
+    input_size: int,
+    output_names: list[str],
+    what: str,
+    hint: str,
+    opset: int = 17,
+) -> Path:
+    """Export ``module`` (on CPU, eval mode) to ``path`` atomically: input ``input (B, 3, S, S)``,
+    ``output_names`` outputs, all with a dynamic batch axis; TorchScript-based exporter.
+
+    A failure raises ``ModelError`` naming ``what`` with ``hint``; no partial file is left.
+    """
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
             torch.onnx.export(
                 module,
-                (torch.zeros(2, 3, size, size),),
+                (torch.zeros(2, 3, input_size, input_size),),
                 str(tmp),
                 input_names=["input"],
-                output_names=["logits"],
-                dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+                output_names=output_names,
+                dynamic_axes={name: {0: "batch"} for name in ["input", *output_names]},
                 opset_version=opset,
                 dynamo=False,
             )
-        os.replace(tmp, path)
+        os.replace(tmp, out)
     except Exception as exc:
         tmp.unlink(missing_ok=True)
-        raise ModelError(
-            f"ONNX export of {classifier.card.architecture} failed: {exc}",
+        raise ModelError(f"ONNX export of {what} failed: {exc}", hint=hint) from exc
+    return out
+
+
+def export_logits_onnx(classifier: Any, path: Path, *, opset: int = 17) -> Path:
+    """Export the network to ``path`` (input ``input (B,3,S,S)``, output ``logits``); atomic."""
+    try:
+        return export_onnx_file(
+            classifier.module.eval().cpu(),
+            path,
+            input_size=classifier.card.preprocessing.input_size,
+            output_names=["logits"],
+            what=classifier.card.architecture,
             hint="use the PyTorch runtime (runtime='torch')",
-        ) from exc
+            opset=opset,
+        )
     finally:
         classifier.module.to(classifier.device)
-    return path
 
 
 def _check_input(classifier: Any) -> torch.Tensor:

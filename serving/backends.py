@@ -10,10 +10,7 @@ prediction log's summary). Backends live in the ``BACKENDS`` registry::
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -22,8 +19,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from imgrec.errors import ModelError
 from imgrec.registry import Registry
+from imgrec.runtime import export_onnx_file, model_digest
 
 
 class Backend(Protocol):
@@ -80,47 +77,25 @@ class TorchBackend:
 
 
 def onnx_cache_path(classifier: Any) -> Path:
-    """Where the exported ONNX file of ``classifier`` is cached (keyed by weights and card)."""
-    root = Path(os.environ.get("IMGREC_CACHE", Path.home() / ".cache" / "imgrec")) / "onnx"
-    digest = hashlib.sha256()
-    card = classifier.card
-    digest.update(json.dumps(card.to_dict(), sort_keys=True, default=str).encode())
-    for name, tensor in sorted(classifier.module.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return root / f"{card.architecture}-{digest.hexdigest()[:16]}.onnx"
+    """Where the exported ONNX file of ``classifier`` is cached: ``$IMGREC_CACHE/onnx/``, keyed
+    by :func:`imgrec.runtime.model_digest` (card minus creation time, torch version, weights)."""
+    root = Path(os.environ.get("IMGREC_CACHE") or Path.home() / ".cache" / "imgrec") / "onnx"
+    return root / f"{classifier.card.architecture}-{model_digest(classifier)[:16]}.onnx"
 
 
 def export_onnx(classifier: Any, path: str | os.PathLike[str], *, opset: int = 17) -> Path:
     """Export ``classifier`` to ONNX at ``path``: input ``input (B, 3, S, S)``, outputs
-    ``logits (B, K)`` and ``embedding (B, D)``, dynamic batch. Written atomically."""
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    size = classifier.card.preprocessing.input_size
-    wrapped = LogitsAndEmbedding(classifier.module).eval().cpu()
-    example = torch.zeros(2, 3, size, size)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
-            torch.onnx.export(
-                wrapped,
-                (example,),
-                str(tmp),
-                input_names=["input"],
-                output_names=["logits", "embedding"],
-                dynamic_axes={name: {0: "batch"} for name in ("input", "logits", "embedding")},
-                opset_version=opset,
-                dynamo=False,
-            )
-        os.replace(tmp, out)
-    except Exception as exc:
-        tmp.unlink(missing_ok=True)
-        raise ModelError(
-            f"ONNX export of {classifier.card.architecture} failed: {exc}",
-            hint="serve with --backend torch",
-        ) from exc
-    return out
+    ``logits (B, K)`` and ``embedding (B, D)``, dynamic batch. Written atomically
+    (:func:`imgrec.runtime.export_onnx_file`)."""
+    return export_onnx_file(
+        LogitsAndEmbedding(classifier.module).eval().cpu(),
+        path,
+        input_size=classifier.card.preprocessing.input_size,
+        output_names=["logits", "embedding"],
+        what=classifier.card.architecture,
+        hint="serve with --backend torch",
+        opset=opset,
+    )
 
 
 @BACKENDS.register("onnx")
