@@ -208,11 +208,10 @@ def torchserve_layout(model_uri: str, dest_uri: str, *, name: str = DEFAULT_NAME
     import tempfile
 
     from imgrec import storage
-    from imgrec.predictor import load_model
-    from serving.torchserve import build_mar
+    from serving.torchserve import build_mar, load_for_archive
 
     with tempfile.TemporaryDirectory() as tmp:
-        mar = build_mar(load_model(model_uri), tmp, name=name)
+        mar = build_mar(load_for_archive(model_uri), tmp, name=name)
         storage.write_bytes(storage.join(dest_uri, "model-store", mar.name), mar.read_bytes())
     snapshot = {"name": "startup.cfg", "modelCount": 1, "models": {name: {"1.0": {
         "defaultVersion": True, "marName": f"{name}.mar", "minWorkers": 1, "maxWorkers": 2,

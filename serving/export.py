@@ -83,9 +83,9 @@ def _export_mar(classifier: Any, out: Path) -> ExportResult:
 
 def export_model(model: str, fmt: str, out: str | os.PathLike[str]) -> ExportResult:
     """Load ``model`` (dir, ``STORE@version`` or pretrained name) and export it as ``fmt``."""
-    from imgrec.predictor import load_model
     from serving.runtime import resolve_model
+    from serving.torchserve import load_for_archive
 
     exporter = EXPORT_FORMATS.get(fmt)
-    classifier = load_model(resolve_model(model).uri)
+    classifier = load_for_archive(resolve_model(model).uri)  # a detector: mar, safetensors
     return exporter(classifier, Path(out))

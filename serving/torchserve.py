@@ -54,7 +54,8 @@ def build_mar(
     name: str = "imgrec",
     version: str = "1.0",
 ) -> Path:
-    """Pack ``classifier`` (its model directory) with the imgrec handler into ``OUT/NAME.mar``."""
+    """Pack ``classifier`` (its model directory; a detector from :func:`load_for_archive` works
+    too) with the imgrec handler into ``OUT/NAME.mar``."""
     from imgrec.models.card import save_model_dir
 
     out = Path(out_dir)
@@ -76,6 +77,23 @@ def build_mar(
         if done.returncode != 0:
             raise TorchServeError(f"torch-model-archiver failed: {done.stderr.strip()[-500:]}")
     return out / f"{name}.mar"
+
+
+def load_for_archive(uri: str) -> Any:
+    """What :func:`build_mar` packs: a classifier, or for a card with ``task: detect`` the
+    detector (an object with ``.module`` and ``.card``, like a classifier)."""
+    from types import SimpleNamespace
+
+    from serving.runtime import model_task
+
+    if model_task(uri) == "detect":
+        from imgrec.models.detectors import load_detector
+
+        det, card = load_detector(uri)
+        return SimpleNamespace(module=det, card=card)
+    from imgrec.predictor import load_model
+
+    return load_model(uri)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -242,10 +260,9 @@ class TorchServe:
 
 def serve_torchserve(model: str, *, host: str, port: int, name: str = "imgrec") -> None:
     """``imgrec serve --runtime torchserve``: archive MODEL and run TorchServe until Ctrl-C."""
-    from imgrec.predictor import load_model
     from serving.runtime import resolve_model
 
-    classifier = load_model(resolve_model(model).uri)
+    classifier = load_for_archive(resolve_model(model).uri)
     workdir = Path(tempfile.mkdtemp(prefix="imgrec-torchserve-"))
     store = workdir / "model-store"
     build_mar(classifier, store, name=name)

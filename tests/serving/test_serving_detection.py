@@ -117,3 +117,22 @@ def test_v2_outputs_match_v1(server: Server, photo: bytes) -> None:
     labels = [b.decode() for b in res.as_numpy("label")[0]]
     assert labels == [d["label"] for d in want]
     assert res.as_numpy("error")[1] in (b"unsupported_media_type", "unsupported_media_type")
+
+
+@pytest.mark.slow
+def test_torchserve_handler_returns_boxes(detector_dir: Path, photo: bytes, tmp_path: Path) -> None:
+    import httpx
+
+    from serving.export import export_model
+    from serving.torchserve import TorchServe
+
+    export_model(str(detector_dir), "mar", tmp_path / "store")
+    with TorchServe.start(tmp_path / "store", ["imgrec=imgrec.mar"], tmp_path / "ts") as ts:
+        ts.wait_ready(300)
+        url = f"{ts.url}/predictions/imgrec"
+        auth = {"Authorization": f"Bearer {ts.keys()['inference']}"}
+        r = httpx.post(url, content=photo, headers=auth, timeout=60)
+        assert r.status_code == 200, r.text
+        assert_same(r.json()["detections"], reference(detector_dir, photo))
+        bad = httpx.post(url, content=b"<html>not an image</html>", headers=auth, timeout=60)
+        assert bad.status_code == 415 and json.loads(bad.text)["code"] == "unsupported_media_type"
