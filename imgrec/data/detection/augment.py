@@ -54,7 +54,11 @@ def _strong(pre: Preprocessing, hflip: float = 0.0) -> list[T.Transform]:
     return [
         T.RandomPhotometricDistort(p=0.5),
         T.RandomApply([T.RandomZoomOut(fill=_fill(pre), side_range=(1.0, 2.0))], p=0.4),
-        T.RandomApply([T.RandomIoUCrop(min_scale=0.5, sampler_options=[0.5, 0.7, 0.9])], p=0.3),
+        # 1.0 means "keep the image": without it RandomIoUCrop retries forever on scenes where
+        # no crop reaches the sampled IoU (it hung the property test).
+        T.RandomApply(
+            [T.RandomIoUCrop(min_scale=0.5, sampler_options=[0.5, 0.7, 0.9, 1.0])], p=0.3
+        ),
         *_none(pre, hflip),
     ]
 
