@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
-from imgrec.data.images import decode_image
+from imgrec.data.images import decode_image, source_size
 from imgrec.data.transforms import resize_ops
 from imgrec.errors import ImgrecError
 from imgrec.models.card import Preprocessing
@@ -84,10 +84,11 @@ def image_stats(data: bytes, image: Image.Image) -> ImageStats:
     if lum.shape[0] >= 3 and lum.shape[1] >= 3:  # 4-neighbour Laplacian, (h-2, w-2)
         lap = lum[:-2, 1:-1] + lum[2:, 1:-1] + lum[1:-1, :-2] + lum[1:-1, 2:] - 4 * lum[1:-1, 1:-1]
         sharpness = float(lap.var())
+    width, height = source_size(image)  # the file's size, not the draft-reduced decode's
     return ImageStats(
         fingerprint="sha256:" + hashlib.sha256(data).hexdigest()[:16],
-        width=image.width,
-        height=image.height,
+        width=width,
+        height=height,
         brightness=round(float(lum.mean()), 4),
         contrast=round(float(lum.std()), 4),
         sharpness=round(sharpness, 6),

@@ -281,8 +281,17 @@ def _decode_opened(
     if rgb is im:
         # Detach from the file object: a plain Image without EXIF/text the caller could reuse.
         rgb = im.copy()
-    rgb.info = {}
+    # The only metadata kept: the oriented size before any draft reduction, so callers that
+    # decoded small (servers, batch predict) still report the image's real dimensions.
+    turned = oriented.size != im.size
+    rgb.info = {"source_size": (height, width) if turned else (width, height)}
     return rgb
+
+
+def source_size(image: Image.Image) -> tuple[int, int]:
+    """``(width, height)`` of the decoded file (EXIF-oriented), even after a draft decode."""
+    size = image.info.get("source_size")
+    return (int(size[0]), int(size[1])) if size else image.size
 
 
 def _too_large(what: str, limit: int) -> ImageTooLargeError:

@@ -18,7 +18,7 @@ from image_fixtures import (
 )
 from PIL import Image, ImageOps
 
-from imgrec.data.images import decode_image, load_image, sniff_format, to_rgb
+from imgrec.data.images import decode_image, load_image, sniff_format, source_size, to_rgb
 from imgrec.errors import (
     EmptyFileError,
     ImageError,
@@ -54,7 +54,7 @@ def test_good_files_load_as_plain_rgb_without_metadata(
 ) -> None:
     img = load_image(str(bad_image_files[key]))
     assert img.mode == "RGB"
-    assert img.info == {}
+    assert img.info == {"source_size": img.size}  # the only metadata kept
     assert type(img) is Image.Image  # detached from the file and its EXIF
     assert np.asarray(img).shape == (img.height, img.width, 3)
 
@@ -202,11 +202,25 @@ def test_draft_decodes_jpeg_smaller_but_not_below_request() -> None:
     assert full.size == (800, 600)
     assert small.size == (200, 150)
     assert load_image(data, draft=(300, 300)).size == (400, 300)
+    assert source_size(small) == (800, 600)  # the file's size survives the reduced decode
+
+
+def test_source_size_is_oriented_after_a_draft_decode() -> None:
+    rng = np.random.default_rng(1)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90: the oriented image is 600 wide, 800 high
+    buf = io.BytesIO()
+    Image.fromarray(rng.integers(0, 255, (600, 800, 3), dtype=np.uint8)).save(
+        buf, "JPEG", exif=exif
+    )
+    small = load_image(buf.getvalue(), draft=(200, 200))
+    assert small.size == (300, 400)  # decoded at 1/2, then turned
+    assert source_size(small) == (600, 800)
 
 
 def test_hostile_metadata_is_dropped(bad_image_files: dict[str, Path]) -> None:
     img = load_image(bad_image_files["hostile_metadata"])
-    assert img.info == {}
+    assert set(img.info) == {"source_size"}
     assert "exif" not in img.info and not img.getexif()
 
 
@@ -250,5 +264,5 @@ def test_huge_png_text_is_ignored_not_fatal(size: int, compressed: bool) -> None
     meta.add_text("Evil", "<script>alert(1)</script>\x00")
     data = _encode(exif_base(), "PNG", pnginfo=meta)
     img = load_image(data)
-    assert img.info == {}
+    assert img.info == {"source_size": img.size}
     assert quadrant_colors(img) == quadrant_colors(exif_base())
