@@ -27,6 +27,8 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="run directory (default: a temp dir)")
     parser.add_argument("--set", dest="sets", action="append", default=[], help="KEY=VALUE")
     args = parser.parse_args()
+    # As `import imgrec` does, before torch loads OpenMP (passive waiting on busy cores).
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
     import torch
 

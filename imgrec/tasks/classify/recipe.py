@@ -36,9 +36,9 @@ SMALL = {
     "model": "small_resnet",
     "pretrained": False,
     "freeze": "none",
-    "epochs": 12,
-    "batch_size": 64,
-    "lr": 4e-3,
+    "epochs": 10,
+    "batch_size": 128,
+    "lr": 6e-3,
     "scheduler": "onecycle",
     "augment": "light",
 }

@@ -70,18 +70,14 @@ def default_run_dir() -> Path:
 
 
 def auto_threads() -> int:
-    """CPU threads for torch: the cores not already busy (1-minute load average), at least 1.
+    """CPU threads for torch: one per core.
 
-    Small convolutions run as many short parallel regions; when another process holds a
-    core, a thread that must wait for it stalls every step (measured on 2 busy cores: one
-    thread ran an mnist5k epoch in 12 s, two threads in 30-90 s).
+    Busy cores are handled by OpenMP's passive waiting (``OMP_WAIT_POLICY=PASSIVE``, set by
+    ``imgrec`` unless the user set it): with spinning threads two busy cores turned a 3 s
+    mnist5k epoch into 30-90 s. Choosing fewer threads from the load average was tried and
+    dropped: a run's own previous load made the next run single-threaded and 50% slower.
     """
-    cores = os.cpu_count() or 1
-    try:
-        busy = int(os.getloadavg()[0])
-    except OSError:  # not available on this platform
-        busy = 0
-    return max(1, min(cores, cores - busy))
+    return os.cpu_count() or 1
 
 
 def _pick_device(name: str) -> torch.device:
