@@ -10,8 +10,8 @@ become KFP v2 lightweight components with :func:`build_components`, which applie
     ops["train"](data=..., device="cuda")
 
 ``IMGREC_COMPONENT_IMAGE`` (environment) overrides the default image
-:data:`DEFAULT_IMAGE`; ``imgrec pipeline compile --image`` sets it per compile. The SERVING
-step (``components/deploy``) plugs in after ``register`` the same way.
+:data:`DEFAULT_IMAGE`; ``imgrec pipeline compile --image`` sets it per compile. ``deploy``
+runs after ``register`` when the ``deploy_target`` parameter is ``local`` or ``cluster``.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ def build_components(image: str | None = None) -> dict[str, Any]:
     """Every step as a KFP component using ``image``: ``{name: component}``."""
     from kfp import dsl
 
+    from components.deploy import deploy
     from components.evaluate import evaluate
     from components.gate import gate
     from components.ingest import ingest
@@ -41,6 +42,6 @@ def build_components(image: str | None = None) -> dict[str, Any]:
     from components.validate import validate
 
     base = image or component_image()
-    funcs = (ingest, validate, preprocess, train, evaluate, gate, register, not_registered)
+    funcs = (ingest, validate, preprocess, train, evaluate, gate, register, not_registered, deploy)
     # packages_to_install stays empty: imgrec and kfp are in the image (and in the local venv).
     return {f.__name__: dsl.component(f, base_image=base, install_kfp_package=False) for f in funcs}

@@ -118,6 +118,11 @@ def build_pipeline(cluster: ClusterSettings | None = None, image: str | None = N
         max_val_fraction: float = 0.5,
         min_image_size: int = 8,
         max_image_size: int = 20000,
+        deploy_target: str = "none",
+        deploy_runtime: str = "kserve",
+        service_name: str = "imgrec",
+        namespace: str = "default",
+        serve_port: int = 8080,
     ) -> NamedTuple(  # type: ignore[valid-type]
         "TrainingOutputs", [("registered_version", int), ("gate", dict), ("metrics", dict)]
     ):
@@ -168,7 +173,17 @@ def build_pipeline(cluster: ClusterSettings | None = None, image: str | None = N
                 metrics=evaluate.outputs["Output"],
                 gate_details=gate.outputs["details"],
             )
-            # The SERVING step (components/deploy) attaches here, after `register`.
+            # deploy_target: none | local (hot-swap or start `imgrec serve`) | cluster (KServe).
+            with dsl.If(deploy_target != "none", name="deploy-enabled"):
+                ops["deploy"](
+                    store_uri=store_uri,
+                    version=register.outputs["Output"],
+                    target=deploy_target,
+                    runtime=deploy_runtime,
+                    service_name=service_name,
+                    namespace=namespace,
+                    port=serve_port,
+                )
         with dsl.Else(name="gate-failed"):
             refused = ops["not_registered"](gate_reasons=gate.outputs["reasons"])
         TrainingOutputs = NamedTuple(  # noqa: UP014 - KFP reads this form

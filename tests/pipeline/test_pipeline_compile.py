@@ -84,7 +84,7 @@ def test_every_component_input_and_output_is_typed() -> None:
         assert "pip install" not in " ".join(ex["container"]["command"]), key
 
 
-def test_register_only_runs_when_the_gate_passes() -> None:
+def test_register_and_deploy_only_run_when_the_gate_passes() -> None:
     spec = _docs("training.yaml")[0]
     branches = {}  # condition -> the tasks of the branch it guards
     for comp in spec["components"].values():
@@ -94,7 +94,12 @@ def test_register_only_runs_when_the_gate_passes() -> None:
                 inner = spec["components"][task["componentRef"]["name"]]["dag"]["tasks"]
                 branches[" ".join(cond.split())] = set(inner)
     gate = "inputs.parameter_values['pipelinechannel--gate-passed'] == true"
-    assert branches == {gate: {"register"}, f"!({gate})": {"not-registered"}}
+    deploy = "inputs.parameter_values['pipelinechannel--deploy_target'] != 'none'"
+    assert branches[f"!({gate})"] == {"not-registered"}
+    # deploy sits inside the gate-passed branch, behind its own deploy_target condition
+    assert branches[deploy] == {"deploy"}
+    (nested,) = branches[gate] - {"register"}
+    assert nested.startswith("condition-") and len(branches) == 3
 
 
 def test_train_requests_resources_on_the_cluster(tmp_path: Path) -> None:
