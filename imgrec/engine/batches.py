@@ -19,12 +19,11 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import torch
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 from torchvision.transforms import v2
 
 from imgrec.data.transforms import normalize_uint8, resize_ops
+from imgrec.engine.progress import item_progress
 from imgrec.models.card import Preprocessing
 
 Mixer = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
@@ -49,16 +48,7 @@ def decode_to_cache(
     """Decode ``paths`` once into ``uint8 (N, 3, S, S)``, showing progress."""
     size = pre.input_size
     out = torch.empty((len(paths), 3, size, size), dtype=torch.uint8)
-    console = Console(stderr=True, quiet=quiet)
-    with Progress(
-        TextColumn(f"decoding {what}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        transient=True,
-        disable=not console.is_terminal,
-    ) as progress:
+    with item_progress(f"decoding {what}", quiet=quiet) as progress:
         task = progress.add_task("decode", total=len(paths))
         # Pillow releases the GIL while decoding: threads use every core.
         with ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as pool:

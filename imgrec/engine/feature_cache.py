@@ -21,11 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch import nn
 
 from imgrec.engine.checkpoint import atomic_write_bytes
+from imgrec.engine.progress import item_progress
 from imgrec.models.card import Preprocessing
 from imgrec.models.transfer import features
 
@@ -65,16 +64,7 @@ def compute_features(
     was_training = model.training
     model.eval()
     parts = []
-    console = Console(stderr=True, quiet=quiet)
-    with Progress(
-        TextColumn("computing features"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        transient=True,
-        disable=not console.is_terminal,
-    ) as progress:
+    with item_progress("computing features", quiet=quiet) as progress:
         task = progress.add_task("features", total=len(paths))
         for x in _batches(paths, pre, batch_size):
             parts.append(features(model, x.to(device)).float().cpu())
