@@ -108,7 +108,7 @@ def run_local(
     params: dict[str, Any] | None = None,
     *,
     runs_dir: str = DEFAULT_RUNS_DIR,
-    echo: bool = False,
+    echo: bool | str = False,
 ) -> dict[str, Any]:
     """Run the training pipeline locally and return its summary.
 
@@ -116,7 +116,8 @@ def run_local(
     ``status`` (``succeeded``/``failed``), ``failed_step`` and ``error`` on failure, ``gate``
     (``passed``, ``reasons``, ...), ``metrics`` (scalar val metrics), ``registered_version``
     (``None`` when nothing was registered), ``production_version``, ``reports`` (paths),
-    ``run_dir``, ``log`` and ``seconds``. With ``echo`` the component logs also go to stderr.
+    ``run_dir``, ``log`` and ``seconds``. With ``echo`` the component logs also go to stderr;
+    ``echo="steps"`` shows only each task's start and finish there (the log has everything).
     """
     from kfp import local
 
@@ -150,7 +151,7 @@ def run_local(
             pipeline_root=str(run_root),
             raise_on_error=True,
         )
-        stream: Any = _Tee(log) if echo else log
+        stream: Any = _Tee(log, steps_only=echo == "steps") if echo else log
         try:
             with (
                 contextlib.redirect_stdout(stream),
@@ -200,21 +201,32 @@ def _shared_cpu_env() -> Any:
 
 
 class _Tee:
-    """A text stream writing to the log file and to stderr."""
+    """A text stream writing everything to the log file, and to stderr either everything
+    (``echo=True``) or only kfp's one-line task start/finish messages (``echo="steps"``)."""
 
-    def __init__(self, log: Any) -> None:
+    _STEP_MARKERS = ("Executing task", "finished with status")
+
+    def __init__(self, log: Any, steps_only: bool = False) -> None:
         import sys
 
-        self._targets = (log, sys.stderr)
+        self._log, self._err, self._steps_only = log, sys.stderr, steps_only
+        self._pending = ""
 
     def write(self, text: str) -> int:
-        for t in self._targets:
-            t.write(text)
+        self._log.write(text)
+        if not self._steps_only:
+            self._err.write(text)
+            return len(text)
+        self._pending += text
+        *lines, self._pending = self._pending.split("\n")
+        for line in lines:
+            if any(marker in line for marker in self._STEP_MARKERS):
+                self._err.write(line + "\n")
         return len(text)
 
     def flush(self) -> None:
-        for t in self._targets:
-            t.flush()
+        self._log.flush()
+        self._err.flush()
 
 
 def pipeline_parameters() -> dict[str, Any]:
