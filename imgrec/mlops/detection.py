@@ -229,8 +229,8 @@ def ingest_detection(source: str, *, verify: bool = True, workers: int = 8) -> D
 
 def detection_markdown(meta: dict[str, Any]) -> str:
     """A short Markdown table of a detection manifest: boxes per split and class."""
-    counts: dict[str, dict[str, int]] = meta["counts"]
-    splits = sorted(counts)
+    from imgrec.mlops.ingest import class_count_table
+
     lines = [
         f"## Detection dataset `{meta['version']}`",
         "",
@@ -239,11 +239,8 @@ def detection_markdown(meta: dict[str, Any]) -> str:
         f"boxes, {meta['n_unreadable']} unreadable, {meta['n_label_issues']} label issues. "
         f"Fingerprint `{meta['fingerprint']}`.",
         "",
-        "| class (boxes) | " + " | ".join(splits) + " |",
-        "|---|" + "---|" * len(splits),
+        *class_count_table(meta, "class (boxes)"),
     ]
-    for c in meta["classes"]:
-        lines.append(f"| {c} | " + " | ".join(str(counts[s].get(c, 0)) for s in splits) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -277,3 +277,14 @@ def ingest(
         notes=notes,
         declared_classes=sorted({c for names in listing.declared.values() for c in names}),
     )
+
+
+def class_count_table(meta: dict[str, Any], header: str) -> list[str]:
+    """Markdown rows: one per class of ``meta["classes"]``, a column per split of
+    ``meta["counts"]`` (``{split: {class: n}}``); ``header`` names the first column."""
+    counts: dict[str, dict[str, int]] = meta["counts"]
+    splits = sorted(counts)
+    lines = [f"| {header} | " + " | ".join(splits) + " |", "|---|" + "---|" * len(splits)]
+    for c in meta["classes"]:
+        lines.append(f"| {c} | " + " | ".join(str(counts[s].get(c, 0)) for s in splits) + " |")
+    return lines

@@ -72,19 +72,16 @@ def ingest_summary(meta: dict[str, Any]) -> str:
 
 def ingest_markdown(meta: dict[str, Any]) -> str:
     """A short Markdown table of the manifest: counts per split and class."""
-    counts: dict[str, dict[str, int]] = meta["counts"]
-    splits = sorted(counts)
+    from imgrec.mlops.ingest import class_count_table
+
     lines = [
         f"## Dataset `{meta['version']}`",
         "",
         f"Source `{meta['source']}` ({meta['layout']}), {meta['n_images']} images, "
         f"{meta['n_unreadable']} unreadable. Fingerprint `{meta['fingerprint']}`.",
         "",
-        "| class | " + " | ".join(splits) + " |",
-        "|---|" + "---|" * len(splits),
+        *class_count_table(meta, "class"),
     ]
-    for c in meta["classes"]:
-        lines.append(f"| {c} | " + " | ".join(str(counts[s].get(c, 0)) for s in splits) + " |")
     return "\n".join(lines) + "\n"
 
 

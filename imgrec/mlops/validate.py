@@ -116,15 +116,22 @@ DETECTION_CHECK_NAMES = ("label_errors", "box_fixes", "images_with_boxes")
 
 
 # --- frames --------------------------------------------------------------------------------
-def _frames(manifest: DatasetManifest) -> dict[str, Any]:
-    """The ``rows``, ``classes`` and ``splits`` frames the suite runs on."""
-    import pandas as pd
-
+def image_rows(manifest: Any) -> tuple[Any, Any]:
+    """The manifest's per-image frame with ``hash_splits`` (how many splits hold each file's
+    bytes: > 1 is leakage), and its readable rows. Shared by the classify and detect suites."""
     rows = manifest.to_dataframe()
     rows["readable"] = rows["readable"].astype(bool)
     ok = rows[rows["readable"]]
     per_hash = ok.groupby("sha256")["split"].nunique()
     rows["hash_splits"] = rows["sha256"].map(per_hash).fillna(1).astype(int)
+    return rows, ok
+
+
+def _frames(manifest: DatasetManifest) -> dict[str, Any]:
+    """The ``rows``, ``classes`` and ``splits`` frames the suite runs on."""
+    import pandas as pd
+
+    rows, ok = image_rows(manifest)
     splits = sorted(set(rows["split"]) | {"train", "val"})
     classes = manifest.classes
     counts = ok.groupby(["split", "label"]).size()

@@ -26,6 +26,7 @@ from imgrec.mlops.validate import (
     _gx,
     _suite_spec,
     finish_report,
+    image_rows,
     run_checks,
 )
 from imgrec.mlops.validate_report import CheckResult, ValidationReport
@@ -49,11 +50,7 @@ def detection_frames(manifest: DetectionManifest) -> dict[str, Any]:
     """The ``rows``, ``boxes``, ``issues`` and ``splits`` frames of the detection suite."""
     import pandas as pd
 
-    rows = manifest.to_dataframe()
-    rows["readable"] = rows["readable"].astype(bool)
-    ok = rows[rows["readable"]]
-    per_hash = ok.groupby("sha256")["split"].nunique()
-    rows["hash_splits"] = rows["sha256"].map(per_hash).fillna(1).astype(int)
+    rows, ok = image_rows(manifest)
     boxes = [
         {"path": r["path"], "split": r["split"], "label": name}
         for r in manifest.rows
