@@ -12,6 +12,7 @@ training is exactly what it sees when served::
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from PIL import Image
@@ -27,15 +28,66 @@ INTERPOLATION_MODES = {
 }
 
 
-def resize_ops(pre: Preprocessing) -> list[T.Transform]:
+def resize_ops(pre: Preprocessing) -> list[Callable[[Any], Any]]:
     """The geometric part of :func:`eval_transform` (resize, then center crop or squash)."""
     mode = INTERPOLATION_MODES[pre.interpolation]
     if pre.crop == "none":
         return [T.Resize((pre.input_size, pre.input_size), interpolation=mode, antialias=True)]
-    return [
-        T.Resize(pre.resize_size, interpolation=mode, antialias=True),
-        T.CenterCrop(pre.input_size),
-    ]
+    return [ResizeCenterCrop(pre.resize_size, pre.input_size, mode)]
+
+
+def resize_op(pre: Preprocessing) -> T.Transform:
+    """The resize alone (shorter side to ``resize_size``), without the crop: what
+    ``imgrec.mlops.preprocess`` stores so training still crops (and augments) itself."""
+    mode = INTERPOLATION_MODES[pre.interpolation]
+    if pre.crop == "none":
+        return T.Resize((pre.input_size, pre.input_size), interpolation=mode, antialias=True)
+    return T.Resize(pre.resize_size, interpolation=mode, antialias=True)
+
+
+class ResizeCenterCrop:
+    """``Resize(resize_size)`` then ``CenterCrop(crop_size)``, computed in one Pillow resample
+    of only the source region the crop keeps.
+
+    For a PIL image the output pixels are sampled at the same positions with the same
+    antialiasing filter as resizing the whole image and cropping (up to float rounding of the
+    sample positions: at most one gray level on a few pixels), but only the kept region is
+    resampled, about 1.7x faster for a 4:3 photo. Tensors, and crops larger than the resized
+    image, take torchvision's two ops.
+    """
+
+    def __init__(self, resize_size: int, crop_size: int, mode: T.InterpolationMode) -> None:
+        self.resize_size, self.crop_size, self.mode = resize_size, crop_size, mode
+        self._ops = T.Compose([T.Resize(resize_size, interpolation=mode, antialias=True),
+                               T.CenterCrop(crop_size)])  # fmt: skip
+
+    def __call__(self, image: Any) -> Any:
+        if not isinstance(image, Image.Image):
+            return self._ops(image)
+        width, height = image.size
+        short, long = (width, height) if width <= height else (height, width)
+        new_long = int(self.resize_size * long / short)  # torchvision's Resize(int) rule
+        side = self.resize_size
+        new_w, new_h = (side, new_long) if width <= height else (new_long, side)
+        size = self.crop_size
+        if new_w < size or new_h < size:
+            return self._ops(image)
+        left = round((new_w - size) / 2.0)  # torchvision's CenterCrop anchor
+        top = round((new_h - size) / 2.0)
+        sx, sy = width / new_w, height / new_h
+        box = (left * sx, top * sy, (left + size) * sx, (top + size) * sy)
+        return image.resize((size, size), _PIL_FILTERS[self.mode], box=box)
+
+    def __repr__(self) -> str:
+        return f"ResizeCenterCrop({self.resize_size}, {self.crop_size}, {self.mode.value})"
+
+
+_PIL_FILTERS = {
+    T.InterpolationMode.NEAREST: Image.Resampling.NEAREST,
+    T.InterpolationMode.BILINEAR: Image.Resampling.BILINEAR,
+    T.InterpolationMode.BICUBIC: Image.Resampling.BICUBIC,
+    T.InterpolationMode.LANCZOS: Image.Resampling.LANCZOS,
+}
 
 
 def to_tensor_ops(pre: Preprocessing) -> list[T.Transform]:

@@ -83,13 +83,11 @@ def _target(width: int, height: int, pre: Any) -> bool:
 
 def _shrink(path: str, pre: Any) -> bytes:
     """Decode, apply the trainer's Resize op only, encode as PNG."""
-    from torchvision.transforms import v2
-
     from imgrec.data.images import load_image
-    from imgrec.data.transforms import resize_ops
+    from imgrec.data.transforms import resize_op
 
     image = load_image(path)
-    resized = v2.Compose(resize_ops(pre)[:1])(image)  # the Resize; the crop stays in training
+    resized = resize_op(pre)(image)  # the Resize; the crop stays in training
     buf = io.BytesIO()
     resized.save(buf, format="PNG", compress_level=1)  # fast to write, lossless
     return buf.getvalue()

@@ -79,3 +79,23 @@ def test_transform_is_picklable_for_dataloader_workers() -> None:
 def test_invalid_preprocessing_is_refused(kw: dict) -> None:  # type: ignore[type-arg]
     with pytest.raises(ModelError, match="invalid preprocessing"):
         Preprocessing(**kw)
+
+
+@pytest.mark.parametrize("size", [(640, 480), (480, 640), (1600, 1200), (300, 257), (256, 256)])
+@pytest.mark.parametrize("interpolation", ["bilinear", "bicubic"])
+def test_one_step_resize_crop_matches_resize_then_crop_on_a_photo(
+    size: tuple[int, int], interpolation: str
+) -> None:
+    from skimage import data
+    from torchvision.transforms import v2
+
+    from imgrec.data.transforms import INTERPOLATION_MODES, ResizeCenterCrop
+
+    photo = Image.fromarray(data.astronaut()).resize(size, Image.Resampling.BICUBIC)
+    mode = INTERPOLATION_MODES[interpolation]
+    two_step = v2.Compose([v2.Resize(256, interpolation=mode, antialias=True), v2.CenterCrop(224)])
+    want = np.asarray(two_step(photo), dtype=np.int16)
+    got = np.asarray(ResizeCenterCrop(256, 224, mode)(photo), dtype=np.int16)
+    assert got.shape == want.shape == (224, 224, 3)
+    diff = np.abs(got - want)
+    assert diff.max() <= 1 and (diff > 0).mean() < 0.01  # sample positions equal up to rounding
