@@ -152,11 +152,18 @@ class Detector(nn.Module):
 
     @torch.no_grad()
     def predict(self, images: torch.Tensor | list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
-        """Detections per image: ``boxes`` (M, 4) in input pixels, ``scores``, ``labels`` 0..K-1."""
+        """Detections per image: ``boxes`` (M, 4) in input pixels, ``scores``, ``labels`` 0..K-1.
+
+        Inputs move to the detector's device; detections come back on the CPU."""
         self.net.eval()
-        out = self.net(list(images))
+        device = next(self.parameters()).device
+        out = self.net([x.to(device) for x in images])
         return [
-            {"boxes": o["boxes"], "scores": o["scores"], "labels": o["labels"] - self.label_offset}
+            {
+                "boxes": o["boxes"].cpu(),
+                "scores": o["scores"].cpu(),
+                "labels": o["labels"].cpu() - self.label_offset,
+            }
             for o in out
         ]
 

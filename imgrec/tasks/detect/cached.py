@@ -47,6 +47,7 @@ class FeatureCache:
         self.repeat_last = False
         self.levels: list[list[torch.Tensor]] = []  # per view: per level (N, C, h, w) float16
         self.targets: list[Targets] = []
+        device = next(det.parameters()).device  # features are kept in CPU memory
         for v, dataset in enumerate(datasets):
             loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate)
             chunks: list[list[torch.Tensor]] = []
@@ -55,10 +56,10 @@ class FeatureCache:
                 for images, batch_targets in loader:
                     if not batch_targets:
                         continue
-                    outs = backbone.prefix(images, upto)
+                    outs = backbone.prefix(images.to(device), upto)
                     self.repeat_last = outs[-1] is outs[-2]  # the split is at a feature block
                     kept = outs[:-1] if self.repeat_last else outs
-                    chunks.append([o.to(torch.float16).contiguous() for o in kept])
+                    chunks.append([o.to(torch.float16).cpu().contiguous() for o in kept])
                     targets.extend(batch_targets)
             self.levels.append(
                 [torch.cat([c[k] for c in chunks]) for k in range(len(chunks[0]))] if chunks else []

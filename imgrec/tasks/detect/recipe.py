@@ -17,6 +17,8 @@ import yaml
 
 from imgrec.errors import ConfigError
 
+DEVICES = ("auto", "cpu", "cuda")
+
 
 @dataclass
 class DetectConfig:
@@ -51,6 +53,7 @@ class DetectConfig:
     val_every: int = 0  # also validate (mAP) every N epochs; 0: only after the last
     val_fraction: float = 0.2  # used only when the dataset has no val split
     seed: int = 0
+    device: str = "auto"  # auto (cuda when available) | cpu | cuda
     threads: int | None = None  # torch threads; None: all cores (1 when they are busy)
     extra: dict[str, Any] = field(default_factory=dict)  # extra detector arch kwargs
 
@@ -105,6 +108,8 @@ def make_config(
             hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(sorted(known))}"
             raise ConfigError(f"unknown detection option {key!r}", hint=hint)
     cfg = DetectConfig(**values)
+    if cfg.device not in DEVICES:
+        raise ConfigError(f"unknown device {cfg.device!r}", hint=f"one of: {', '.join(DEVICES)}")
     if cfg.img_size < 32 or cfg.batch_size < 1 or cfg.epochs < 1:
         raise ConfigError(
             f"img_size={cfg.img_size}, batch_size={cfg.batch_size}, epochs={cfg.epochs}",

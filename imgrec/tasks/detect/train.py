@@ -181,14 +181,16 @@ def train(
     dataset = load_detection_data(data)
     _split_val(dataset, cfg)
     pre = preprocessing_for(cfg)
+    device = pick_device(cfg.device)
     det = build_detector(
         cfg.model, len(dataset.classes), pretrained=cfg.pretrained, **cfg.arch_kwargs()
-    )
+    ).to(device)
     start = time.perf_counter()
     train_set = DetectionDataset(
         dataset.split("train"), train_transform(pre, cfg.augment, hflip=cfg.hflip)
     )
     epoch_batches, loss_fn, steps = _batches(det, train_set, cfg, pre, generator, progress)
+    loss_fn = on_device(loss_fn, device)
     params = [p for p in det.parameters() if p.requires_grad]
     from imgrec.engine.optim import build_optimizer
 
@@ -211,6 +213,34 @@ def train(
     _write_report(dataset, train_set, run_dir)
     write_evaluation(metrics, run_dir, history=history)
     return TrainResult(str(run_dir), str(run_dir / "model"), metrics, history)
+
+
+def pick_device(name: str) -> torch.device:
+    """``auto``: CUDA when a GPU is visible, else CPU; ``cuda`` without one is a ``ConfigError``."""
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(
+            "device=cuda was requested but no CUDA GPU is available", hint="--set device=cpu"
+        )
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def on_device(loss_fn: LossFn, device: torch.device) -> LossFn:
+    """``loss_fn`` with its inputs (a batch tensor or a list of feature maps) and targets moved
+    to ``device`` (batches are built on the CPU)."""
+    if device.type == "cpu":
+        return loss_fn
+
+    def loss(inputs: Any, targets: Targets) -> dict[str, torch.Tensor]:
+        if isinstance(inputs, torch.Tensor):
+            moved: Any = inputs.to(device, non_blocking=True)
+        else:
+            moved = [x.to(device, non_blocking=True) for x in inputs]
+        on = [{k: v.to(device, non_blocking=True) for k, v in t.items()} for t in targets]
+        return loss_fn(moved, on)
+
+    return loss
 
 
 def _batches(
