@@ -1,7 +1,9 @@
-"""Dynamic batching: concurrent requests share one model call, run in a worker thread.
+"""Dynamic batching: concurrent requests share one model call, run in worker threads.
 
-The event loop only enqueues and awaits futures; the model runs in a dedicated thread (never
-inside ``async def``). A batch closes when ``max_batch_size`` images are queued or ``max_wait_ms``
+The event loop only enqueues and awaits futures; the model runs in dedicated threads (never
+inside ``async def``); with ``workers > 1`` several batches run at once (e.g. one
+single-threaded ONNX Runtime call per core, which wastes less than one call split across
+cores). A batch closes when ``max_batch_size`` images are queued or ``max_wait_ms``
 has passed since its first image arrived. Jobs whose request was cancelled (timeout, client gone)
 are skipped. Each job carries the runtime that preprocessed it, so a hot swap never feeds an image
 prepared for one model version to another.
@@ -59,10 +61,13 @@ class DynamicBatcher:
         *,
         max_batch_size: int = 16,
         max_wait_ms: float = 4.0,
+        workers: int = 1,
         name: str = "imgrec-batcher",
     ) -> None:
         if max_batch_size < 1:
             raise ValueError("max_batch_size must be >= 1")
+        if workers < 1:
+            raise ValueError("workers must be >= 1")
         self.run_batch = run_batch
         self.max_batch_size = max_batch_size
         self.max_wait_s = max_wait_ms / 1000.0
@@ -70,8 +75,12 @@ class DynamicBatcher:
         self._queue: collections.deque[_Job] = collections.deque()
         self._cond = threading.Condition()
         self._stopped = False
-        self._thread = threading.Thread(target=self._work, name=name, daemon=True)
-        self._thread.start()
+        self._threads = [
+            threading.Thread(target=self._work, name=f"{name}-{i}", daemon=True)
+            for i in range(workers)
+        ]
+        for thread in self._threads:
+            thread.start()
 
     def __len__(self) -> int:
         return len(self._queue)
@@ -98,7 +107,8 @@ class DynamicBatcher:
         with self._cond:
             self._stopped = True
             self._cond.notify_all()
-        self._thread.join(timeout=30)
+        for thread in self._threads:
+            thread.join(timeout=30)
 
     def _take_batch(self) -> list[_Job] | None:
         with self._cond:
@@ -142,9 +152,10 @@ class DynamicBatcher:
             for job in jobs:
                 job.loop.call_soon_threadsafe(_set_exception, job.future, exc)
             return
-        self.stats.batches += 1
-        self.stats.images += len(jobs)
-        self.stats.max_batch = max(self.stats.max_batch, len(jobs))
+        with self._cond:
+            self.stats.batches += 1
+            self.stats.images += len(jobs)
+            self.stats.max_batch = max(self.stats.max_batch, len(jobs))
         for i, job in enumerate(jobs):
             row = tuple(a[i] for a in out) if isinstance(out, tuple) else out[i]
             job.loop.call_soon_threadsafe(_set_result, job.future, row)

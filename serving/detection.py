@@ -119,8 +119,8 @@ def to_records(work: Work, runtime: DetectionRuntime, i: int) -> list[dict[str, 
         return None
     found: dict[str, Any] = dict(out)  # type: ignore[call-overload]
     size = runtime.pre.input_size
-    if item.stats is not None:  # an encoded image: scale back to its pixels
-        w, h = item.stats.width, item.stats.height
+    if item.size is not None:  # an encoded image: scale back to its pixels
+        w, h = item.size
         scale = np.array([w / size, h / size, w / size, h / size])
         found["boxes"] = np.clip(found["boxes"] * scale, 0, [w, h, w, h])
     threshold = runtime.threshold if work.score_threshold is None else work.score_threshold

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -36,7 +37,10 @@ class ServingOptions:
     """Server tuning knobs (all exposed by ``imgrec serve``)."""
 
     backend: str = "onnx"
-    threads: int | None = None  # intra-op threads of the backend; None = all cores
+    # Batches run concurrently in `model_workers` threads (None = one per core), each model
+    # call on `threads` intra-op threads (None = cores / workers).
+    model_workers: int | None = 1
+    threads: int | None = None
     # ONNX Runtime's per-image cost is nearly flat in the batch size on CPU, so small batches
     # lose little and let decoding overlap inference at moderate concurrency.
     max_batch_size: int = 4
@@ -72,13 +76,17 @@ class ImgrecModel(kserve.Model):
 
             # torch only loads weights and exports here; its idle OpenMP pool must not spin.
             torch.set_num_threads(1)
+        options = self.options
         self.runtime = load_runtime(
-            self.model_ref, backend=self.options.backend, threads=self.options.threads
+            self.model_ref,
+            backend=options.backend,
+            threads=self._threads,
         )
         self.batcher = DynamicBatcher(
             lambda runtime, x: runtime.run(x),
             max_batch_size=self.options.max_batch_size,
             max_wait_ms=self.options.max_wait_ms,
+            workers=self._workers,
         )
         self.pool = ThreadPoolExecutor(self.options.decode_threads, "imgrec-decode")
         if self.options.prediction_log:
@@ -101,12 +109,24 @@ class ImgrecModel(kserve.Model):
         The new runtime is fully built before one reference assignment switches to it, so no
         request sees a half-loaded model; if loading fails the old version keeps serving.
         """
-        new = load_runtime(model, backend=self.options.backend, threads=self.options.threads)
+        new = load_runtime(
+            model,
+            backend=self.options.backend,
+            threads=self._threads,
+        )
         old, self.runtime = self.runtime, new
         self.model_ref = new.ref
         self.swaps += 1
         log.info("swapped %s: version %s -> %s", self.name, old and old.version, new.version)
         return new
+
+    @property
+    def _workers(self) -> int:
+        return max(1, self.options.model_workers or os.cpu_count() or 1)
+
+    @property
+    def _threads(self) -> int:
+        return self.options.threads or max(1, (os.cpu_count() or 1) // self._workers)
 
     def _runtime(self) -> Runtime:
         if self.runtime is None or self.batcher is None or self.pool is None:
@@ -178,10 +198,11 @@ class ImgrecModel(kserve.Model):
         runtime = work.runtime = self._runtime()
         assert self.batcher is not None and self.pool is not None
         loop = asyncio.get_running_loop()
+        stats = self.prediction_log is not None and runtime.log_predictions
         work.items = list(
             await asyncio.gather(
                 *(
-                    loop.run_in_executor(self.pool, self._prepare, runtime, r, work.annotate)
+                    loop.run_in_executor(self.pool, self._prepare, runtime, r, work.annotate, stats)
                     for r in work.raw
                 )
             )
@@ -218,14 +239,16 @@ class ImgrecModel(kserve.Model):
 
     # --- helpers (run in the decode pool) --------------------------------------------------
     @staticmethod
-    def _prepare(runtime: Runtime, raw: Any, keep_image: bool) -> PreparedImage:
+    def _prepare(runtime: Runtime, raw: Any, keep_image: bool, stats: bool) -> PreparedImage:
         if isinstance(raw, np.ndarray) and raw.dtype == np.float32:
             return PreparedImage(pixels=raw)
         try:
             data = raw_to_bytes(raw)
         except ImgrecError as exc:
             return PreparedImage(error=exc)
-        return prepare_image(data, runtime.pre, keep_image=keep_image, draft=runtime.decode_draft)
+        return prepare_image(
+            data, runtime.pre, keep_image=keep_image, draft=runtime.decode_draft, stats=stats
+        )
 
     @staticmethod
     def _annotate(runtime: Runtime, work: Work, i: int) -> bytes | None:

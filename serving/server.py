@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
+from timing_asgi import TimingMiddleware
 
 from imgrec.errors import ImgrecError
 from serving._kserve import DataPlane, RESTServer, kserve, kserve_model_server
@@ -67,6 +68,9 @@ class _RESTServer(RESTServer):
     def create_application(self) -> None:
         super().create_application()
         app: FastAPI = kserve_model_server.app
+        # kserve always adds timing_asgi's per-request timer; its only output is the
+        # kserve.trace INFO line silenced in ImgrecModelServer, so it is pure cost on the loop.
+        app.user_middleware = [m for m in app.user_middleware if m.cls is not TimingMiddleware]
         install_error_handlers(app)
         self.admin.register(app)
         app.add_middleware(RequestLimitMiddleware, limits=self.limits)  # outermost

@@ -67,7 +67,9 @@ class ImgrecHandler(BaseHandler):  # type: ignore[misc]
             try:
                 raw = _body_bytes(body)
                 # detectors decode at full size: boxes map back to the image's own pixels
-                item = prepare_image(raw, self.pre, keep_image=is_detector, draft=not is_detector)
+                item = prepare_image(
+                    raw, self.pre, keep_image=is_detector, draft=not is_detector, stats=False
+                )
                 if item.error is not None:
                     raise item.error
             except ImgrecError as exc:

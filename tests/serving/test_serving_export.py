@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import io
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -121,3 +123,38 @@ def test_batcher_batches_and_never_blocks_the_loop() -> None:
     assert [r[0][0] for r in results] == [12.0 * i for i in range(8)]
     assert sum(calls) == 8 and max(calls) > 1  # concurrent requests shared model calls
     assert ticks >= 10  # the loop kept running during the 0.2 s blocking calls
+
+
+def test_batcher_workers_run_batches_concurrently() -> None:
+    running = 0
+    overlap = 0
+    lock = threading.Lock()
+
+    def slow_model(_: object, x: np.ndarray) -> np.ndarray:
+        nonlocal running, overlap
+        with lock:
+            running += 1
+            overlap = max(overlap, running)
+        time.sleep(0.15)
+        with lock:
+            running -= 1
+        return x.reshape(len(x), -1).sum(axis=1)
+
+    async def scenario(workers: int) -> tuple[list[Any], float]:
+        batcher = DynamicBatcher(slow_model, max_batch_size=2, max_wait_ms=1, workers=workers)
+        started = time.perf_counter()
+        xs = [np.full((1, 2, 2), i, dtype=np.float32) for i in range(8)]
+        results = await asyncio.gather(*(batcher.submit("rt", [x]) for x in xs))
+        elapsed = time.perf_counter() - started
+        assert batcher.stats.images == 8 and batcher.stats.max_batch <= 2
+        batcher.stop()
+        return results, elapsed
+
+    results, _ = asyncio.run(scenario(workers=2))
+    assert [float(r[0]) for r in results] == [4.0 * i for i in range(8)]  # each its own row
+    assert overlap == 2  # two batches were in the model at once
+    overlap = 0
+    asyncio.run(scenario(workers=1))
+    assert overlap == 1
+    with pytest.raises(ValueError, match="workers"):
+        DynamicBatcher(slow_model, workers=0)
