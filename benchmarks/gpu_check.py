@@ -57,11 +57,15 @@ class Clock:
 
 def environment(device: str) -> dict[str, Any]:
     """torch / CUDA versions and the accelerator's name."""
+    import timm
     import torch
+    import torchvision
 
     env: dict[str, Any] = {
         "python": platform.python_version(),
         "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "timm": timm.__version__,
         "cuda_available": torch.cuda.is_available(),
         "device": device,
         "cpu_count": os.cpu_count(),
@@ -250,12 +254,21 @@ def _features_vs_cpu(data: Path, device: str) -> dict[str, Any]:
     net = build_model("efficientnet_lite0", 10, pretrained=True).eval()
     on_cpu = compute_features(net, paths, pre, device="cpu", quiet=True)
     on_dev = compute_features(net.to(device), paths, pre, device=device, quiet=True)
-    scale = float(on_cpu.abs().max())
-    return {
+    out = {
         "images": len(paths),
+        "max_abs_value": float(on_cpu.abs().max()),
         "max_abs_diff": float((on_cpu - on_dev).abs().max()),
-        "max_abs_value": scale,
     }
+    if device == "cuda":  # is the difference TF32 convolutions (PyTorch's default on CUDA)?
+        import torch
+
+        torch.backends.cudnn.allow_tf32 = False
+        try:
+            exact = compute_features(net, paths, pre, device=device, quiet=True)
+        finally:
+            torch.backends.cudnn.allow_tf32 = True
+        out["max_abs_diff_tf32_off"] = float((on_cpu - exact).abs().max())
+    return out
 
 
 def _agreement(model: Any, sources: list[str], device: str) -> dict[str, Any]:
@@ -267,11 +280,17 @@ def _agreement(model: Any, sources: list[str], device: str) -> dict[str, Any]:
     seconds = {}
     for where in ("cpu", device):
         clf = load_model(model, device=where)
-        run = functools.partial(predict, sources, model=clf, runtime="torch", top_k=1)
+        run = functools.partial(predict, sources, model=clf, runtime="torch", top_k=2)
         records, secs = _timed(lambda r=run: list(r()), where)  # type: ignore[misc]
         results[where], seconds[where] = records, secs
     top = {w: [r["predictions"][0] for r in recs] for w, recs in results.items()}
     same = sum(a["label"] == b["label"] for a, b in zip(top["cpu"], top[device], strict=True))
+    # where top-1 differs: how close the CPU's first two scores were (a near tie flips)
+    margins = [
+        round(r["predictions"][0]["score"] - r["predictions"][1]["score"], 5)
+        for r, a, b in zip(results["cpu"], top["cpu"], top[device], strict=True)
+        if a["label"] != b["label"]
+    ]
     score_diff = max(
         abs(a["score"] - b["score"]) for a, b in zip(top["cpu"], top[device], strict=True)
     )
@@ -280,6 +299,7 @@ def _agreement(model: Any, sources: list[str], device: str) -> dict[str, Any]:
         "images": len(sources),
         "top1_agreement": f"{same}/{len(sources)}",
         "max_top1_score_diff": round(score_diff, 6),
+        "cpu_top1_top2_margin_where_they_differ": margins,
         "errors": errors,
         "seconds_cpu_incl_load": round(seconds["cpu"], 2),
         f"seconds_{device}_incl_load": round(seconds[device], 2),

@@ -90,11 +90,17 @@ def train_one_epoch(
         if state.grad_clip:
             nn.utils.clip_grad_norm_(state.model.parameters(), state.grad_clip)
         if state.scaler is not None:
+            scale = state.scaler.get_scale()
             state.scaler.step(state.optimizer)
             state.scaler.update()
+            # a lowered scale means inf/NaN gradients: the scaler skipped the optimizer step,
+            # so the schedule waits too (stepping it warns, and the first LR would be lost)
+            stepped = state.scaler.get_scale() >= scale
         else:
             state.optimizer.step()
-        state.scheduler.step()
+            stepped = True
+        if stepped:
+            state.scheduler.step()
         state.step += 1
         value = float(loss.detach())
         if not math.isfinite(value):
