@@ -6,11 +6,17 @@ prediction log's summary). Backends live in the ``BACKENDS`` registry::
 
     backend = BACKENDS.get("onnx")(classifier, threads=2)
     logits, embedding = backend.run(x)
+
+The ONNX backend runs in ``fp32`` (default) or ``int8`` (static QDQ quantization calibrated on a
+folder of images, :mod:`imgrec.quantize`); ``PRECISIONS`` maps each name to what it loads::
+
+    backend = BACKENDS.get("onnx")(classifier, precision="int8", calibration="calib/")
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -19,6 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from imgrec.errors import ConfigError
 from imgrec.registry import Registry
 from imgrec.runtime import export_onnx_file, model_digest
 
@@ -64,7 +71,20 @@ class TorchBackend:
 
     name = "torch"
 
-    def __init__(self, classifier: Any, *, threads: int | None = None) -> None:
+    def __init__(
+        self,
+        classifier: Any,
+        *,
+        threads: int | None = None,
+        precision: str = "fp32",
+        calibration: str | os.PathLike[str] | None = None,
+    ) -> None:
+        PRECISIONS.get(precision)
+        if precision != "fp32":
+            raise ConfigError(
+                f"precision {precision!r} is only available on the onnx backend",
+                hint="serve with --backend onnx, or drop --precision",
+            )
         if threads:
             torch.set_num_threads(threads)
         self.wrapped = LogitsAndEmbedding(classifier.module).eval()
@@ -98,9 +118,57 @@ def export_onnx(classifier: Any, path: str | os.PathLike[str], *, opset: int = 1
     )
 
 
+INT8_NEEDS_CALIBRATION = (
+    "int8 needs --calibration DIR: a few dozen images like the ones you will serve"
+)
+
+Precision = Callable[[Any, Path, "str | os.PathLike[str] | None"], Path]
+PRECISIONS: Registry[Precision] = Registry("precision", list_hint="imgrec serve --help")
+"""``name -> (classifier, fp32 ONNX path, calibration) -> ONNX path to load``."""
+
+
+def check_precision(precision: str, calibration: str | os.PathLike[str] | None) -> None:
+    """Fail fast (before loading anything) on an unknown precision or int8 without images."""
+    PRECISIONS.get(precision)
+    if precision == "int8" and (calibration is None or not os.fspath(calibration).strip()):
+        raise ConfigError(
+            "int8 precision without a calibration set",
+            hint=INT8_NEEDS_CALIBRATION,
+            code="calibration_required",
+        )
+
+
+@PRECISIONS.register("fp32")
+def _fp32(classifier: Any, fp32_path: Path, calibration: str | os.PathLike[str] | None) -> Path:
+    return fp32_path
+
+
+@PRECISIONS.register("int8")
+def quantized_path(
+    classifier: Any, fp32_path: Path, calibration: str | os.PathLike[str] | None
+) -> Path:
+    """The int8 (static QDQ) model of ``fp32_path`` calibrated on ``calibration``; cached in
+    the ONNX cache folder, so only the first call calibrates (seconds)."""
+    from imgrec.quantize import quantize_onnx
+
+    check_precision("int8", calibration)
+    assert calibration is not None
+    result = quantize_onnx(
+        fp32_path,
+        calibration,
+        classifier.card.preprocessing,
+        cache_dir=onnx_cache_path(classifier).parent,
+    )
+    return result.path
+
+
 @BACKENDS.register("onnx")
 class OnnxBackend:
-    """ONNX Runtime on CPU with ``threads`` intra-op threads; exports and caches on first use."""
+    """ONNX Runtime on CPU with ``threads`` intra-op threads; exports and caches on first use.
+
+    ``precision="int8"`` runs the static-quantized model calibrated on the ``calibration``
+    images (folder, glob or list; see :func:`imgrec.quantize.quantize_onnx`).
+    """
 
     name = "onnx"
 
@@ -110,12 +178,16 @@ class OnnxBackend:
         *,
         threads: int | None = None,
         onnx_path: str | os.PathLike[str] | None = None,
+        precision: str = "fp32",
+        calibration: str | os.PathLike[str] | None = None,
     ) -> None:
         import onnxruntime as ort
 
+        to_precision = PRECISIONS.get(precision)
         path = Path(onnx_path) if onnx_path else onnx_cache_path(classifier)
         if not path.exists():
             export_onnx(classifier, path)
+        path = to_precision(classifier, path, calibration)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or (os.cpu_count() or 1)
         options.inter_op_num_threads = 1
@@ -124,6 +196,15 @@ class OnnxBackend:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.path = path
+        self.precision = precision
+        if precision != "fp32":
+            # On stderr, not the logger: the server's log shows only kserve's own loggers, and
+            # which precision answers must be visible in its startup output.
+            print(
+                f"ONNX Runtime {precision} model {path} (calibration {calibration})",
+                file=sys.stderr,
+                flush=True,
+            )
 
     def run(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         logits, emb = self.session.run(["logits", "embedding"], {"input": x})

@@ -4,6 +4,7 @@ Each exporter takes a loaded classifier and a destination and returns what it wr
 
     from serving.export import export_model
     export_model("runs/exp1/model", "onnx", "out/model.onnx")
+    export_model("runs/exp1/model", "onnx", "out/int8.onnx", precision="int8", calibration="calib/")
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from imgrec.errors import ModelError
+from imgrec.errors import ConfigError, ModelError
 from imgrec.registry import Registry
-from serving.backends import LogitsAndEmbedding, export_onnx
+from serving.backends import LogitsAndEmbedding, check_precision, export_onnx, onnx_cache_path
 
 Exporter = Callable[[Any, Path], "ExportResult"]
 EXPORT_FORMATS: Registry[Exporter] = Registry("export format", list_hint="imgrec export --help")
@@ -32,9 +33,11 @@ class ExportResult:
     format: str
     path: str
     max_abs_diff: float | None = None
+    extra: dict[str, Any] | None = None  # int8: precision, calibration and agreement figures
 
     def to_dict(self) -> dict[str, Any]:
-        return {"format": self.format, "path": self.path, "max_abs_diff": self.max_abs_diff}
+        out = {"format": self.format, "path": self.path, "max_abs_diff": self.max_abs_diff}
+        return {**out, **(self.extra or {})}
 
 
 def compare_onnx(classifier: Any, onnx_path: str | os.PathLike[str], x: np.ndarray) -> float:
@@ -81,11 +84,64 @@ def _export_mar(classifier: Any, out: Path) -> ExportResult:
     return ExportResult("mar", str(build_mar(classifier, out)))
 
 
-def export_model(model: str, fmt: str, out: str | os.PathLike[str]) -> ExportResult:
-    """Load ``model`` (dir, ``STORE@version`` or pretrained name) and export it as ``fmt``."""
+def export_int8_onnx(
+    classifier: Any, out: Path, calibration: str | os.PathLike[str]
+) -> ExportResult:
+    """Static int8 (QDQ) ONNX of ``classifier`` at ``out``, calibrated on ``calibration``.
+
+    The fp32 export is checked against PyTorch first; ``max_abs_diff`` is then the int8 vs
+    fp32 logit difference on the calibration images, with their top-1 agreement.
+    """
+    from imgrec.quantize import QuantizeSettings, calibration_files, load_calibration, quantize_onnx
+
+    fp32 = _export_onnx(classifier, onnx_cache_path(classifier))
+    pre = classifier.card.preprocessing
+    result = quantize_onnx(fp32.path, calibration, pre, out)
+    settings = QuantizeSettings(max_images=16, min_images=1)
+    x, _, _ = load_calibration(calibration_files(calibration), pre, settings)
+    ref, got = (_onnx_logits(path, x) for path in (fp32.path, result.path))
+    return ExportResult(
+        "onnx",
+        str(result.path),
+        float(np.abs(got - ref).max()),
+        extra={
+            "precision": "int8",
+            "calibration_images": result.images,
+            "top1_agreement_with_fp32": float((got.argmax(1) == ref.argmax(1)).mean()),
+            "cached": result.cached,
+        },
+    )
+
+
+def _onnx_logits(path: str | os.PathLike[str], x: np.ndarray) -> np.ndarray:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return np.asarray(session.run(["logits"], {"input": x})[0])
+
+
+def export_model(
+    model: str,
+    fmt: str,
+    out: str | os.PathLike[str],
+    *,
+    precision: str = "fp32",
+    calibration: str | os.PathLike[str] | None = None,
+) -> ExportResult:
+    """Load ``model`` (dir, ``STORE@version`` or pretrained name) and export it as ``fmt``;
+    ``precision="int8"`` (onnx only) quantizes with the ``calibration`` images."""
     from serving.runtime import resolve_model
     from serving.torchserve import load_for_archive
 
     exporter = EXPORT_FORMATS.get(fmt)
+    check_precision(precision, calibration)
+    if precision != "fp32" and fmt != "onnx":
+        raise ConfigError(
+            f"--precision {precision} applies to --format onnx, not {fmt}",
+            hint="drop --precision, or export --format onnx",
+        )
     classifier = load_for_archive(resolve_model(model).uri)  # a detector: mar, safetensors
+    if precision == "int8":
+        assert calibration is not None
+        return export_int8_onnx(classifier, Path(out), calibration)
     return exporter(classifier, Path(out))

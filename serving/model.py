@@ -37,6 +37,8 @@ class ServingOptions:
     """Server tuning knobs (all exposed by ``imgrec serve``)."""
 
     backend: str = "onnx"
+    precision: str = "fp32"  # fp32 | int8 (onnx backend; docs/serving.md "INT8")
+    calibration: str | None = None  # int8 calibration images: folder, glob or s3:// prefix
     # Batches run concurrently in `model_workers` threads (None = one per core), each model
     # call on `threads` intra-op threads (None = cores / workers).
     model_workers: int | None = 1
@@ -81,6 +83,8 @@ class ImgrecModel(kserve.Model):
             self.model_ref,
             backend=options.backend,
             threads=self._threads,
+            precision=options.precision,
+            calibration=options.calibration,
         )
         self.batcher = DynamicBatcher(
             lambda runtime, x: runtime.run(x),
@@ -113,6 +117,8 @@ class ImgrecModel(kserve.Model):
             model,
             backend=self.options.backend,
             threads=self._threads,
+            precision=self.options.precision,
+            calibration=self.options.calibration,
         )
         old, self.runtime = self.runtime, new
         self.model_ref = new.ref

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from imgrec import storage
-from imgrec.errors import NotFoundError
+from imgrec.errors import ConfigError, NotFoundError
 from imgrec.models.card import Preprocessing
 from imgrec.registry import Registry
 from serving.backends import BACKENDS, Backend
@@ -123,26 +123,37 @@ class Runtime:
 
 
 TASK_RUNTIMES: Registry[Any] = Registry("served task", list_hint="docs/serving.md")
-"""Model card ``task`` -> ``loader(ref, *, backend, threads)`` returning the served runtime."""
+"""Model card ``task`` -> ``loader(ref, *, backend, threads, **precision)`` returning the served
+runtime; ``precision`` (``fp32`` | ``int8``) and ``calibration`` are passed only when not fp32."""
 
 
 @TASK_RUNTIMES.register("classify")
-def load_classifier_runtime(ref: ModelRef, *, backend: str, threads: int | None) -> Runtime:
-    """A classifier on ``backend`` (``onnx`` or ``torch``)."""
+def load_classifier_runtime(
+    ref: ModelRef, *, backend: str, threads: int | None, **precision: Any
+) -> Runtime:
+    """A classifier on ``backend`` (``onnx`` or ``torch``); ``precision=``/``calibration=``
+    go to the backend (int8: :func:`serving.backends.quantized_path`)."""
     from imgrec.predictor import load_model
 
     make_backend = BACKENDS.get(backend)
     classifier = load_model(ref.uri)
     if ref.version == "local":
         ref = ModelRef(ref.uri, str(getattr(classifier.card, "created", "local")), ref.store)
-    return Runtime(classifier, make_backend(classifier, threads=threads), ref)
+    return Runtime(classifier, make_backend(classifier, threads=threads, **precision), ref)
 
 
 @TASK_RUNTIMES.register("detect")
-def _load_detector_runtime(ref: ModelRef, *, backend: str, threads: int | None) -> Any:
+def _load_detector_runtime(
+    ref: ModelRef, *, backend: str, threads: int | None, **precision: Any
+) -> Any:
     from serving.detection import load_detection_runtime
 
     BACKENDS.get(backend)  # an unknown backend name fails the same way for every task
+    if precision.get("precision", "fp32") != "fp32":
+        raise ConfigError(
+            f"precision {precision.get('precision')!r} is only available for classifiers",
+            hint="serve detection models without --precision (fp32)",
+        )
     runtime = load_detection_runtime(ref, backend=backend, threads=threads)
     if ref.version == "local":
         runtime.ref = ModelRef(ref.uri, str(runtime.card.created or "local"), ref.store)
@@ -163,10 +174,18 @@ def load_runtime(
     *,
     backend: str = "onnx",
     threads: int | None = None,
+    precision: str = "fp32",
+    calibration: str | os.PathLike[str] | None = None,
 ) -> Any:
     """Load ``model`` and build its inference runtime (slow: seconds; call off the event loop).
 
     Classifiers give a :class:`Runtime`, detectors a ``serving.detection.DetectionRuntime``.
+    ``precision="int8"`` (onnx backend, classifiers) quantizes with the ``calibration`` images
+    on first use (cached); without ``calibration`` it raises ``ConfigError``.
     """
     ref = model if isinstance(model, ModelRef) else resolve_model(model)
-    return TASK_RUNTIMES.get(model_task(ref.uri))(ref, backend=backend, threads=threads)
+    extra: dict[str, Any] = {}
+    if precision != "fp32" or calibration is not None:
+        extra = {"precision": precision, "calibration": calibration}
+    loader = TASK_RUNTIMES.get(model_task(ref.uri))
+    return loader(ref, backend=backend, threads=threads, **extra)

@@ -17,6 +17,18 @@ def serve_command(
     host: str = typer.Option("127.0.0.1", "--host", help="Bind address (loopback by default)."),
     runtime: str = typer.Option("kserve", "--runtime", help="kserve | torchserve"),
     backend: str = typer.Option("onnx", "--backend", help="onnx | torch (KServe runtime)."),
+    precision: str = typer.Option(
+        "fp32",
+        "--precision",
+        help="fp32 | int8 (onnx backend, classifiers): int8 is ~2x faster per image on CPUs "
+        "with VNNI, top-1 may change on ambiguous images; needs --calibration.",
+    ),
+    calibration: str = typer.Option(
+        "",
+        "--calibration",
+        help="int8 calibration images: a folder (or glob, s3:// prefix) with a few dozen images "
+        "like the ones you will serve; calibrated once, then cached.",
+    ),
     name: str = typer.Option("imgrec", "--name", help="Model name in the URL."),
     threads: int = typer.Option(0, "--threads", help="Backend threads (0 = all cores)."),
     max_batch: int = typer.Option(4, "--max-batch", help="Dynamic batch size limit."),
@@ -43,12 +55,15 @@ def serve_command(
 
         serve_torchserve(model, host=host, port=port, name=name)
         return
-    from serving.backends import BACKENDS
+    from serving.backends import BACKENDS, check_precision
     from serving.server import serve
 
     BACKENDS.get(backend)  # fail fast with suggestions
+    check_precision(precision, calibration or None)
     options = ServingOptions(
         backend=backend,
+        precision=precision,
+        calibration=calibration or None,
         threads=threads or None,
         max_batch_size=max_batch,
         max_wait_ms=max_wait_ms,

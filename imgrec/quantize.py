@@ -1,0 +1,373 @@
+"""INT8 inference: static QDQ quantization of an exported fp32 ONNX classifier.
+
+ONNX Runtime's static quantization (``quantize_static``, QDQ format, per-channel int8 weights,
+uint8 activations) needs a calibration set: a few dozen images like the ones that will be
+served, decoded with :func:`imgrec.data.images.load_image` and preprocessed exactly as serving
+does (:func:`imgrec.data.transforms.eval_transform` of the model card's preprocessing). The
+int8 file is cached beside the fp32 export, keyed by the fp32 file's digest, a fingerprint of
+the calibration images (their bytes) and the settings, so a second call does not recalibrate::
+
+    from imgrec.quantize import quantize_onnx
+    result = quantize_onnx("lite0.onnx", "calib/", clf.card.preprocessing)
+    result.path        # .../lite0-int8-<key>.onnx
+    result.cached      # True when an earlier call already calibrated the same thing
+
+Calibration methods live in ``CALIBRATION_METHODS`` (``minmax``, ``percentile``, ``entropy``).
+Some nodes are kept in fp32 (``QuantizeSettings.keep_fp32``): the first convolution (it sees
+the raw normalized pixels) and the classifier head (its logits are what the user reads).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import hashlib
+import io
+import json
+import logging
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from imgrec import storage
+from imgrec.errors import DatasetError, ImageError, ModelError
+from imgrec.models.card import Preprocessing
+from imgrec.registry import Registry
+
+log = logging.getLogger(__name__)
+
+MIN_CALIBRATION_IMAGES = 8
+"""Fewer usable images than this give ranges too noisy to trust (the error says so)."""
+
+CALIBRATION_HINT = "a few dozen images like the ones you will serve"
+
+
+@dataclass(frozen=True)
+class CalibrationMethod:
+    """How activation ranges are estimated from the calibration outputs."""
+
+    name: str  # onnxruntime.quantization.CalibrationMethod member name
+    extra_options: dict[str, Any] = field(default_factory=dict)
+
+
+CALIBRATION_METHODS: Registry[CalibrationMethod] = Registry(
+    "calibration method", list_hint="imgrec serve --help"
+)
+CALIBRATION_METHODS.add("minmax", CalibrationMethod("MinMax"))
+CALIBRATION_METHODS.add(
+    "percentile", CalibrationMethod("Percentile", {"CalibPercentile": 99.999, "CalibNumBins": 2048})
+)
+CALIBRATION_METHODS.add("entropy", CalibrationMethod("Entropy", {"CalibNumBins": 512}))
+
+
+@dataclass(frozen=True)
+class QuantizeSettings:
+    """Quantization settings (all part of the cache key)."""
+
+    method: str = "percentile"  # a CALIBRATION_METHODS name
+    per_channel: bool = True
+    keep_fp32: tuple[str, ...] = ("first_conv", "head")  # KEEP_FP32 roles
+    max_images: int = 64  # calibration images used (the first ones in sorted order)
+    min_images: int = MIN_CALIBRATION_IMAGES
+    batch_size: int = 8  # images per calibration forward (bounds calibration memory)
+
+    def key(self) -> str:
+        """A short stable digest of these settings (and the calibration method's options)."""
+        fields = asdict(self)
+        fields["method_options"] = asdict(CALIBRATION_METHODS.get(self.method))
+        text = json.dumps(fields, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+@dataclass
+class QuantizeResult:
+    """What :func:`quantize_onnx` produced."""
+
+    path: Path
+    cached: bool  # True: an earlier call's file was reused, nothing was calibrated
+    images: int  # calibration images used
+    skipped: list[str] = field(default_factory=list)  # files that could not be decoded
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": str(self.path),
+            "cached": self.cached,
+            "calibration_images": self.images,
+            "skipped": self.skipped,
+            "seconds": round(self.seconds, 2),
+        }
+
+
+# --- which nodes stay in fp32 -------------------------------------------------------------
+def _first_conv(graph: Any) -> list[str]:
+    inputs = {i.name for i in graph.input}
+    return [n.name for n in graph.node if n.op_type == "Conv" and n.input[0] in inputs]
+
+
+def _head(graph: Any) -> list[str]:
+    """The node producing the first graph output (``logits``) when it is a Gemm / MatMul."""
+    logits = graph.output[0].name
+    producers = {o: n for n in graph.node for o in n.output}
+    node = producers.get(logits)
+    names: list[str] = []
+    while node is not None and node.op_type in ("Gemm", "MatMul", "Add"):
+        names.append(node.name)
+        if node.op_type != "Add":
+            break
+        node = producers.get(node.input[0])
+    return names
+
+
+KEEP_FP32: Registry[Callable[[Any], list[str]]] = Registry(
+    "fp32 node role", list_hint="see imgrec.quantize.KEEP_FP32"
+)
+KEEP_FP32.add("first_conv", _first_conv)
+KEEP_FP32.add("head", _head)
+
+
+# --- calibration images -------------------------------------------------------------------
+CalibrationSource = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
+
+
+def calibration_files(source: CalibrationSource) -> list[str]:
+    """Image files of a calibration set: a folder (local or ``s3://``), a glob, or a list.
+
+    Raises ``DatasetError`` (code ``invalid_calibration_set``) when nothing matches.
+    """
+    from imgrec.data.images import IMAGE_SUFFIXES, image_files
+
+    if isinstance(source, (str, os.PathLike)):
+        text = os.fspath(source)
+        if any(c in text for c in "*?[") and not storage.is_s3(text):
+            files = sorted(p for p in glob.glob(text, recursive=True) if os.path.isfile(p))
+            files = [p for p in files if p.lower().endswith(IMAGE_SUFFIXES)]
+        elif storage.is_dir(text):
+            files = image_files(text)
+        elif storage.exists(text):
+            files = [text]
+        else:
+            raise _calibration_error(f"calibration set {text!r} does not exist", text)
+    else:
+        files = [os.fspath(p) for p in source]
+        text = f"{len(files)} listed files"
+    if not files:
+        raise _calibration_error(f"calibration set {text!r} holds no image files", text)
+    return files
+
+
+def _calibration_error(message: str, where: str) -> DatasetError:
+    return DatasetError(
+        message,
+        hint=f"point --calibration at a folder of {CALIBRATION_HINT} "
+        f"(at least {MIN_CALIBRATION_IMAGES}; got {where})",
+        code="invalid_calibration_set",
+    )
+
+
+def load_calibration(
+    files: Iterable[str], pre: Preprocessing, settings: QuantizeSettings
+) -> tuple[np.ndarray, list[str], list[str]]:
+    """Decode and preprocess up to ``settings.max_images`` images as serving does.
+
+    Returns ``(float32 (N, 3, S, S), used files, skipped files)``; undecodable files are
+    skipped (and listed), too few usable ones raise ``DatasetError``.
+    """
+    import torch
+
+    from imgrec.data.images import load_image
+    from imgrec.data.transforms import eval_transform
+
+    tf = eval_transform(pre)
+    files = list(files)
+    arrays: list[np.ndarray] = []
+    used: list[str] = []
+    skipped: list[str] = []
+    for path in files:
+        if len(arrays) >= settings.max_images:
+            break
+        try:
+            image = load_image(path)
+        except ImageError as exc:
+            skipped.append(path)
+            log.warning("calibration: skipping %s", exc)
+            continue
+        with torch.inference_mode():
+            arrays.append(tf(image).numpy())
+        used.append(path)
+    if len(arrays) < settings.min_images:
+        where = os.path.dirname(files[0]) if files else "nothing"
+        raise DatasetError(
+            f"only {len(arrays)} usable calibration images in {where!r} "
+            f"(need >= {settings.min_images}; {len(skipped)} could not be decoded)",
+            hint=f"add more images: --calibration should hold {CALIBRATION_HINT}",
+            code="invalid_calibration_set",
+        )
+    return np.stack(arrays).astype(np.float32), used, skipped
+
+
+def calibration_fingerprint(files: Sequence[str]) -> str:
+    """Digest of the calibration files' names (relative order) and bytes."""
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(os.path.basename(path).encode())
+        digest.update(hashlib.sha256(storage.read_bytes(path)).digest())
+    return digest.hexdigest()
+
+
+def file_digest(path: str | os.PathLike[str]) -> str:
+    """SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def int8_path(
+    fp32_path: str | os.PathLike[str],
+    calibration_key: str,
+    settings_key: str,
+    folder: str | os.PathLike[str] | None = None,
+) -> Path:
+    """Cache file ``<stem>-int8-<key>.onnx`` in ``folder`` (default: beside ``fp32_path``);
+    the key digests the fp32 file's bytes, the calibration fingerprint and the settings."""
+    src = Path(fp32_path)
+    key = hashlib.sha256(
+        f"{file_digest(src)}:{calibration_key}:{settings_key}".encode()
+    ).hexdigest()[:20]
+    return Path(folder or src.parent) / f"{src.stem}-int8-{key}.onnx"
+
+
+# --- quantization ---------------------------------------------------------------------------
+class _Reader:
+    """``CalibrationDataReader`` over a preprocessed array, in batches, with ranges."""
+
+    def __init__(self, x: np.ndarray, batch_size: int, input_name: str, progress: Any) -> None:
+        self.batches = [x[i : i + batch_size] for i in range(0, len(x), batch_size)]
+        self.input_name = input_name
+        self.progress = progress
+        self.set_range(0, len(self.batches))
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def set_range(self, start_index: int, end_index: int) -> None:
+        self._pending = iter(self.batches[start_index:end_index])
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        batch = next(self._pending, None)
+        if batch is None:
+            return None
+        self.progress(len(batch))
+        return {self.input_name: batch}
+
+    def rewind(self) -> None:
+        self.set_range(0, len(self.batches))
+
+
+def _progress_line(total: int, what: str) -> Callable[[int], None]:
+    done = [0]
+    started = time.perf_counter()
+
+    def advance(n: int) -> None:
+        done[0] += n
+        elapsed = time.perf_counter() - started
+        end = "\n" if done[0] >= total else ""
+        print(f"\r{what}: {done[0]}/{total} images, {elapsed:.1f} s", end=end, file=sys.stderr)
+
+    return advance
+
+
+def quantize_onnx(
+    fp32_path: str | os.PathLike[str],
+    calibration: CalibrationSource,
+    pre: Preprocessing,
+    out_path: str | os.PathLike[str] | None = None,
+    *,
+    settings: QuantizeSettings | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    progress: bool = True,
+) -> QuantizeResult:
+    """Quantize ``fp32_path`` to int8 (static QDQ) with ``calibration`` images; cached.
+
+    ``out_path`` defaults to a cache file in ``cache_dir`` (default: beside the fp32 model;
+    see :func:`int8_path`). A file at that path whose ``.key`` stamp holds the same key is
+    reused without calibrating. Written atomically. Raises ``DatasetError`` for a missing,
+    empty or too small calibration set and ``ModelError`` when ONNX Runtime cannot quantize.
+    """
+    settings = settings or QuantizeSettings()
+    method = CALIBRATION_METHODS.get(settings.method)
+    for role in settings.keep_fp32:
+        KEEP_FP32.get(role)
+    files = calibration_files(calibration)
+    fingerprint = calibration_fingerprint(files)
+    cache = int8_path(fp32_path, fingerprint, settings.key(), cache_dir)
+    out = Path(out_path) if out_path else cache
+    stamp = out.with_name(out.name + ".key")
+    if out.exists() and stamp.exists() and stamp.read_text() == cache.name:
+        return QuantizeResult(out, cached=True, images=0)
+    started = time.perf_counter()
+    x, used, skipped = load_calibration(files, pre, settings)
+    advance = _progress_line(len(x), f"calibrating int8 ({settings.method})")
+    if not progress:
+        advance = lambda n: None  # noqa: E731
+    _quantize(Path(fp32_path), x, out, settings, method, advance)
+    tmp_stamp = stamp.with_name(f".{stamp.name}.{os.getpid()}.tmp")
+    tmp_stamp.write_text(cache.name)
+    os.replace(tmp_stamp, stamp)
+    seconds = time.perf_counter() - started
+    log.info("int8 model %s from %d calibration images in %.1f s", out, len(used), seconds)
+    return QuantizeResult(out, cached=False, images=len(used), skipped=skipped, seconds=seconds)
+
+
+def _quantize(
+    src: Path,
+    x: np.ndarray,
+    out: Path,
+    settings: QuantizeSettings,
+    method: CalibrationMethod,
+    advance: Callable[[int], None],
+) -> None:
+    import onnx
+    from onnxruntime import quantization as q
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    with tempfile.TemporaryDirectory(prefix="imgrec-int8-") as work:
+        prepared = Path(work) / "prepared.onnx"
+        try:
+            quant_pre_process(str(src), str(prepared), skip_symbolic_shape=False)
+            graph = onnx.load(str(prepared)).graph
+            exclude = sorted({n for role in settings.keep_fp32 for n in KEEP_FP32.get(role)(graph)})
+            reader = _Reader(x, settings.batch_size, graph.input[0].name, advance)
+            # onnxruntime prints its histogram steps on stdout; the progress line says enough
+            with contextlib.redirect_stdout(io.StringIO()):
+                q.quantize_static(
+                    str(prepared),
+                    str(tmp),
+                    reader,
+                    quant_format=q.QuantFormat.QDQ,
+                    per_channel=settings.per_channel,
+                    activation_type=q.QuantType.QUInt8,
+                    weight_type=q.QuantType.QInt8,
+                    calibrate_method=getattr(q.CalibrationMethod, method.name),
+                    nodes_to_exclude=exclude,
+                    extra_options={**method.extra_options, "CalibStridedMinMax": 1},
+                )
+            os.replace(tmp, out)
+        except (ValueError, RuntimeError, onnx.checker.ValidationError) as exc:
+            raise ModelError(
+                f"int8 quantization of {src} failed: {exc}",
+                hint="serve with --precision fp32",
+            ) from exc
+        finally:
+            tmp.unlink(missing_ok=True)
