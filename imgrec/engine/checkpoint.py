@@ -122,8 +122,9 @@ def seed_everything(seed: int, *, deterministic: bool = True) -> torch.Generator
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+    # set both ways: a deterministic run earlier in the same process must not leave it on
+    torch.backends.cudnn.deterministic = deterministic
     if deterministic:
-        torch.backends.cudnn.deterministic = True
         torch.backends.cudnn.benchmark = False
     generator = torch.Generator()
     generator.manual_seed(seed)
