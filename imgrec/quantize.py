@@ -277,11 +277,15 @@ def _progress_line(total: int, what: str) -> Callable[[int], None]:
     done = [0]
     started = time.perf_counter()
 
+    live = sys.stderr.isatty()  # redraw one line on a terminal; one final line in a log
+
     def advance(n: int) -> None:
         done[0] += n
-        elapsed = time.perf_counter() - started
-        end = "\n" if done[0] >= total else ""
-        print(f"\r{what}: {done[0]}/{total} images, {elapsed:.1f} s", end=end, file=sys.stderr)
+        if live or done[0] >= total:
+            elapsed = time.perf_counter() - started
+            end = "\n" if done[0] >= total else ""
+            line = f"{what}: {done[0]}/{total} images, {elapsed:.1f} s"
+            print(f"\r{line}" if live else line, end=end, file=sys.stderr, flush=True)
 
     return advance
 

@@ -1,0 +1,252 @@
+"""Benchmark: INT8 (static QDQ) vs fp32 ONNX Runtime inference for imgrec classifiers.
+
+Two parts, one JSON object on stdout:
+
+1. **Pretrained EfficientNet-Lite0 at 224**: ms/image of the fp32 and int8 ONNX models (one
+   intra-op thread and all cores, batch 1 and 8, medians of interleaved repeats), and how far
+   int8 is from fp32 on held-out photos: random crops of skimage / scikit-learn / matplotlib
+   sample photos that are *not* the photos the calibration crops come from (top-1 agreement,
+   agreement where fp32 is confident, fp32 top-1 within int8 top-5, max and mean |logit diff|).
+2. **A fine-tuned model**: the frozen-backbone EfficientNet-Lite0 transfer recipe trained on a
+   mnist5k subset (upscaled digits), calibrated on training images; accuracy of fp32 and int8
+   on the validation split (the real accuracy check: labels, not agreement).
+
+    .venv/bin/python benchmarks/quantize.py [--repeats 30] [--per-class 50] [--img-size 96]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+# benchmarks/serving.py would shadow the serving package: the repository root comes first.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+CALIBRATION_IMAGES = 64
+HELD_OUT_CROPS = 192
+
+
+def photos() -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """(calibration photos, held-out photos): disjoint sets of offline sample photos."""
+    import matplotlib.cbook
+    import skimage.data as sk
+    from PIL import Image
+    from sklearn.datasets import load_sample_images
+
+    china, flower = load_sample_images().images
+    hopper_path = str(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
+    with Image.open(hopper_path) as im:
+        hopper = np.asarray(im.convert("RGB"))
+    left, right, _ = sk.stereo_motorcycle()
+    calibration = [sk.astronaut(), sk.coffee(), sk.rocket(), left, china, sk.gravel(),
+                   sk.brick(), sk.immunohistochemistry(), sk.camera(), sk.moon()]  # fmt: skip
+    held_out = [sk.chelsea(), right, hopper, flower, sk.hubble_deep_field(), sk.retina(),
+                sk.grass(), sk.coins(), sk.clock(), sk.cell()]  # fmt: skip
+    return calibration, held_out
+
+
+def random_crops(images: list[np.ndarray], n: int, seed: int) -> list[Any]:
+    """``n`` square crops (35-100% of the short side) cycling over ``images``, as PIL RGB."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for k in range(n):
+        im = images[k % len(images)]
+        im = np.stack([im] * 3, -1) if im.ndim == 2 else im[..., :3]
+        h, w = im.shape[:2]
+        side = int(rng.uniform(0.35, 1.0) * min(h, w))
+        y, x = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
+        out.append(Image.fromarray(np.ascontiguousarray(im[y : y + side, x : x + side])))
+    return out
+
+
+def session(path: Path, threads: int) -> Any:
+    """An ONNX Runtime session configured like the server's (no spinning)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def logits(path: Path, x: np.ndarray, threads: int = 2) -> np.ndarray:
+    sess = session(path, threads)
+    return np.concatenate([sess.run(["logits"], {"input": x[i : i + 16]})[0]
+                           for i in range(0, len(x), 16)])  # fmt: skip
+
+
+def speed(paths: dict[str, Path], x: np.ndarray, repeats: int) -> dict[str, Any]:
+    """Median ms/image per (precision, threads, batch); precisions interleaved per repeat so
+    the other processes on the machine slow both alike."""
+    cores = os.cpu_count() or 1
+    out: dict[str, Any] = {}
+    for threads in sorted({1, cores}):
+        sessions = {name: session(path, threads) for name, path in paths.items()}
+        for batch in (1, 8):
+            xb = np.ascontiguousarray(x[:batch])
+            times: dict[str, list[float]] = {name: [] for name in sessions}
+            for sess in sessions.values():
+                sess.run(["logits"], {"input": xb})  # warm-up
+            for _ in range(repeats):
+                for name, sess in sessions.items():
+                    started = time.perf_counter()
+                    sess.run(["logits"], {"input": xb})
+                    times[name].append((time.perf_counter() - started) * 1000 / batch)
+            row = {name: round(float(np.median(t)), 2) for name, t in times.items()}
+            row["int8_speedup"] = round(row["fp32"] / row["int8"], 2)
+            out[f"threads={threads} batch={batch}"] = row
+    return out
+
+
+def agreement(ref: np.ndarray, got: np.ndarray) -> dict[str, Any]:
+    """How far int8 logits ``got`` are from fp32 ``ref`` (N, K)."""
+    e = np.exp(ref - ref.max(1, keepdims=True))
+    probs = np.sort(e / e.sum(1, keepdims=True), 1)
+    confidence, margin = probs[:, -1], probs[:, -1] - probs[:, -2]  # fp32 top-1 - top-2
+    same = ref.argmax(1) == got.argmax(1)
+    confident = confidence > 0.5
+    top5 = np.argsort(-got, 1)[:, :5]
+    diff = np.abs(got - ref)
+    return {
+        "images": len(ref),
+        "top1_agreement": round(float(same.mean()), 4),
+        "fp32_confident_images": int(confident.sum()),
+        "top1_agreement_where_fp32_p_gt_0.5": round(float(same[confident].mean()), 4),
+        "max_fp32_top2_margin_where_changed": round(float(margin[~same].max(initial=0.0)), 4),
+        "fp32_top1_in_int8_top5": round(float((top5 == ref.argmax(1)[:, None]).any(1).mean()), 4),
+        "max_abs_logit_diff": round(float(diff.max()), 3),
+        "mean_abs_logit_diff": round(float(diff.mean()), 4),
+        "fp32_logit_range": [round(float(ref.min()), 2), round(float(ref.max()), 2)],
+    }
+
+
+def pretrained_part(work: Path, repeats: int) -> dict[str, Any]:
+    import torch
+
+    from imgrec.data.transforms import eval_transform
+    from imgrec.predictor import load_model
+    from imgrec.quantize import QuantizeSettings, quantize_onnx
+    from serving.backends import export_onnx
+
+    clf = load_model("efficientnet_lite0")
+    pre = clf.card.preprocessing
+    calibration_photos, held_out_photos = photos()
+    calib = work / "calib-photos"
+    calib.mkdir()
+    for i, im in enumerate(random_crops(calibration_photos, CALIBRATION_IMAGES, seed=1)):
+        im.save(calib / f"crop{i:03d}.jpg", quality=92)
+    fp32 = export_onnx(clf, work / "lite0.onnx")
+    settings = QuantizeSettings()
+    result = quantize_onnx(fp32, calib, pre, settings=settings)
+    tf = eval_transform(pre)
+    with torch.inference_mode():
+        crops = random_crops(held_out_photos, HELD_OUT_CROPS, seed=2)
+        x = np.stack([tf(im).numpy() for im in crops])
+    ref, got = logits(fp32, x), logits(result.path, x)
+    files = {"fp32": fp32, "int8": result.path}
+    return {
+        "model": "efficientnet_lite0 (offline ImageNet weights), 224 px",
+        "settings": {**settings.__dict__, "keep_fp32": list(settings.keep_fp32)},
+        "calibration": f"{result.images} random crops of 10 sample photos",
+        "calibration_seconds": round(result.seconds, 1),
+        "held_out": f"{HELD_OUT_CROPS} random crops of 10 other sample photos",
+        "agreement_vs_fp32": agreement(ref, got),
+        "ms_per_image": speed(files, x, repeats),
+        "file_mb": {
+            "fp32": round(fp32.stat().st_size / 2**20, 1),
+            "int8": round(result.path.stat().st_size / 2**20, 1),
+        },
+    }
+
+
+def finetuned_part(work: Path, per_class: int, val_per_class: int, img_size: int) -> dict[str, Any]:
+    import torch
+    from transfer import subset  # benchmarks/transfer.py (this script's folder is on sys.path)
+
+    from imgrec.data.images import image_files, load_image
+    from imgrec.data.samples import write_sample
+    from imgrec.data.transforms import eval_transform
+    from imgrec.predictor import load_model
+    from imgrec.quantize import quantize_onnx
+    from imgrec.tasks.classify.train import train
+    from serving.backends import export_onnx
+
+    write_sample("mnist5k", work / "mnist5k", progress=False)
+    data = subset(work / "mnist5k", work / "subset", per_class, val_per_class)
+    started = time.perf_counter()
+    trained = train(data, out=work / "run", quiet=True, report=False, model="efficientnet_lite0",
+                    pretrained=True, img_size=img_size, epochs=30, batch_size=32, augment="none",
+                    scheduler="cosine", freeze="backbone", feature_cache=True, lr=3e-3)  # fmt: skip
+    train_seconds = time.perf_counter() - started
+    clf = load_model(trained.model_dir)
+    pre = clf.card.preprocessing
+    # Calibration: training images, a few per class (what a user has at hand).
+    train_files = image_files(data / "train")
+    calib = [train_files[i] for i in range(0, len(train_files), max(1, len(train_files) // 48))]
+    fp32 = export_onnx(clf, work / "finetuned.onnx")
+    result = quantize_onnx(fp32, calib, pre)
+    val_files = image_files(data / "val")
+    labels = np.array([clf.classes.index(Path(f).parent.name) for f in val_files])
+    tf = eval_transform(pre)
+    with torch.inference_mode():
+        x = np.stack([tf(load_image(f)).numpy() for f in val_files])
+    ref, got = logits(fp32, x), logits(result.path, x)
+    return {
+        "model": f"efficientnet_lite0 frozen backbone + head (30 epochs), {img_size} px",
+        "data": f"mnist5k subset: {per_class}/class train, {val_per_class}/class val",
+        "train_seconds": round(train_seconds, 1),
+        "train_reported_val_accuracy_torch": round(float(trained.metrics["accuracy"]), 4),
+        "calibration_images": result.images,
+        "val_images": len(val_files),
+        "val_accuracy": {
+            "fp32": round(float((ref.argmax(1) == labels).mean()), 4),
+            "int8": round(float((got.argmax(1) == labels).mean()), 4),
+        },
+        "agreement_vs_fp32": agreement(ref, got),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--per-class", type=int, default=50)
+    parser.add_argument("--val-per-class", type=int, default=50)
+    parser.add_argument("--img-size", type=int, default=96)
+    args = parser.parse_args()
+
+    import onnxruntime
+
+    work = Path(tempfile.mkdtemp(prefix="imgrec-bench-quantize-"))
+    os.environ["IMGREC_CACHE"] = str(work / "cache")
+    os.environ["IMGREC_CACHE_DIR"] = str(work / "cache")
+    load_before = [round(x, 2) for x in os.getloadavg()]
+    try:
+        report = {
+            "benchmark": "INT8 static QDQ vs fp32, ONNX Runtime CPU",
+            "onnxruntime": onnxruntime.__version__,
+            "cores": os.cpu_count(),
+            "load_average_before": load_before,
+            "pretrained": pretrained_part(work, args.repeats),
+            "finetuned": finetuned_part(work, args.per_class, args.val_per_class, args.img_size),
+            "load_average_after": [round(x, 2) for x in os.getloadavg()],
+        }
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    json.dump(report, sys.stdout, indent=2)
+    print()
+
+
+if __name__ == "__main__":
+    main()
