@@ -50,16 +50,25 @@ def serve_command(
     runtimes.add("kserve", "kserve")
     runtimes.add("torchserve", "torchserve")
     chosen = runtimes.get(runtime)
+    from serving.backends import check_precision
+
+    check_precision(precision, calibration or None)
+    if chosen == "torchserve" and precision != "fp32":
+        from imgrec.errors import ConfigError
+
+        raise ConfigError(
+            f"--precision {precision} is for the KServe predictor's onnx backend",
+            hint="drop --runtime torchserve, or serve in fp32",
+        )
     if chosen == "torchserve":
         from serving.torchserve import serve_torchserve
 
         serve_torchserve(model, host=host, port=port, name=name)
         return
-    from serving.backends import BACKENDS, check_precision
+    from serving.backends import BACKENDS
     from serving.server import serve
 
     BACKENDS.get(backend)  # fail fast with suggestions
-    check_precision(precision, calibration or None)
     options = ServingOptions(
         backend=backend,
         precision=precision,

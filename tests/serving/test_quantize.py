@@ -255,3 +255,31 @@ def test_server_answers_v1_with_int8(trained: Path, tmp_path: Path) -> None:
     finally:
         stop_server(server)
     assert os.path.exists(server.log)
+
+
+def test_cli_int8_options(trained: Path, tmp_path: Path) -> None:
+    """``imgrec serve`` refuses int8 without images (before loading anything); ``imgrec export
+    --precision int8`` writes the file and reports its agreement with fp32."""
+    import json
+    import subprocess
+    import sys
+
+    imgrec = str(Path(sys.executable).with_name("imgrec"))
+    env = {**os.environ, "IMGREC_CACHE": str(tmp_path / "cache")}
+    refused = subprocess.run(
+        [imgrec, "serve", str(trained / "model"), "--precision", "int8"],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert refused.returncode != 0
+    assert "error[calibration_required]" in refused.stderr and "--calibration DIR" in refused.stderr
+    out = tmp_path / "m int8.onnx"
+    exported = subprocess.run(
+        [imgrec, "export", str(trained / "model"), "--format", "onnx", "--out", str(out),
+         "--precision", "int8", "--calibration", str(trained / "calib")],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    assert exported.returncode == 0, exported.stderr
+    result = json.loads(exported.stdout)
+    assert result["precision"] == "int8" and out.exists()
+    assert result["top1_agreement_with_fp32"] >= AGREEMENT
+    assert "calibrating int8 (percentile): 32/32 images" in exported.stderr
