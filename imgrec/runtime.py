@@ -45,6 +45,7 @@ ONNX_ATOL = 1e-4
 """Largest absolute logit difference accepted between ONNX Runtime and PyTorch."""
 
 Runner = Callable[[torch.Tensor], torch.Tensor]
+"""``(B, 3, H, W) float32 -> (B, C) logits``; see :func:`runs_in_parallel`."""
 RUNTIMES: Registry[Callable[..., Runner]] = Registry("runtime", list_hint="imgrec predict --help")
 
 
@@ -55,13 +56,26 @@ def cache_dir() -> Path:
 
 
 def default_threads() -> int:
-    """Intra-op threads for inference: one per core."""
-    return max(1, os.cpu_count() or 1)
+    """Intra-op threads for inference: one per core (CPU affinity, so ``taskset`` counts)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def runs_in_parallel(runner: Runner) -> bool:
+    """Whether ``runner`` computes in its caller's thread alone (one intra-op thread, no
+    global state), so calls from one thread per core may run side by side."""
+    return bool(getattr(runner, "parallel", False))
 
 
 @RUNTIMES.register("torch")
-def torch_runner(classifier: Any, *, threads: int | None = None) -> Runner:
-    """PyTorch eager under ``inference_mode`` (channels-last on CPU, which is faster there)."""
+def torch_runner(classifier: Any, *, threads: int | None = None, parallel: bool = False) -> Runner:
+    """PyTorch eager under ``inference_mode`` (channels-last on CPU, which is faster there).
+
+    ``threads`` sets torch's (process-wide) intra-op threads; ``parallel`` is ignored: torch
+    keeps its own thread pool, so its calls are never run side by side.
+    """
     module = classifier.module
     device = next(module.parameters()).device
     if device.type == "cpu":
@@ -159,25 +173,43 @@ def _check_input(classifier: Any) -> torch.Tensor:
     return torch.randn(3, 3, size, size, generator=gen)  # roughly normalized pixels
 
 
+class OnnxRunner:
+    """An ONNX Runtime session as a :data:`Runner`. With one intra-op thread every call
+    computes in its caller's thread (``parallel``): a pool with one thread per core can run
+    calls side by side, with no thread pool inside ORT to fight that pool for the cores.
+    The logits of an image do not depend on what else is in its batch (bit for bit)."""
+
+    def __init__(self, session: Any, threads: int) -> None:
+        self.session = session
+        self.parallel = threads == 1
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, 3, H, W)`` float32 -> ``(B, C)`` logits (a new tensor, ``x`` is not kept)."""
+        array = np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)
+        return torch.from_numpy(self.session.run(["logits"], {"input": array})[0])
+
+
 @RUNTIMES.register("onnx")
-def onnx_runner(classifier: Any, *, threads: int | None = None) -> Runner:
-    """ONNX Runtime (CPU) on the cached export; checked against PyTorch within ``ONNX_ATOL``."""
+def onnx_runner(classifier: Any, *, threads: int | None = None, parallel: bool = False) -> Runner:
+    """ONNX Runtime (CPU) on the cached export; checked against PyTorch within ``ONNX_ATOL``.
+
+    ``threads``: intra-op threads, default one per core, or 1 with ``parallel`` (calls will
+    come from one thread per core; see :class:`OnnxRunner`).
+    """
     import onnxruntime as ort
 
     path = onnx_path(classifier)
     if not path.exists():
         export_logits_onnx(classifier, path)
+    n_threads = threads or (1 if parallel else default_threads())
     options = ort.SessionOptions()
-    options.intra_op_num_threads = threads or default_threads()
+    options.intra_op_num_threads = n_threads
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     # decode threads share the cores: idle ORT workers must sleep, not spin
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-    def run(x: torch.Tensor) -> torch.Tensor:  # (B, 3, H, W) -> (B, C)
-        array = np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)
-        return torch.from_numpy(session.run(["logits"], {"input": array})[0])
+    run = OnnxRunner(session, n_threads)
 
     probe = _check_input(classifier)
     expected = classifier.predict_batch(probe).float().cpu()
@@ -191,35 +223,40 @@ def onnx_runner(classifier: Any, *, threads: int | None = None) -> Runner:
     return run
 
 
-_RUNNERS: weakref.WeakKeyDictionary[Any, dict[tuple[str, int | None], Runner]] = (
+_RUNNERS: weakref.WeakKeyDictionary[Any, dict[tuple[str, int | None, bool], Runner]] = (
     weakref.WeakKeyDictionary()
 )
 _RUNNERS_LOCK = threading.Lock()
 
 
-def make_runner(classifier: Any, runtime: str = "auto", *, threads: int | None = None) -> Runner:
+def make_runner(
+    classifier: Any, runtime: str = "auto", *, threads: int | None = None, parallel: bool = False
+) -> Runner:
     """A logits function for ``classifier`` on ``runtime`` (``auto``, ``onnx`` or ``torch``).
 
     ``auto`` uses ONNX Runtime for CPU models and falls back to PyTorch (logged) when the
-    export or its check fails; GPU models always run in PyTorch. Runners are kept for the
-    lifetime of ``classifier``, so repeated calls reuse one ONNX Runtime session.
+    export or its check fails; GPU models always run in PyTorch. ``parallel``: the caller
+    would run calls side by side from one thread per core, so a runtime that can compute
+    in the caller's thread alone should (:func:`runs_in_parallel` tells whether it does).
+    Runners are kept for the lifetime of ``classifier``, so repeated calls reuse one ONNX
+    Runtime session.
     """
-    key = (runtime, threads)
+    key = (runtime, threads, parallel)
     with _RUNNERS_LOCK:
         cached = _RUNNERS.get(classifier, {}).get(key)
         if cached is None:
-            cached = _build_runner(classifier, runtime, threads)
+            cached = _build_runner(classifier, runtime, threads, parallel)
             _RUNNERS.setdefault(classifier, {})[key] = cached
     return cached
 
 
-def _build_runner(classifier: Any, runtime: str, threads: int | None) -> Runner:
+def _build_runner(classifier: Any, runtime: str, threads: int | None, parallel: bool) -> Runner:
     if runtime != "auto":
-        return RUNTIMES.get(runtime)(classifier, threads=threads)
+        return RUNTIMES.get(runtime)(classifier, threads=threads, parallel=parallel)
     if classifier.device.type != "cpu":
         return torch_runner(classifier, threads=threads)
     try:
-        return onnx_runner(classifier, threads=threads)
+        return onnx_runner(classifier, threads=threads, parallel=parallel)
     except (ModelError, ImportError) as exc:
         log.warning("ONNX Runtime unavailable for %s, using PyTorch: %s", classifier, exc)
         return torch_runner(classifier, threads=threads)

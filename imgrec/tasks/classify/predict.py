@@ -23,7 +23,7 @@ from __future__ import annotations
 import glob
 import os
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,11 +36,18 @@ from imgrec import storage
 from imgrec.data.images import IMAGE_SUFFIXES, load_image
 from imgrec.data.transforms import normalize_uint8, resize_ops
 from imgrec.errors import ImgrecError, NotFoundError
-from imgrec.runtime import make_runner, onnx_path
-from imgrec.tasks.classify.batching import preprocessed_batches
+from imgrec.runtime import make_runner, onnx_path, runs_in_parallel
+from imgrec.tasks.classify.batching import inferred_batches
 from imgrec.visualize import draw_label
 
 DEFAULT_MODEL = "efficientnet_lite0"
+BATCH_SIZE = 32
+"""Images per inference call when the runtime has its own intra-op threads (PyTorch)."""
+PARALLEL_BATCH_SIZE = 8
+"""Images per inference call when calls run side by side on the pool (ONNX Runtime on CPU,
+one intra-op thread each). ORT's per-image cost on this 2-core Xeon is flat from batch 1
+to 32 (9-11 ms) and its logits do not depend on the batch, while small batches start
+inferring after 8 decodes instead of 32 and end with every core inferring."""
 ONNX_MIN_IMAGES = 64
 """With ``runtime="auto"``, fewer images than this run in PyTorch unless the ONNX export is
 already cached: a first export takes seconds, more than it saves on a few images."""
@@ -104,6 +111,25 @@ def draft_size(card: Any) -> tuple[int, int]:
     return (side, side)
 
 
+def normalize_table(pre: Any) -> np.ndarray:
+    """``float32 (3, 256)``: row ``c`` holds ``normalize_uint8``'s value for channel ``c`` and
+    each uint8 level, computed by ``normalize_uint8`` itself, so looking pixels up in it gives
+    the same floats bit for bit (the normalization is elementwise)."""
+    levels = torch.arange(256, dtype=torch.uint8).view(1, 1, 1, 256).expand(1, 3, 1, 256)
+    return normalize_uint8(levels.contiguous(), pre)[0, :, 0, :].numpy().copy()
+
+
+def normalize_lookup(pixels: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """``uint8 (H, W, 3)`` pixels to normalized ``float32 (3, H, W)`` through ``table``
+    (:func:`normalize_table`): one gather per channel, no temporaries, no transpose copy."""
+    if pixels.dtype != np.uint8 or pixels.ndim != 3 or pixels.shape[2] != 3:
+        raise ValueError(f"expected uint8 (H, W, 3), got {pixels.dtype} {pixels.shape}")
+    out = np.empty((3, pixels.shape[0], pixels.shape[1]), dtype=np.float32)
+    for channel in range(3):
+        np.take(table[channel], pixels[:, :, channel], out=out[channel])
+    return out
+
+
 def saved_name(index: int, source: str) -> str:
     """A safe file name for the annotated copy of ``source``: ``00012_<cleaned stem>.jpg``.
 
@@ -136,7 +162,7 @@ def predict(
     model: Any = DEFAULT_MODEL,
     top_k: int = 5,
     save_dir: str | os.PathLike[str] | None = None,
-    batch_size: int = 32,
+    batch_size: int | None = None,
     runtime: str = "auto",
     workers: int | None = None,
     threads: int | None = None,
@@ -147,9 +173,11 @@ def predict(
     ``model``: a model directory, a pretrained name, or a loaded classifier. ``save_dir``: also
     write each image with its top label and score drawn on it (the record then has
     ``"saved"``). ``runtime``: ``auto`` (ONNX Runtime on CPU; see ``ONNX_MIN_IMAGES``),
-    ``onnx`` or ``torch``.
-    ``workers``: decode threads (default: cores, 2..8); ``threads``: inference intra-op
-    threads (default: cores).
+    ``onnx`` or ``torch``. ``batch_size``: images per inference call (default
+    ``PARALLEL_BATCH_SIZE`` when calls run side by side, else ``BATCH_SIZE``).
+    ``workers``: pool threads (default: one per core, 2..8). ``threads``: inference intra-op
+    threads; by default ONNX Runtime uses one and its calls run on the pool beside the
+    decoding (see ``imgrec.tasks.classify.batching``), PyTorch uses one per core.
     """
     if isinstance(sources, (str, os.PathLike)):
         sources = [sources]
@@ -164,40 +192,59 @@ def predict(
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
     expanded = expand_sources(sources)
-    run = make_runner(clf, _choose_runtime(clf, runtime, len(expanded)), threads=threads)
-    size = draft_size(clf.card) if draft else None
+    chosen = _choose_runtime(clf, runtime, len(expanded))
+    run = make_runner(clf, chosen, threads=threads, parallel=True)
+    in_pool = runs_in_parallel(run)
+    if batch_size is None:
+        batch_size = PARALLEL_BATCH_SIZE if in_pool else BATCH_SIZE
+    load = _loader(clf, draft=draft, keep_image=out_dir is not None)
 
+    def infer(x: torch.Tensor) -> tuple[list[list[float]], list[list[int]]]:
+        probs = torch.softmax(run(x).float(), dim=1)  # (B, 3, H, W) -> (B, C)
+        scores, ids = probs.topk(k, dim=1)
+        return scores.tolist(), ids.tolist()
+
+    batches = inferred_batches(
+        expanded, load, infer, batch_size=batch_size, workers=workers, infer_in_pool=in_pool
+    )
+    for batch in batches:
+        records: dict[int, dict[str, Any]] = {
+            i: _error_record(_source_text(src), err) for i, src, err in batch.failed
+        }
+        if batch.output is not None:
+            scores, ids = batch.output
+            for row, (i, src, image) in enumerate(batch.ok):
+                preds = [
+                    {"label": clf.classes[c], "score": float(s)}
+                    for s, c in zip(scores[row], ids[row], strict=True)
+                ]
+                record: dict[str, Any] = {"source": src, "predictions": preds}
+                if image is not None and out_dir is not None:
+                    record["saved"] = _save(out_dir, i, str(src), image, preds[0])
+                records[i] = record
+        for i in sorted(records):
+            yield records[i]
+
+
+def _loader(
+    clf: Any, *, draft: bool, keep_image: bool
+) -> Callable[[str | ImgrecError], tuple[torch.Tensor, Image.Image | None]]:
+    """The per-image work of the pool: read, decode (reduced with ``draft``), resize and crop
+    (Pillow), normalize (a numpy table lookup) -> ``float32 (3, H, W)``, and the decoded image
+    when it is to be drawn on. No torch ops: their intra-op pool would fight the pool."""
+    size = draft_size(clf.card) if draft else None
     pre = clf.card.preprocessing
     geometry = T.Compose(resize_ops(pre))
+    table = normalize_table(pre)
 
     def load(source: str | ImgrecError) -> tuple[torch.Tensor, Image.Image | None]:
         if isinstance(source, ImgrecError):
             raise source  # a path that did not expand: reported in its place
         image = load_image(source, draft=size)
-        # Pillow only in the workers (it releases the GIL); torch ops on many small threads
-        # would fight over torch's intra-op pool with the inference running beside them
-        pixels = torch.from_numpy(np.array(geometry(image), dtype=np.uint8))  # (H, W, 3)
-        return pixels, image if out_dir is not None else None
+        pixels = normalize_lookup(np.asarray(geometry(image)), table)  # (3, H, W) float32
+        return torch.from_numpy(pixels), image if keep_image else None
 
-    for chunk in preprocessed_batches(expanded, load, batch_size=batch_size, workers=workers):
-        records: dict[int, dict[str, Any]] = {
-            i: _error_record(_source_text(src), err) for i, src, err in chunk.failed
-        }
-        if chunk.ok:
-            x = normalize_uint8(chunk.tensor.permute(0, 3, 1, 2).contiguous(), pre)  # (B,3,H,W)
-            probs = torch.softmax(run(x).float(), dim=1)  # (B, C)
-            scores, ids = probs.topk(k, dim=1)
-            for row, (i, src, image) in enumerate(chunk.ok):
-                preds = [
-                    {"label": clf.classes[c], "score": float(s)}
-                    for s, c in zip(scores[row].tolist(), ids[row].tolist(), strict=True)
-                ]
-                record: dict[str, Any] = {"source": src, "predictions": preds}
-                if out_dir is not None and image is not None:
-                    record["saved"] = _save(out_dir, i, str(src), image, preds[0])
-                records[i] = record
-        for i in sorted(records):
-            yield records[i]
+    return load
 
 
 def _save(out_dir: Path, index: int, source: str, image: Image.Image, top: dict[str, Any]) -> str:
