@@ -6,9 +6,15 @@ batch 32, in the same process; runs are interleaved and medians reported.
 
 * plain: PIL full decode, torchvision ``Resize(256) + CenterCrop(224) + ToTensor + Normalize``,
   PyTorch eager, one thread decoding, torch's default threads.
-* imgrec: ``imgrec.tasks.classify.predict.predict`` exactly as ``imgrec predict DIR`` runs it
-  (draft JPEG decode, decode thread pool overlapped with inference, ONNX Runtime); also with
-  ``runtime="torch"`` to show what the runtime contributes.
+* imgrec: ``imgrec.tasks.classify.predict.predict`` exactly as ``imgrec predict DIR`` runs it,
+  with its defaults (draft JPEG decode; one pool thread per core that decodes, resizes and
+  normalizes images and runs ONNX Runtime, one intra-op thread per call, on batches of 8);
+  also with ``batch_size=32`` (the plain loop's batch) and with ``runtime="torch"`` to show
+  what the batch size and the runtime contribute.
+
+The machine's load averages before and after are printed: the ratio is only meaningful
+when both sides ran under the same load, and absolute rates drop when other work shares
+the cores.
 
 Usage: ``python benchmarks/batch_predict.py [--images 96] [--repeats 3]``
 """
@@ -90,8 +96,12 @@ def plain_loop(paths: list[Path], module: torch.nn.Module, batch_size: int = 32)
     return top1
 
 
-def imgrec_predict(folder: Path, clf: object, runtime: str) -> list[str]:
-    records = list(predict([str(folder)], model=clf, top_k=5, batch_size=32, runtime=runtime))
+def imgrec_predict(
+    folder: Path, clf: object, runtime: str, batch_size: int | None = None
+) -> list[str]:
+    records = list(
+        predict([str(folder)], model=clf, top_k=5, batch_size=batch_size, runtime=runtime)
+    )
     assert all("predictions" in r for r in records), "an image failed"
     return [r["predictions"][0]["label"] for r in records]
 
@@ -108,6 +118,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
 
+    load_before = os.getloadavg()
     clf = load_model("efficientnet_lite0")
     cache_was_warm = onnx_path(clf).exists()
     with tempfile.TemporaryDirectory(prefix="imgrec-bench-") as tmp:
@@ -117,7 +128,12 @@ def main() -> None:
         export_s, _ = timed(lambda: imgrec_predict(folder, clf, "auto"))
         plain_loop(paths[:32], clf.module)
 
-        seconds: dict[str, list[float]] = {"plain": [], "imgrec": [], "imgrec_torch": []}
+        seconds: dict[str, list[float]] = {
+            "plain": [],
+            "imgrec": [],
+            "imgrec_batch32": [],
+            "imgrec_torch": [],
+        }
         labels: dict[str, list[str]] = {}
         for _ in range(args.repeats):
             t, plain_ids = timed(lambda: plain_loop(paths, clf.module))
@@ -125,6 +141,8 @@ def main() -> None:
             labels["plain"] = [clf.classes[i] for i in plain_ids]
             t, labels["imgrec"] = timed(lambda: imgrec_predict(folder, clf, "auto"))
             seconds["imgrec"].append(t)
+            t, labels["imgrec_batch32"] = timed(lambda: imgrec_predict(folder, clf, "auto", 32))
+            seconds["imgrec_batch32"].append(t)
             t, labels["imgrec_torch"] = timed(lambda: imgrec_predict(folder, clf, "torch"))
             seconds["imgrec_torch"].append(t)
 
@@ -139,6 +157,7 @@ def main() -> None:
     kept = [float(s) for s, c in zip(same, confident, strict=True) if c]
     agree_confident = np.mean(kept) if kept else float("nan")
     agree = np.mean([a == b for a, b in zip(labels["plain"], labels["imgrec"], strict=True)])
+    assert labels["imgrec_batch32"] == labels["imgrec"], "the batch size changed a label"
     print(
         json.dumps(
             {
@@ -151,8 +170,10 @@ def main() -> None:
                 "torch_threads": torch.get_num_threads(),
                 "plain_images_per_s": round(rate["plain"], 2),
                 "imgrec_images_per_s": round(rate["imgrec"], 2),
+                "imgrec_batch32_images_per_s": round(rate["imgrec_batch32"], 2),
                 "imgrec_torch_runtime_images_per_s": round(rate["imgrec_torch"], 2),
                 "speedup": round(rate["imgrec"] / rate["plain"], 2),
+                "speedup_batch32": round(rate["imgrec_batch32"] / rate["plain"], 2),
                 "speedup_torch_runtime": round(rate["imgrec_torch"] / rate["plain"], 2),
                 "top1_agreement_with_full_decode": round(float(agree_full), 4),
                 "top1_agreement_with_full_decode_when_confident": round(float(agree_confident), 4),
@@ -161,6 +182,8 @@ def main() -> None:
                 "seconds": {k: [round(s, 3) for s in v] for k, v in seconds.items()},
                 "first_run_seconds": round(export_s, 2),
                 "onnx_cache_was_warm": cache_was_warm,
+                "load_average_before": [round(x, 2) for x in load_before],
+                "load_average_after": [round(x, 2) for x in os.getloadavg()],
             },
             indent=2,
         )
