@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -165,7 +165,7 @@ def inferred_batches(
     batch_size: int,
     workers: int | None = None,
     infer_in_pool: bool = True,
-) -> Iterator[Inferred[S, R]]:
+) -> Generator[Inferred[S, R], None, None]:
     """Decode with ``load`` like :func:`preprocessed_batches` and run ``infer`` on each batch's
     stacked tensors; batches come out in source order.
 
