@@ -30,7 +30,6 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
-from torchvision.transforms import v2 as T
 
 from imgrec import storage
 from imgrec.data.images import IMAGE_SUFFIXES, load_image
@@ -234,14 +233,17 @@ def _loader(
     when it is to be drawn on. No torch ops: their intra-op pool would fight the pool."""
     size = draft_size(clf.card) if draft else None
     pre = clf.card.preprocessing
-    geometry = T.Compose(resize_ops(pre))
+    geometry = resize_ops(pre)  # called in turn: T.Compose is an nn.Module, slower to call
     table = normalize_table(pre)
 
     def load(source: str | ImgrecError) -> tuple[torch.Tensor, Image.Image | None]:
         if isinstance(source, ImgrecError):
             raise source  # a path that did not expand: reported in its place
         image = load_image(source, draft=size)
-        pixels = normalize_lookup(np.asarray(geometry(image)), table)  # (3, H, W) float32
+        resized = image
+        for op in geometry:
+            resized = op(resized)
+        pixels = normalize_lookup(np.asarray(resized), table)  # (3, H, W) float32
         return torch.from_numpy(pixels), image if keep_image else None
 
     return load
