@@ -8,14 +8,20 @@
         print(record)   # {"source": ..., "predictions": [{"label": ..., "score": ...}, ...]}
 
 A bad image gives ``{"source": ..., "error": {"code": ..., "message": ...}}`` and the others go
-on. Speed comes from (1) JPEG decoding at a reduced size with Pillow's ``draft`` (DCT scaling
-to the smallest power-of-two reduction still no smaller than the model's resize size, so
-the network sees the same geometry; pixels differ slightly from a full decode; ``draft=False``
-turns it off), (2) decoding, resizing and cropping (Pillow, the geometric half of
-``eval_transform``) in a thread pool overlapped with batched inference, with the
-normalization done once per batch (``normalize_uint8``: equal to ``eval_transform`` up to
-float rounding, about 1e-6), and (3) ONNX Runtime on CPU (``imgrec.runtime``, checked
-against PyTorch within 1e-4).
+on. Speed on a CPU (``benchmarks/batch_predict.py``, BENCHMARKS.md "Batch prediction"):
+
+1. JPEG decoding at a reduced size with Pillow's ``draft`` (DCT scaling to the smallest
+   power-of-two reduction still no smaller than the model's resize size, so the network sees
+   the same geometry; pixels differ slightly from a full decode; ``draft=False`` turns it off);
+2. resize and crop in one Pillow resample (the geometric half of ``eval_transform``), then
+   normalization by a per-channel table lookup in numpy (``normalize_table``: the floats of
+   ``normalize_uint8`` bit for bit), straight into ``(3, H, W)`` float32;
+3. ONNX Runtime on CPU (``imgrec.runtime``, checked against PyTorch within 1e-4) with one
+   intra-op thread per call, its calls on batches of ``PARALLEL_BATCH_SIZE`` running as tasks
+   on the same pool as 1-2 (``imgrec.tasks.classify.batching.inferred_batches``): one thread
+   per core that decodes or infers, never two thread pools competing for the cores, no torch
+   ops (whose OpenMP pool is a third) on the hot path. An image's logits do not depend on
+   the batch it is in, so the batch size changes speed only.
 """
 
 from __future__ import annotations
