@@ -27,7 +27,7 @@ from serving.backends import OnnxBackend, export_onnx
 
 CLASSES = ["horizontal", "vertical", "diagonal", "checker"]
 SIZE = 32
-AGREEMENT = 0.95  # int8 vs fp32 top-1 on held-out images (a trained model is confident)
+AGREEMENT = 0.95  # int8 vs fp32 top-1 on held-out images: 1.0 measured; blank calibration 0.68
 
 
 def stripes(label: int, rng: np.random.Generator) -> np.ndarray:
@@ -257,6 +257,7 @@ def test_server_answers_v1_with_int8(trained: Path, tmp_path: Path) -> None:
     assert os.path.exists(server.log)
 
 
+@pytest.mark.slow
 def test_cli_int8_options(trained: Path, tmp_path: Path) -> None:
     """``imgrec serve`` refuses int8 without images (before loading anything); ``imgrec export
     --precision int8`` writes the file and reports its agreement with fp32."""
