@@ -152,7 +152,7 @@ def pretrained_part(work: Path, repeats: int) -> dict[str, Any]:
     for i, im in enumerate(random_crops(calibration_photos, CALIBRATION_IMAGES, seed=1)):
         im.save(calib / f"crop{i:03d}.jpg", quality=92)
     fp32 = export_onnx(clf, work / "lite0.onnx")
-    settings = QuantizeSettings()
+    settings = QuantizeSettings(min_agreement=0.0)  # measure, do not refuse
     result = quantize_onnx(fp32, calib, pre, settings=settings)
     tf = eval_transform(pre)
     with torch.inference_mode():
@@ -165,6 +165,7 @@ def pretrained_part(work: Path, repeats: int) -> dict[str, Any]:
         "settings": {**settings.__dict__, "keep_fp32": list(settings.keep_fp32)},
         "calibration": f"{result.images} random crops of 10 sample photos",
         "calibration_seconds": round(result.seconds, 1),
+        "top1_agreement_on_calibration_images": result.agreement,
         "held_out": f"{HELD_OUT_CROPS} random crops of 10 other sample photos",
         "agreement_vs_fp32": agreement(ref, got),
         "ms_per_image": speed(files, x, repeats),
@@ -221,7 +222,7 @@ def int8_accuracy(work: Path, model_dir: str, data: Path) -> dict[str, Any]:
     from imgrec.data.images import image_files, load_image
     from imgrec.data.transforms import eval_transform
     from imgrec.predictor import load_model
-    from imgrec.quantize import quantize_onnx
+    from imgrec.quantize import QuantizeSettings, quantize_onnx
     from serving.backends import export_onnx
 
     clf = load_model(model_dir)
@@ -230,7 +231,7 @@ def int8_accuracy(work: Path, model_dir: str, data: Path) -> dict[str, Any]:
     train_files = image_files(data / "train")
     calib = [train_files[i] for i in range(0, len(train_files), max(1, len(train_files) // 48))]
     fp32 = export_onnx(clf, work / "fp32.onnx")
-    result = quantize_onnx(fp32, calib, pre)
+    result = quantize_onnx(fp32, calib, pre, settings=QuantizeSettings(min_agreement=0.0))
     val_files = image_files(data / "val")
     labels = np.array([clf.classes.index(Path(f).parent.name) for f in val_files])
     tf = eval_transform(pre)
@@ -239,6 +240,8 @@ def int8_accuracy(work: Path, model_dir: str, data: Path) -> dict[str, Any]:
     ref, got = logits(fp32, x), logits(result.path, x)
     return {
         "calibration_images": result.images,
+        "top1_agreement_on_calibration_images": result.agreement,
+        "would_be_refused": result.agreement < QuantizeSettings().min_agreement,
         "val_images": len(val_files),
         "val_accuracy": {
             "fp32": round(float((ref.argmax(1) == labels).mean()), 4),

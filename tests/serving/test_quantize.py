@@ -20,7 +20,7 @@ import pytest
 from PIL import Image
 from serving_helpers import start_server, stop_server
 
-from imgrec.errors import ConfigError, DatasetError
+from imgrec.errors import ConfigError, DatasetError, ModelError
 from imgrec.models.card import ModelCard, Preprocessing, save_model_dir
 from imgrec.quantize import QuantizeSettings, quantize_onnx
 from serving.backends import OnnxBackend, export_onnx
@@ -133,6 +133,7 @@ def test_int8_agrees_with_fp32_and_is_cached(trained: Path, cache: Path) -> None
         fp32.path, trained / "calib", clf.card.preprocessing, cache_dir=int8.path.parent
     )
     assert again.cached and again.path == int8.path and again.images == 0
+    assert again.agreement >= AGREEMENT  # measured on the calibration images, kept in the stamp
     assert int8.path.stat().st_mtime_ns == mtime  # not recalibrated nor rewritten
 
 
@@ -150,11 +151,28 @@ def test_blank_calibration_loses_agreement(trained: Path, tmp_path: Path) -> Non
     pre = clf.card.preprocessing
     fp32 = export_onnx(clf, tmp_path / "fp32.onnx")
     blank = write_images(tmp_path / "blank", np.full((16, SIZE, SIZE, 3), 128, np.uint8))
-    result = quantize_onnx(fp32, blank, pre, settings=QuantizeSettings(method="minmax"))
+    measure = QuantizeSettings(method="minmax", min_agreement=0.0)  # blank images all agree
+    result = quantize_onnx(fp32, blank, pre, settings=measure)
     x, _ = held_out(pre)
     ref = OnnxBackend(clf, threads=1, onnx_path=fp32).run(x)[0]
     bad = OnnxBackend(clf, threads=1, onnx_path=result.path).run(x)[0]
     assert (bad.argmax(1) == ref.argmax(1)).mean() < AGREEMENT
+
+
+def test_int8_that_disagrees_with_fp32_is_refused(trained: Path, tmp_path: Path) -> None:
+    """Below ``min_agreement`` on the calibration images, fresh or cached, int8 is refused."""
+    from imgrec.predictor import load_model
+
+    clf = load_model(str(trained / "model"))
+    fp32 = export_onnx(clf, tmp_path / "fp32.onnx")
+    strict = QuantizeSettings(method="minmax", min_agreement=1.01)  # nothing can pass
+    for _ in range(2):
+        with pytest.raises(ModelError, match=r"agrees with fp32 on only 100% of") as err:
+            quantize_onnx(fp32, trained / "calib", clf.card.preprocessing, settings=strict)
+        assert err.value.code == "int8_inaccurate" and "--precision fp32" in err.value.hint
+    # The threshold is not part of the file's key: the same file passes a looser check.
+    loose = QuantizeSettings(method="minmax", min_agreement=0.9)
+    assert quantize_onnx(fp32, trained / "calib", clf.card.preprocessing, settings=loose).cached
 
 
 def test_cache_key_follows_calibration_set_and_settings(trained: Path, tmp_path: Path) -> None:
