@@ -91,7 +91,7 @@ def export_int8_onnx(
 
     The fp32 export is checked against PyTorch first; ``max_abs_diff`` is then the int8 vs
     fp32 logit difference on (up to 16) calibration images, reported with the top-1
-    agreement on all of them (below 80% the export is refused, code ``int8_inaccurate``).
+    agreement on all of them (below 85% the export is refused, code ``int8_inaccurate``).
     """
     from imgrec.quantize import QuantizeSettings, calibration_files, load_calibration, quantize_onnx
 
