@@ -21,7 +21,8 @@ def serve_command(
         "fp32",
         "--precision",
         help="fp32 | int8 (onnx backend, classifiers): int8 is ~2x faster per image on CPUs "
-        "with VNNI, top-1 may change on ambiguous images; needs --calibration.",
+        "with VNNI, top-1 may change on ambiguous images, refused when it agrees with fp32 on "
+        "< 85% of the calibration images; needs --calibration (docs/serving.md, INT8).",
     ),
     calibration: str = typer.Option(
         "",
