@@ -5,7 +5,9 @@ Prints one JSON object. Both sides classify the same folder of generated 1600x12
 batch 32, in the same process; runs are interleaved and medians reported.
 
 * plain: PIL full decode, torchvision ``Resize(256) + CenterCrop(224) + ToTensor + Normalize``,
-  PyTorch eager, one thread decoding, torch's default threads.
+  PyTorch eager, one thread decoding, torch's default threads; on its own copy of the
+  network as loaded (until 2026-11-26 it shared ``clf.module``, which imgrec's torch runtime
+  converted to channels-last in place after the first repeat; no consistent speed change).
 * imgrec: ``imgrec.tasks.classify.predict.predict`` exactly as ``imgrec predict DIR`` runs it,
   with its defaults (draft JPEG decode; one pool thread per core that decodes, resizes and
   normalizes images and runs ONNX Runtime, one intra-op thread per call, on batches of 8);
@@ -22,6 +24,7 @@ Usage: ``python benchmarks/batch_predict.py [--images 96] [--repeats 3]``
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import statistics
@@ -120,13 +123,15 @@ def main() -> None:
 
     load_before = os.getloadavg()
     clf = load_model("efficientnet_lite0")
+    # the baseline's own network, as loaded: nothing imgrec does to ``clf`` can change it
+    plain_module = copy.deepcopy(clf.module).eval()
     cache_was_warm = onnx_path(clf).exists()
     with tempfile.TemporaryDirectory(prefix="imgrec-bench-") as tmp:
         folder = Path(tmp)
         paths = make_folder(folder, args.images)
         # warm-up (not timed): ONNX export into the cache on first use, allocator, page cache
         export_s, _ = timed(lambda: imgrec_predict(folder, clf, "auto"))
-        plain_loop(paths[:32], clf.module)
+        plain_loop(paths[:32], plain_module)
 
         seconds: dict[str, list[float]] = {
             "plain": [],
@@ -136,7 +141,7 @@ def main() -> None:
         }
         labels: dict[str, list[str]] = {}
         for _ in range(args.repeats):
-            t, plain_ids = timed(lambda: plain_loop(paths, clf.module))
+            t, plain_ids = timed(lambda: plain_loop(paths, plain_module))
             seconds["plain"].append(t)
             labels["plain"] = [clf.classes[i] for i in plain_ids]
             t, labels["imgrec"] = timed(lambda: imgrec_predict(folder, clf, "auto"))

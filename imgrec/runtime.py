@@ -22,6 +22,7 @@ artifact with an embedding output as well.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
@@ -71,15 +72,16 @@ def runs_in_parallel(runner: Runner) -> bool:
 
 @RUNTIMES.register("torch")
 def torch_runner(classifier: Any, *, threads: int | None = None, parallel: bool = False) -> Runner:
-    """PyTorch eager under ``inference_mode`` (channels-last on CPU, which is faster there).
+    """PyTorch eager under ``inference_mode`` (on CPU a channels-last copy of the network,
+    which is faster there; the classifier's own module is left as it was).
 
     ``threads`` sets torch's (process-wide) intra-op threads; ``parallel`` is ignored: torch
     keeps its own thread pool, so its calls are never run side by side.
     """
     module = classifier.module
     device = next(module.parameters()).device
-    if device.type == "cpu":
-        module = module.to(memory_format=torch.channels_last)
+    if device.type == "cpu":  # a copy: ``Module.to`` converts in place, under the caller's feet
+        module = copy.deepcopy(module).to(memory_format=torch.channels_last)
     if threads:
         torch.set_num_threads(threads)
 

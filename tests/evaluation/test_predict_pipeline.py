@@ -79,6 +79,16 @@ def test_onnx_calls_side_by_side_equal_one_batch(model_dir):
     assert torch.equal(torch.cat(parts), whole)  # batch size and threads change nothing
 
 
+def test_torch_runner_leaves_the_classifier_module_alone(model_dir):
+    clf = load_model(str(model_dir))
+    before = {k: (v.stride(), v.clone()) for k, v in clf.module.state_dict().items()}
+    x = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(2))
+    logits = make_runner(clf, "torch")(x)
+    assert logits.shape == (2, len(CLASSES))
+    for name, tensor in clf.module.state_dict().items():  # not converted to channels-last
+        assert tensor.stride() == before[name][0] and torch.equal(tensor, before[name][1])
+
+
 def _write_jpegs(folder: Path, n: int) -> list[Path]:
     rng = np.random.default_rng(5)
     folder.mkdir(parents=True)
