@@ -10,7 +10,7 @@ batch 32, in the same process; runs are interleaved and medians reported.
   converted to channels-last in place after the first repeat; no consistent speed change).
 * imgrec: ``imgrec.tasks.classify.predict.predict`` exactly as ``imgrec predict DIR`` runs it,
   with its defaults (draft JPEG decode; one pool thread per core that decodes, resizes and
-  normalizes images and runs ONNX Runtime, one intra-op thread per call, on batches of 8);
+  normalizes images and runs ONNX Runtime, one intra-op thread per call, on batches of 4);
   also with ``batch_size=32`` (the plain loop's batch) and with ``runtime="torch"`` to show
   what the batch size and the runtime contribute.
 

@@ -34,7 +34,7 @@ def predict(
         "--batch-size",
         "-b",
         min=1,
-        help="Images per inference call (default: the task's; classifiers: 8 with ONNX Runtime "
+        help="Images per inference call (default: the task's; classifiers: 4 with ONNX Runtime "
         "on CPU, its calls running on the decode threads, 32 with PyTorch).",
     ),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per line."),

@@ -48,11 +48,13 @@ from imgrec.visualize import draw_label
 DEFAULT_MODEL = "efficientnet_lite0"
 BATCH_SIZE = 32
 """Images per inference call when the runtime has its own intra-op threads (PyTorch)."""
-PARALLEL_BATCH_SIZE = 8
+PARALLEL_BATCH_SIZE = 4
 """Images per inference call when calls run side by side on the pool (ONNX Runtime on CPU,
-one intra-op thread each). ORT's per-image cost on this 2-core Xeon is flat from batch 1
-to 32 (9-11 ms) and its logits do not depend on the batch, while small batches start
-inferring after 8 decodes instead of 32 and end with every core inferring."""
+one intra-op thread each). Measured for EfficientNet-Lite0 on the 2-core Xeon (2 MB L2 per
+core), ORT's CPU time per image at batch 1/2/4/8/16 was 9.0/8.9/8.9/9.1/9.7 ms, and its
+logits do not depend on the batch; small batches also start inferring after 4 decodes
+instead of 32 and end with every core inferring. ``imgrec predict`` over 96 1600x1200
+JPEGs: 98 images/s at 4, 94 at 8 and 2 (medians of 8, load average ~1)."""
 ONNX_MIN_IMAGES = 64
 """With ``runtime="auto"``, fewer images than this run in PyTorch unless the ONNX export is
 already cached: a first export takes seconds, more than it saves on a few images."""
