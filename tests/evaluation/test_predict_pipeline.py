@@ -26,7 +26,7 @@ from imgrec.errors import CorruptImageError, ImgrecError
 from imgrec.models.card import Preprocessing
 from imgrec.predictor import load_model
 from imgrec.runtime import default_threads, make_runner, runs_in_parallel
-from imgrec.tasks.classify.batching import BufferPool, inferred_batches
+from imgrec.tasks.classify.batching import BufferPool, inferred_batches, stack
 from imgrec.tasks.classify.predict import (
     draft_size,
     normalize_lookup,
@@ -202,3 +202,8 @@ def test_buffer_pool_reuses_memory_and_keeps_values():
     other, _ = pool.stack(b[:2])  # another shape: its own memory; the pooled one is in use
     assert other.data_ptr() != pointer and torch.equal(other, torch.stack(b[:2]))
     release_again()
+    halves = [t.to(torch.bfloat16) for t in b]  # no numpy dtype: torch stacks them
+    stacked, release_halves = pool.stack(halves)
+    assert stacked.dtype == torch.bfloat16 and torch.equal(stacked, torch.stack(halves))
+    release_halves()
+    assert torch.equal(stack(halves), torch.stack(halves))
