@@ -215,22 +215,26 @@ def predict(
         expanded, load, infer, batch_size=batch_size, workers=workers, infer_in_pool=in_pool
     )
     for batch in batches:
-        records: dict[int, dict[str, Any]] = {
-            i: _error_record(_source_text(src), err) for i, src, err in batch.failed
-        }
-        if batch.output is not None:
-            scores, ids = batch.output
-            for row, (i, src, image) in enumerate(batch.ok):
-                preds = [
-                    {"label": clf.classes[c], "score": float(s)}
-                    for s, c in zip(scores[row], ids[row], strict=True)
-                ]
-                record: dict[str, Any] = {"source": src, "predictions": preds}
-                if image is not None and out_dir is not None:
-                    record["saved"] = _save(out_dir, i, str(src), image, preds[0])
-                records[i] = record
-        for i in sorted(records):
-            yield records[i]
+        yield from _records(batch, clf.classes, out_dir)
+
+
+def _records(batch: Any, classes: Sequence[str], out_dir: Path | None) -> list[dict[str, Any]]:
+    """The batch's records in source order: top-k labels and scores, or the error."""
+    records: dict[int, dict[str, Any]] = {
+        i: _error_record(_source_text(src), err) for i, src, err in batch.failed
+    }
+    if batch.output is not None:
+        scores, ids = batch.output
+        for row, (i, src, image) in enumerate(batch.ok):
+            preds = [
+                {"label": classes[c], "score": float(s)}
+                for s, c in zip(scores[row], ids[row], strict=True)
+            ]
+            record: dict[str, Any] = {"source": src, "predictions": preds}
+            if image is not None and out_dir is not None:
+                record["saved"] = _save(out_dir, i, str(src), image, preds[0])
+            records[i] = record
+    return [records[i] for i in sorted(records)]
 
 
 def _loader(
