@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from imgrec.errors import ImgrecError
+from imgrec.errors import ConfigError, ImgrecError
 from serving._kserve import InferRequest, kserve
 from serving.batcher import DynamicBatcher
 from serving.errors import InferenceTimeoutError, OverloadedError
@@ -40,8 +40,10 @@ class ServingOptions:
     precision: str = "fp32"  # fp32 | int8 (onnx backend; docs/serving.md "INT8")
     calibration: str | None = None  # int8 calibration images: folder, glob or s3:// prefix
     # Batches run concurrently in `model_workers` threads (None = one per core), each model
-    # call on `threads` intra-op threads (None = cores / workers).
-    model_workers: int | None = 1
+    # call on `threads` intra-op threads (None = cores / workers). One single-threaded call
+    # per core beats one call split over all cores (no fork/join waits): 100 vs 82 req/s at
+    # concurrency 8 on 2 cores (BENCHMARKS.md).
+    model_workers: int | None = None
     threads: int | None = None
     # ONNX Runtime's per-image cost is nearly flat in the batch size on CPU, so small batches
     # lose little and let decoding overlap inference at moderate concurrency.
@@ -54,6 +56,32 @@ class ServingOptions:
     top_k: int = 5
     prediction_log: str | None = None
     retry_after_s: int = 1
+
+    def __post_init__(self) -> None:
+        for key, flag in _COUNT_FLAGS.items():
+            value = getattr(self, key)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ConfigError(
+                    f"serving option {key} must be a whole number >= 1, got {value!r}",
+                    hint=f"fix {flag} (see imgrec serve --help)",
+                )
+        if not self.timeout_s > 0 or self.max_wait_ms < 0:
+            raise ConfigError(
+                f"timeout_s must be > 0 and max_wait_ms >= 0, got {self.timeout_s!r} and "
+                f"{self.max_wait_ms!r}",
+                hint="fix --timeout / --max-wait-ms",
+            )
+
+
+_COUNT_FLAGS = {  # ServingOptions fields that count something -> the `imgrec serve` flag
+    "model_workers": "--model-workers",
+    "threads": "--threads",
+    "decode_threads": "--decode-threads",
+    "max_batch_size": "--max-batch",
+    "max_queue_images": "--max-queue",
+    "max_images_per_request": "ServingOptions.max_images_per_request",
+    "top_k": "ServingOptions.top_k",
+}
 
 
 class ImgrecModel(kserve.Model):

@@ -31,7 +31,15 @@ def serve_command(
         "like the ones you will serve; calibrated once, then cached.",
     ),
     name: str = typer.Option("imgrec", "--name", help="Model name in the URL."),
-    threads: int = typer.Option(0, "--threads", help="Backend threads (0 = all cores)."),
+    model_workers: int = typer.Option(
+        0,
+        "--model-workers",
+        help="Batches run at once, one thread each (0 = one per core: no fork/join waits).",
+    ),
+    threads: int = typer.Option(
+        0, "--threads", help="Intra-op threads per model call (0 = cores / model workers)."
+    ),
+    decode_threads: int = typer.Option(2, "--decode-threads", help="Image decode threads."),
     max_batch: int = typer.Option(4, "--max-batch", help="Dynamic batch size limit."),
     max_wait_ms: float = typer.Option(4.0, "--max-wait-ms", help="Max wait to fill a batch."),
     max_queue: int = typer.Option(64, "--max-queue", help="Images in flight before 503."),
@@ -74,7 +82,9 @@ def serve_command(
         backend=backend,
         precision=precision,
         calibration=calibration or None,
+        model_workers=model_workers or None,
         threads=threads or None,
+        decode_threads=decode_threads,
         max_batch_size=max_batch,
         max_wait_ms=max_wait_ms,
         max_queue_images=max_queue,

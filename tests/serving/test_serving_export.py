@@ -158,3 +158,20 @@ def test_batcher_workers_run_batches_concurrently() -> None:
     assert overlap == 1
     with pytest.raises(ValueError, match="workers"):
         DynamicBatcher(slow_model, workers=0)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "flag"),
+    [("decode_threads", 0, "--decode-threads"), ("max_batch_size", -1, "--max-batch"),
+     ("model_workers", 1.5, "--model-workers"), ("timeout_s", 0.0, "--timeout")],
+)  # fmt: skip
+def test_serving_options_refuse_bad_counts_naming_the_flag(
+    field: str, value: object, flag: str
+) -> None:
+    from imgrec.errors import ConfigError
+    from serving.model import ServingOptions
+
+    with pytest.raises(ConfigError) as info:
+        ServingOptions(**{field: value})
+    assert repr(value) in info.value.message and flag in (info.value.hint or "")
+    assert ServingOptions(model_workers=None, threads=None).decode_threads == 2  # defaults ok
