@@ -118,6 +118,7 @@ class _Admin:
             "model": runtime.ref.uri,
             "swaps": model.swaps,
             "backend": model.options.backend,
+            "precision": model.options.precision,
         }
 
     async def load(self, model_name: str, request: Request) -> dict[str, Any]:
@@ -165,6 +166,12 @@ class ImgrecModelServer(kserve.ModelServer):  # type: ignore[misc]
         self.dataplane = _DataPlane(model_registry=self.registered_models)
         # kserve logs a timing line per request at INFO; that costs ~5% at 100 req/s.
         logging.getLogger("kserve.trace").setLevel(logging.WARNING)
+        if not log.handlers:  # kserve configures only its own loggers: show swaps, int8 checks
+            handler = logging.StreamHandler()
+            fmt = "%(asctime)s %(name)s %(levelname)s %(message)s"
+            handler.setFormatter(logging.Formatter(fmt))
+            log.addHandler(handler)
+            log.setLevel(logging.INFO)
         warnings.filterwarnings("ignore", message="ORJSONResponse is deprecated")
         self.host = host
         self.limits = limits or RequestLimits()
