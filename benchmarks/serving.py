@@ -14,7 +14,7 @@ Each (server, concurrency) run is bounded: ``--seconds`` after a warm-up, at mos
 ``--max-requests``. Request bodies are encoded once, so the load generator costs every server
 the same. Prints one JSON object; ratios compare servers measured in the same run.
 
-    python benchmarks/serving.py [--seconds 8] [--only imgrec,imgrec-int8,plain-kserve]
+    python benchmarks/serving.py [--seconds 8] [--repeats 3] [--only imgrec,plain-kserve]
 """
 
 from __future__ import annotations
@@ -239,32 +239,60 @@ def main() -> None:
     ap.add_argument("--only", default=",".join(SERVERS))
     ap.add_argument("--imgrec-options", default="{}", help="ServingOptions fields as JSON")
     ap.add_argument("--concurrency", default="1,8,32")
+    ap.add_argument("--repeats", type=int, default=1, help="rounds over all servers; medians")
     args = ap.parse_args()
     IMGREC_OPTIONS["json"] = args.imgrec_options
     jpegs = make_jpegs()
     results: dict[str, Any] = {"image": "640x480 JPEG", "model": "efficientnet_lite0 @224",
-                               "cpus": os.cpu_count(), "load_before": os.getloadavg(),
-                               "servers": {}}  # fmt: skip
+                               "cpus": os.cpu_count(), "repeats": args.repeats,
+                               "load_before": os.getloadavg(), "rounds": []}  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="imgrec-bench-") as tmp:
-        for name in args.only.split(","):
-            work = Path(tmp)
-            with SERVERS[name](work) as (_, request):
-                runs = []
-                for c in (int(x) for x in args.concurrency.split(",")):
-                    runs.append(asyncio.run(load(request, jpegs, c, args.seconds,
-                                                 args.max_requests, args.warmup)))  # fmt: skip
-                    print(name, runs[-1], file=sys.stderr, flush=True)
-                results["servers"][name] = runs
+        for _ in range(args.repeats):  # servers alternate, so a load spike hits one round
+            results["rounds"].append(one_round(args, jpegs, Path(tmp)))
     results["load_after"] = os.getloadavg()
-    by = {n: {r["concurrency"]: r for r in runs} for n, runs in results["servers"].items()}
-    ours = [n for n in by if n.startswith("imgrec") and 8 in by[n]]
-    theirs = [n for n in by if not n.startswith("imgrec") and 8 in by[n]]
-    results["ratios_at_c8"] = {
-        f"{a}_vs_{b}": round(by[a][8]["req_per_s"] / by[b][8]["req_per_s"], 2)
-        for a in ours for b in theirs if by[b][8]["req_per_s"] > 0
-    }  # fmt: skip
-    results["p99_at_c8_ms"] = {a: by[a][8]["p99_ms"] for a in ours}
+    results.update(summarize(results["rounds"]))
     print(json.dumps(results, indent=2))
+
+
+def one_round(args: argparse.Namespace, jpegs: list[bytes], work: Path) -> dict[str, Any]:
+    """Every server once, at every concurrency: ``{server: {concurrency: run}}``."""
+    out: dict[str, Any] = {}
+    for name in args.only.split(","):
+        with SERVERS[name](work) as (_, request):
+            out[name] = {}
+            for c in (int(x) for x in args.concurrency.split(",")):
+                out[name][c] = asyncio.run(load(request, jpegs, c, args.seconds,
+                                                args.max_requests, args.warmup))  # fmt: skip
+                print(name, out[name][c], file=sys.stderr, flush=True)
+    return out
+
+
+def summarize(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Medians over rounds per (server, concurrency), and the c=8 ratios taken within each
+    round (servers measured minutes apart) then their median."""
+    med = lambda xs: round(float(np.median(xs)), 2)  # noqa: E731
+    servers: dict[str, list[dict[str, Any]]] = {}
+    for name in rounds[0]:
+        servers[name] = [
+            {"concurrency": c, "req_per_s": med([r[name][c]["req_per_s"] for r in rounds]),
+             "p50_ms": med([r[name][c]["p50_ms"] for r in rounds]),
+             "p99_ms": med([r[name][c]["p99_ms"] for r in rounds]),
+             "errors": sum(r[name][c]["errors"] for r in rounds),
+             "unfinished": sum(r[name][c]["unfinished"] for r in rounds)}
+            for c in rounds[0][name]
+        ]  # fmt: skip
+    ours = [n for n in rounds[0] if n.startswith("imgrec") and 8 in rounds[0][n]]
+    theirs = [n for n in rounds[0] if not n.startswith("imgrec") and 8 in rounds[0][n]]
+    ratios = {
+        f"{a}_vs_{b}": [round(r[a][8]["req_per_s"] / r[b][8]["req_per_s"], 2) for r in rounds]
+        for a in ours for b in theirs if all(r[b][8]["req_per_s"] > 0 for r in rounds)
+    }  # fmt: skip
+    return {
+        "servers": servers,
+        "ratios_at_c8_per_round": ratios,
+        "ratios_at_c8": {k: med(v) for k, v in ratios.items()},
+        "p99_at_c8_ms": {a: med([r[a][8]["p99_ms"] for r in rounds]) for a in ours},
+    }
 
 
 if __name__ == "__main__":
