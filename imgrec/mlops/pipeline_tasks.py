@@ -40,8 +40,6 @@ class PipelineTask:
     """manifest folder -> the data ``get_task(name).evaluate`` reads."""
     gate_metric: str
     per_class_metric: str
-    takes_device: bool = True
-    """Whether the trainer's config has a ``device`` option (detection picks its own)."""
 
 
 PIPELINE_TASKS: Registry[PipelineTask] = Registry(
@@ -196,6 +194,5 @@ PIPELINE_TASKS.add(
         eval_data=_detect_eval_data,
         gate_metric="map",
         per_class_metric="ap",
-        takes_device=False,
     ),
 )

@@ -163,8 +163,7 @@ def train_step(
     payload = json.loads(storage.read_text(storage.join(data_dir, "train_config.json")))
     task = str(payload.get("task", "classify"))
     data, config = PIPELINE_TASKS.get(task).train_inputs(data_dir, payload)
-    if PIPELINE_TASKS.get(task).takes_device:
-        config["device"] = device
+    config["device"] = device  # every task's trainer has one (auto | cpu | cuda)
     if threads:
         config["threads"] = threads
     result = get_task(task).train(data, config=config, out=run_dir, quiet=True)
