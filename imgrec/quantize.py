@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from imgrec import storage
-from imgrec.errors import DatasetError, ImageError, ModelError
+from imgrec.errors import ConfigError, DatasetError, ImageError, ModelError
 from imgrec.models.card import Preprocessing
 from imgrec.registry import Registry
 
@@ -422,3 +422,70 @@ def _quantize(
             ) from exc
         finally:
             tmp.unlink(missing_ok=True)
+
+
+# --- precisions: which ONNX file a runtime loads --------------------------------------------
+INT8_NEEDS_CALIBRATION = (
+    "int8 needs --calibration DIR: a few dozen images like the ones you will serve or predict"
+)
+
+Precision = Callable[..., Path]
+PRECISIONS: Registry[Precision] = Registry(
+    "precision", list_hint="imgrec predict --help, imgrec serve --help"
+)
+"""``name -> (fp32 ONNX path, calibration, preprocessing, *, cache_dir) -> ONNX path to load``;
+shared by batch prediction (:mod:`imgrec.runtime`), serving and export."""
+
+
+def check_precision(precision: str, calibration: CalibrationSource | None) -> None:
+    """Fail fast (before loading anything) on an unknown precision or int8 without images.
+
+    Raises ``UnknownNameError`` for an unknown name, ``ConfigError`` (code
+    ``calibration_required``) for int8 without a calibration set.
+    """
+    PRECISIONS.get(precision)
+    missing = calibration is None or (
+        isinstance(calibration, (str, os.PathLike)) and not os.fspath(calibration).strip()
+    )
+    if precision == "int8" and missing:
+        raise ConfigError(
+            "int8 precision without a calibration set",
+            hint=INT8_NEEDS_CALIBRATION,
+            code="calibration_required",
+        )
+
+
+@PRECISIONS.register("fp32")
+def fp32_model(
+    fp32_path: str | os.PathLike[str],
+    calibration: CalibrationSource | None,
+    pre: Preprocessing,
+    *,
+    cache_dir: str | os.PathLike[str] | None = None,
+) -> Path:
+    """The fp32 file itself."""
+    return Path(fp32_path)
+
+
+@PRECISIONS.register("int8")
+def int8_model(
+    fp32_path: str | os.PathLike[str],
+    calibration: CalibrationSource | None,
+    pre: Preprocessing,
+    *,
+    cache_dir: str | os.PathLike[str] | None = None,
+) -> Path:
+    """The int8 (static QDQ) model of ``fp32_path`` calibrated on ``calibration``, cached in
+    ``cache_dir`` (default beside it; only the first call calibrates). Says on stderr which
+    file runs and how well it agreed with fp32 (which precision answers must be visible)."""
+    check_precision("int8", calibration)
+    assert calibration is not None
+    result = quantize_onnx(fp32_path, calibration, pre, cache_dir=cache_dir)
+    where = calibration if isinstance(calibration, (str, os.PathLike)) else "listed files"
+    print(
+        f"ONNX Runtime int8 model {result.path} (calibration {os.fspath(where)}; top-1 agrees "
+        f"with fp32 on {result.agreement:.0%} of its images)",
+        file=sys.stderr,
+        flush=True,
+    )
+    return result.path

@@ -16,6 +16,9 @@ ONNX Runtime on CPU and PyTorch on GPUs::
     run = make_runner(clf, "auto")
     logits = run(torch.stack([clf.preprocess(img)]))      # (1, 1000)
 
+``make_runner(clf, precision="int8", calibration="calib/")`` runs the static-quantized int8
+model of the export (:mod:`imgrec.quantize`, ONNX Runtime only).
+
 This file exports logits only; ``imgrec export --format onnx`` (serving/) writes the serving
 artifact with an embedding output as well.
 """
@@ -37,7 +40,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from imgrec.errors import ModelError
+from imgrec.errors import ConfigError, ModelError
+from imgrec.quantize import PRECISIONS, CalibrationSource, check_precision
 from imgrec.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -71,13 +75,22 @@ def runs_in_parallel(runner: Runner) -> bool:
 
 
 @RUNTIMES.register("torch")
-def torch_runner(classifier: Any, *, threads: int | None = None, parallel: bool = False) -> Runner:
+def torch_runner(
+    classifier: Any,
+    *,
+    threads: int | None = None,
+    parallel: bool = False,
+    precision: str = "fp32",
+    calibration: CalibrationSource | None = None,
+) -> Runner:
     """PyTorch eager under ``inference_mode`` (on CPU a channels-last copy of the network,
     which is faster there; the classifier's own module is left as it was).
 
     ``threads`` sets torch's (process-wide) intra-op threads; ``parallel`` is ignored: torch
-    keeps its own thread pool, so its calls are never run side by side.
+    keeps its own thread pool, so its calls are never run side by side. fp32 only: another
+    ``precision`` raises ``ConfigError`` (code ``precision_unsupported``).
     """
+    _fp32_only("torch", precision)
     module = classifier.module
     device = next(module.parameters()).device
     if device.type == "cpu":  # a copy: ``Module.to`` converts in place, under the caller's feet
@@ -191,18 +204,41 @@ class OnnxRunner:
         return torch.from_numpy(self.session.run(["logits"], {"input": array})[0])
 
 
+def _fp32_only(runtime: str, precision: str) -> None:
+    PRECISIONS.get(precision)
+    if precision != "fp32":
+        raise ConfigError(
+            f"precision {precision!r} is only available on the onnx runtime, not {runtime!r}",
+            hint="use runtime='onnx' or 'auto' (what `imgrec predict` uses), or precision='fp32'",
+            code="precision_unsupported",
+        )
+
+
 @RUNTIMES.register("onnx")
-def onnx_runner(classifier: Any, *, threads: int | None = None, parallel: bool = False) -> Runner:
+def onnx_runner(
+    classifier: Any,
+    *,
+    threads: int | None = None,
+    parallel: bool = False,
+    precision: str = "fp32",
+    calibration: CalibrationSource | None = None,
+) -> Runner:
     """ONNX Runtime (CPU) on the cached export; checked against PyTorch within ``ONNX_ATOL``.
 
     ``threads``: intra-op threads, default one per core, or 1 with ``parallel`` (calls will
-    come from one thread per core; see :class:`OnnxRunner`).
+    come from one thread per core; see :class:`OnnxRunner`). ``precision="int8"`` runs the
+    static-quantized model of the export calibrated on ``calibration`` images
+    (:func:`imgrec.quantize.quantize_onnx`, cached beside the export); instead of the 1e-4
+    check it must pass quantization's top-1 agreement check (``int8_inaccurate``).
     """
     import onnxruntime as ort
 
+    check_precision(precision, calibration)
     path = onnx_path(classifier)
     if not path.exists():
         export_logits_onnx(classifier, path)
+    pre = classifier.card.preprocessing
+    path = PRECISIONS.get(precision)(path, calibration, pre, cache_dir=path.parent)
     n_threads = threads or (1 if parallel else default_threads())
     options = ort.SessionOptions()
     options.intra_op_num_threads = n_threads
@@ -212,6 +248,8 @@ def onnx_runner(classifier: Any, *, threads: int | None = None, parallel: bool =
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     run = OnnxRunner(session, n_threads)
+    if precision != "fp32":
+        return run  # checked by quantize_onnx against the fp32 export (top-1 agreement)
 
     probe = _check_input(classifier)
     expected = classifier.predict_batch(probe).float().cpu()
@@ -225,14 +263,20 @@ def onnx_runner(classifier: Any, *, threads: int | None = None, parallel: bool =
     return run
 
 
-_RUNNERS: weakref.WeakKeyDictionary[Any, dict[tuple[str, int | None, bool], Runner]] = (
+_RUNNERS: weakref.WeakKeyDictionary[Any, dict[tuple[Any, ...], Runner]] = (
     weakref.WeakKeyDictionary()
 )
 _RUNNERS_LOCK = threading.Lock()
 
 
 def make_runner(
-    classifier: Any, runtime: str = "auto", *, threads: int | None = None, parallel: bool = False
+    classifier: Any,
+    runtime: str = "auto",
+    *,
+    threads: int | None = None,
+    parallel: bool = False,
+    precision: str = "fp32",
+    calibration: CalibrationSource | None = None,
 ) -> Runner:
     """A logits function for ``classifier`` on ``runtime`` (``auto``, ``onnx`` or ``torch``).
 
@@ -240,25 +284,53 @@ def make_runner(
     export or its check fails; GPU models always run in PyTorch. ``parallel``: the caller
     would run calls side by side from one thread per core, so a runtime that can compute
     in the caller's thread alone should (:func:`runs_in_parallel` tells whether it does).
-    Runners are kept for the lifetime of ``classifier``, so repeated calls reuse one ONNX
-    Runtime session.
+    ``precision``: ``fp32`` or ``int8`` (ONNX Runtime only, ``auto`` included, never falling
+    back; needs ``calibration`` images, see :func:`onnx_runner`). Runners are kept for the
+    lifetime of ``classifier``, so repeated calls reuse one ONNX Runtime session.
     """
-    key = (runtime, threads, parallel)
+    check_runtime_precision(runtime, precision, calibration)
+    calibration_key = _calibration_key(calibration) if precision != "fp32" else None
+    key = (runtime, threads, parallel, precision, calibration_key)
     with _RUNNERS_LOCK:
         cached = _RUNNERS.get(classifier, {}).get(key)
         if cached is None:
-            cached = _build_runner(classifier, runtime, threads, parallel)
+            options: dict[str, Any] = {"threads": threads, "parallel": parallel}
+            if precision != "fp32":
+                options.update(precision=precision, calibration=calibration)
+            cached = _build_runner(classifier, runtime, **options)
             _RUNNERS.setdefault(classifier, {})[key] = cached
     return cached
 
 
-def _build_runner(classifier: Any, runtime: str, threads: int | None, parallel: bool) -> Runner:
+def check_runtime_precision(
+    runtime: str, precision: str, calibration: CalibrationSource | None
+) -> None:
+    """Fail fast (before loading or exporting anything): an unknown runtime or precision,
+    int8 without calibration images (``calibration_required``), int8 on a runtime other than
+    ONNX Runtime (``precision_unsupported``)."""
     if runtime != "auto":
-        return RUNTIMES.get(runtime)(classifier, threads=threads, parallel=parallel)
+        RUNTIMES.get(runtime)
+    check_precision(precision, calibration)
+    if precision != "fp32" and runtime not in ("auto", "onnx"):
+        _fp32_only(runtime, precision)
+
+
+def _calibration_key(calibration: CalibrationSource | None) -> Any:
+    if calibration is None or isinstance(calibration, (str, os.PathLike)):
+        return None if calibration is None else os.fspath(calibration)
+    return tuple(os.fspath(p) for p in calibration)
+
+
+def _build_runner(classifier: Any, runtime: str, **options: Any) -> Runner:
+    threads = options.get("threads")
+    if options.get("precision", "fp32") != "fp32":
+        return onnx_runner(classifier, **options)  # no fallback: int8 exists only in ORT
+    if runtime != "auto":
+        return RUNTIMES.get(runtime)(classifier, **options)
     if classifier.device.type != "cpu":
         return torch_runner(classifier, threads=threads)
     try:
-        return onnx_runner(classifier, threads=threads, parallel=parallel)
+        return onnx_runner(classifier, **options)
     except (ModelError, ImportError) as exc:
         log.warning("ONNX Runtime unavailable for %s, using PyTorch: %s", classifier, exc)
         return torch_runner(classifier, threads=threads)

@@ -11,12 +11,14 @@ The ONNX backend runs in ``fp32`` (default) or ``int8`` (static QDQ quantization
 folder of images, :mod:`imgrec.quantize`); ``PRECISIONS`` maps each name to what it loads::
 
     backend = BACKENDS.get("onnx")(classifier, precision="int8", calibration="calib/")
+
+``PRECISIONS`` and ``check_precision`` live in :mod:`imgrec.quantize` (batch prediction uses
+them too) and are re-exported here.
 """
 
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -26,6 +28,9 @@ import torch
 from torch import nn
 
 from imgrec.errors import ConfigError
+from imgrec.quantize import INT8_NEEDS_CALIBRATION as INT8_NEEDS_CALIBRATION
+from imgrec.quantize import PRECISIONS as PRECISIONS
+from imgrec.quantize import check_precision as check_precision
 from imgrec.registry import Registry
 from imgrec.runtime import export_onnx_file, model_digest
 
@@ -118,56 +123,17 @@ def export_onnx(classifier: Any, path: str | os.PathLike[str], *, opset: int = 1
     )
 
 
-INT8_NEEDS_CALIBRATION = (
-    "int8 needs --calibration DIR: a few dozen images like the ones you will serve"
-)
-
-Precision = Callable[[Any, Path, "str | os.PathLike[str] | None"], Path]
-PRECISIONS: Registry[Precision] = Registry("precision", list_hint="imgrec serve --help")
-"""``name -> (classifier, fp32 ONNX path, calibration) -> ONNX path to load``."""
-
-
-def check_precision(precision: str, calibration: str | os.PathLike[str] | None) -> None:
-    """Fail fast (before loading anything) on an unknown precision or int8 without images."""
-    PRECISIONS.get(precision)
-    if precision == "int8" and (calibration is None or not os.fspath(calibration).strip()):
-        raise ConfigError(
-            "int8 precision without a calibration set",
-            hint=INT8_NEEDS_CALIBRATION,
-            code="calibration_required",
-        )
-
-
-@PRECISIONS.register("fp32")
-def _fp32(classifier: Any, fp32_path: Path, calibration: str | os.PathLike[str] | None) -> Path:
-    return fp32_path
-
-
-@PRECISIONS.register("int8")
 def quantized_path(
     classifier: Any, fp32_path: Path, calibration: str | os.PathLike[str] | None
 ) -> Path:
     """The int8 (static QDQ) model of ``fp32_path`` calibrated on ``calibration``; cached in
     the ONNX cache folder, so only the first call calibrates (seconds)."""
-    from imgrec.quantize import quantize_onnx
-
-    check_precision("int8", calibration)
-    assert calibration is not None
-    result = quantize_onnx(
+    return PRECISIONS.get("int8")(
         fp32_path,
         calibration,
         classifier.card.preprocessing,
         cache_dir=onnx_cache_path(classifier).parent,
     )
-    # On stderr, not the logger: the server's log shows only kserve's own loggers, and which
-    # precision answers must be visible in its startup output.
-    print(
-        f"ONNX Runtime int8 model {result.path} (calibration {calibration}; top-1 agrees "
-        f"with fp32 on {result.agreement:.0%} of its images)",
-        file=sys.stderr,
-        flush=True,
-    )
-    return result.path
 
 
 @BACKENDS.register("onnx")
@@ -195,7 +161,8 @@ class OnnxBackend:
         path = Path(onnx_path) if onnx_path else onnx_cache_path(classifier)
         if not path.exists():
             export_onnx(classifier, path)
-        path = to_precision(classifier, path, calibration)
+        pre = classifier.card.preprocessing
+        path = to_precision(path, calibration, pre, cache_dir=onnx_cache_path(classifier).parent)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or (os.cpu_count() or 1)
         options.inter_op_num_threads = 1

@@ -41,7 +41,8 @@ from imgrec import storage
 from imgrec.data.images import IMAGE_SUFFIXES, load_image
 from imgrec.data.transforms import normalize_uint8, resize_ops
 from imgrec.errors import ImgrecError, NotFoundError
-from imgrec.runtime import make_runner, onnx_path, runs_in_parallel
+from imgrec.quantize import CalibrationSource
+from imgrec.runtime import check_runtime_precision, make_runner, onnx_path, runs_in_parallel
 from imgrec.tasks.classify.batching import inferred_batches
 from imgrec.visualize import draw_label
 
@@ -149,7 +150,9 @@ def saved_name(index: int, source: str) -> str:
     return f"{index:05d}_{cleaned}.jpg"
 
 
-def _choose_runtime(clf: Any, runtime: str, n_images: int) -> str:
+def _choose_runtime(clf: Any, runtime: str, n_images: int, precision: str = "fp32") -> str:
+    if precision != "fp32":
+        return "onnx" if runtime == "auto" else runtime  # int8 runs in ONNX Runtime only
     if runtime != "auto" or n_images >= ONNX_MIN_IMAGES or clf.device.type != "cpu":
         return runtime
     return runtime if onnx_path(clf).exists() else "torch"
@@ -174,6 +177,8 @@ def predict(
     workers: int | None = None,
     threads: int | None = None,
     draft: bool = True,
+    precision: str = "fp32",
+    calibration: CalibrationSource | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Yield one record per image, in the order of the expanded ``sources``.
 
@@ -185,22 +190,26 @@ def predict(
     ``workers``: pool threads (default: one per core, 2..8). ``threads``: inference intra-op
     threads; by default ONNX Runtime uses one and its calls run on the pool beside the
     decoding (see ``imgrec.tasks.classify.batching``), PyTorch uses one per core.
+    ``precision="int8"``: run the static-quantized int8 model of the ONNX export, calibrated
+    on ``calibration`` (a folder, glob or list of images like the predicted ones; cached, see
+    :mod:`imgrec.quantize`); ONNX Runtime only. Raises ``ConfigError`` before loading the
+    model for int8 without ``calibration`` (``calibration_required``) or with
+    ``runtime="torch"`` (``precision_unsupported``), ``ModelError`` (``int8_inaccurate``)
+    when quantization visibly breaks the model.
     """
+    check_runtime_precision(runtime, precision, calibration)
     if isinstance(sources, (str, os.PathLike)):
         sources = [sources]
-    if isinstance(model, (str, os.PathLike)):
-        from imgrec.predictor import load_model
-
-        clf = load_model(os.fspath(model))
-    else:
-        clf = model
+    clf = _classifier(model)
     k = max(1, min(int(top_k), len(clf.classes)))
     out_dir = Path(save_dir) if save_dir is not None else None
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
     expanded = expand_sources(sources)
-    chosen = _choose_runtime(clf, runtime, len(expanded))
-    run = make_runner(clf, chosen, threads=threads, parallel=True)
+    chosen = _choose_runtime(clf, runtime, len(expanded), precision)
+    run = make_runner(
+        clf, chosen, threads=threads, parallel=True, precision=precision, calibration=calibration
+    )
     in_pool = runs_in_parallel(run)
     if batch_size is None:
         batch_size = PARALLEL_BATCH_SIZE if in_pool else BATCH_SIZE
@@ -216,6 +225,15 @@ def predict(
     )
     for batch in batches:
         yield from _records(batch, clf.classes, out_dir)
+
+
+def _classifier(model: Any) -> Any:
+    """A loaded classifier from a model directory or pretrained name (or ``model`` itself)."""
+    if isinstance(model, (str, os.PathLike)):
+        from imgrec.predictor import load_model
+
+        return load_model(os.fspath(model))
+    return model
 
 
 def _records(batch: Any, classes: Sequence[str], out_dir: Path | None) -> list[dict[str, Any]]:
