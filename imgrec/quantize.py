@@ -359,7 +359,8 @@ def _checked(result: QuantizeResult, settings: QuantizeSettings) -> QuantizeResu
         raise ModelError(
             f"the int8 model's top-1 agrees with fp32 on only {result.agreement:.0%} of the "
             f"calibration images (< {settings.min_agreement:.0%}): quantization broke this model",
-            hint="serve with --precision fp32 (or calibrate with images closer to the traffic)",
+            hint="use --precision fp32 (or calibrate with images closer to the ones you serve or "
+            "predict)",
             code="int8_inaccurate",
         )
     return result
@@ -418,7 +419,7 @@ def _quantize(
         except (ValueError, RuntimeError, onnx.checker.ValidationError) as exc:
             raise ModelError(
                 f"int8 quantization of {src} failed: {exc}",
-                hint="serve with --precision fp32",
+                hint="use --precision fp32",
             ) from exc
         finally:
             tmp.unlink(missing_ok=True)
