@@ -12,7 +12,6 @@ from typing import Any
 import typer
 
 from imgrec.cli.app import app
-from imgrec.errors import ConfigError
 
 
 @app.command("predict")
@@ -62,14 +61,7 @@ def predict(
     task = task_of_model(model)
     failed = 0
     options: dict[str, Any] = {} if batch_size is None else {"batch_size": batch_size}
-    if precision != "fp32":
-        if task.name != "classify":
-            raise ConfigError(
-                f"--precision {precision} is available for classifiers only ({model} is a "
-                f"{task.name} model)",
-                hint="drop --precision for this model",
-                code="precision_unsupported",
-            )
+    if precision != "fp32":  # each task's predict refuses what it cannot run
         options.update(precision=precision, calibration=calibration)
     records = task.predict(sources, model=model, top_k=top_k, save_dir=save_dir, **options)
     for record in records:

@@ -3,6 +3,8 @@ the CPU. (Training on CUDA itself is checked by benchmarks/gpu_check.py on a GPU
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -36,3 +38,12 @@ def test_on_device_keeps_the_cpu_loss_and_moves_lists_and_targets() -> None:
     moved = on_device(loss, torch.device("meta"))  # any non-CPU device: tensors are moved
     out = moved([torch.zeros(1, 2)], [{"boxes": torch.zeros(0, 4), "labels": torch.zeros(0)}])
     assert float(out["n"]) == 1.0
+
+
+def test_detect_predict_refuses_int8_before_loading_the_model(tmp_path: Path) -> None:
+    from imgrec.tasks.detect.predict import predict
+
+    missing = tmp_path / "no-such-model"  # never read: the precision check comes first
+    with pytest.raises(ConfigError) as err:
+        list(predict(["x.jpg"], model=str(missing), precision="int8"))
+    assert err.value.code == "precision_unsupported" and "detector" in err.value.message

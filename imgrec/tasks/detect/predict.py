@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from imgrec.errors import ImgrecError, StorageError
+from imgrec.errors import ConfigError, ImgrecError, StorageError
 from imgrec.models.detectors import Detector
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"})
@@ -70,12 +70,14 @@ def predict(
     save_dir: str | os.PathLike[str] | None = None,
     batch_size: int = 8,
     score_threshold: float | None = None,
+    precision: str = "fp32",
     **_: Any,
 ) -> Iterator[dict[str, Any]]:
     """Yield one record per image (or video) in the order of the expanded ``sources``.
 
     ``top_k`` (the classifiers' option) is ignored: detections are chosen by
     ``score_threshold`` (default: the card's), at most ``max_detections`` per image.
+    Detectors run in fp32 only: another ``precision`` is refused before the model loads.
 
     Example::
 
@@ -86,6 +88,12 @@ def predict(
     from imgrec.tasks.classify.predict import expand_sources
     from imgrec.tasks.detect.evaluate import card_threshold, detect_images
 
+    if precision != "fp32":
+        raise ConfigError(
+            f"precision {precision!r} is available for classifiers only ({model} is a detector)",
+            hint="drop --precision for this model",
+            code="precision_unsupported",
+        )
     det, card = _load(model)
     threshold = score_threshold if score_threshold is not None else card_threshold(card)
     out_dir = Path(save_dir) if save_dir is not None else None
