@@ -10,9 +10,10 @@ decode and the resize dominate that step. This step does the expensive part ahea
   cannot pick a different one from the shrunken images;
 * every image larger than the geometry's resize target is decoded with the robust loader,
   resized with the *same* Resize op the trainer uses (only the resize: the center crop stays
-  with the trainer) and stored as a lossless PNG named by its content hash. The trainer's own
-  Resize on the stored image is then the identity, so its pixels are exactly those it would
-  have computed from the original (tested); smaller images are referenced unchanged;
+  with the trainer) and stored as a lossless PNG named by its content hash. The trainer's
+  resize + crop of the stored image is then an exact crop, and equals what it computes from
+  the original in one resample up to one grey level on under 1% of pixels (tested); smaller
+  images are referenced unchanged;
 * ``data.csv`` (``path,label,split``; stored images relative to the CSV) is what train reads.
 
 ::

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from imgrec.engine.batches import decode_to_cache
@@ -55,6 +54,9 @@ def test_preprocessed_pixels_equal_the_originals(tmp_path: Path, model: str, siz
     a = decode_to_cache(originals, pre, quiet=True)
     b = decode_to_cache(new_paths, pre, quiet=True)
     assert a.shape == (13, 3, size, size)
-    assert torch.equal(a, b)
+    # The trainer's one-step resize+crop of an original samples at the same positions as its
+    # crop of the stored resized copy, up to float rounding: at most one grey level apart.
+    diff = (a.int() - b.int()).abs()
+    assert int(diff.max()) <= 1 and float((diff > 0).float().mean()) < 0.01
     saved = json.loads((out / "train_config.json").read_text())
     assert saved == result.config
