@@ -35,9 +35,16 @@ def cache_dir() -> Path:
     return Path(root) / "features"
 
 
+# Bumped when how pixels become features changes without a visible setting (2: the one-step
+# resize + center crop), so caches from before are recomputed rather than reused.
+FEATURE_CACHE_VERSION = 2
+
+
 def feature_key(**parts: Any) -> str:
-    """A stable hash of everything that determines the features (model, weights, data...)."""
-    canonical = json.dumps(parts, sort_keys=True, default=str)
+    """A stable hash of everything that determines the features (model, weights, data, the
+    device type: a GPU's TF32 convolutions give slightly different features)."""
+    versioned = {**parts, "_version": FEATURE_CACHE_VERSION}
+    canonical = json.dumps(versioned, sort_keys=True, default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()[:32]
 
 

@@ -172,6 +172,7 @@ def feature_session(
         key = feature_key(
             arch=cfg.model, arch_kwargs=cfg.arch_kwargs, weights=weights_id,
             pre=pre.to_dict(), fingerprint=data.fingerprint, split=split,
+            device=torch.device(device).type,
         )  # fmt: skip
         feats[split] = cached_features(
             network, paths, labels, pre, key=key, device=device, quiet=console.quiet
