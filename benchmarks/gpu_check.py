@@ -184,17 +184,6 @@ def part_determinism(
     }
 
 
-def subset_classes(source: Path, dest: Path, per_class: int, val_per_class: int) -> Path:
-    """Copy the first ``per_class`` train / ``val_per_class`` val images of each class."""
-    for split, count in (("train", per_class), ("val", val_per_class)):
-        for folder in sorted((source / split).iterdir()):
-            target = dest / split / folder.name
-            target.mkdir(parents=True, exist_ok=True)
-            for path in sorted(folder.iterdir())[:count]:
-                shutil.copy(path, target / path.name)
-    return dest
-
-
 def _timed(fn: Callable[[], Any], device: str) -> tuple[Any, float]:
     started = time.perf_counter()
     value = fn()
@@ -205,7 +194,9 @@ def _timed(fn: Callable[[], Any], device: str) -> tuple[Any, float]:
 def part_transfer(data: Path, work: Path, device: str, quick: bool) -> dict[str, Any]:
     """(b) Frozen EfficientNet-Lite0 + feature cache, a short fine-tune, features vs CPU."""
     per_class, val_per_class, epochs = (5, 3, 1) if quick else (50, 20, 5)
-    sub = subset_classes(data, work / "transfer-data", per_class, val_per_class)
+    from transfer import subset  # benchmarks/transfer.py (this script's folder is on sys.path)
+
+    sub = subset(data, work / "transfer-data", per_class, val_per_class)
     os.environ["IMGREC_CACHE_DIR"] = str(work / "feature-cache")  # cold cache: honest cost
     common = {
         "model": "efficientnet_lite0",
