@@ -29,27 +29,12 @@ from typing import Any
 
 from imgrec import storage
 from imgrec.errors import ConfigError
+from imgrec.mlops.gate import GATE_METRICS
 from imgrec.mlops.pipeline_tasks import PIPELINE_TASKS, manifest_task, parse_overrides
 
-SCALAR_METRICS = (
-    "accuracy",
-    "top5",
-    "precision_macro",
-    "recall_macro",
-    "f1_macro",
-    "precision_weighted",
-    "recall_weighted",
-    "f1_weighted",
-    "ece",
-    "map",
-    "map50",
-    "map75",
-    "precision",
-    "recall",
-    "f1",
-    "score_threshold",
-    "n",
-)
+# What evaluate reports as scalars: every metric the gate can decide on, plus two that
+# describe the run (detection's chosen score threshold, the number of images).
+SCALAR_METRICS = (*GATE_METRICS, "score_threshold", "n")
 
 
 def ingest_step(
