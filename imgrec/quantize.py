@@ -456,6 +456,19 @@ def check_precision(precision: str, calibration: CalibrationSource | None) -> No
         )
 
 
+def require_fp32(precision: str, available: str, hint: str) -> None:
+    """Refuse a non-fp32 ``precision`` where only fp32 runs: ``ConfigError`` (code
+    ``precision_unsupported``) saying "precision 'int8' is only available {available}";
+    an unknown name raises ``UnknownNameError`` as in :func:`check_precision`."""
+    PRECISIONS.get(precision)
+    if precision != "fp32":
+        raise ConfigError(
+            f"precision {precision!r} is only available {available}",
+            hint=hint,
+            code="precision_unsupported",
+        )
+
+
 @PRECISIONS.register("fp32")
 def fp32_model(
     fp32_path: str | os.PathLike[str],

@@ -40,8 +40,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from imgrec.errors import ConfigError, ModelError
-from imgrec.quantize import PRECISIONS, CalibrationSource, check_precision
+from imgrec.errors import ModelError
+from imgrec.quantize import PRECISIONS, CalibrationSource, check_precision, require_fp32
 from imgrec.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -204,14 +204,26 @@ class OnnxRunner:
         return torch.from_numpy(self.session.run(["logits"], {"input": array})[0])
 
 
+def cpu_session(path: str | os.PathLike[str], threads: int) -> Any:
+    """An ONNX Runtime CPU session for inference beside decode threads (batch predict and the
+    server): ``threads`` intra-op threads, all graph optimizations, and idle intra-op threads
+    that sleep rather than spin on the cores the decoders and the HTTP loop need."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(os.fspath(path), options, providers=["CPUExecutionProvider"])
+
+
 def _fp32_only(runtime: str, precision: str) -> None:
-    PRECISIONS.get(precision)
-    if precision != "fp32":
-        raise ConfigError(
-            f"precision {precision!r} is only available on the onnx runtime, not {runtime!r}",
-            hint="use runtime='onnx' or 'auto' (what `imgrec predict` uses), or precision='fp32'",
-            code="precision_unsupported",
-        )
+    require_fp32(
+        precision,
+        f"on the onnx runtime, not {runtime!r}",
+        hint="use runtime='onnx' or 'auto' (what `imgrec predict` uses), or precision='fp32'",
+    )
 
 
 @RUNTIMES.register("onnx")
@@ -231,8 +243,6 @@ def onnx_runner(
     (:func:`imgrec.quantize.quantize_onnx`, cached beside the export); instead of the 1e-4
     check it must pass quantization's top-1 agreement check (``int8_inaccurate``).
     """
-    import onnxruntime as ort
-
     check_precision(precision, calibration)
     path = onnx_path(classifier)
     if not path.exists():
@@ -240,14 +250,7 @@ def onnx_runner(
     pre = classifier.card.preprocessing
     path = PRECISIONS.get(precision)(path, calibration, pre, cache_dir=path.parent)
     n_threads = threads or (1 if parallel else default_threads())
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = n_threads
-    options.inter_op_num_threads = 1
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    # decode threads share the cores: idle ORT workers must sleep, not spin
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    run = OnnxRunner(session, n_threads)
+    run = OnnxRunner(cpu_session(path, n_threads), n_threads)
     if precision != "fp32":
         return run  # checked by quantize_onnx against the fp32 export (top-1 agreement)
 

@@ -27,12 +27,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from imgrec.errors import ConfigError
 from imgrec.quantize import INT8_NEEDS_CALIBRATION as INT8_NEEDS_CALIBRATION
 from imgrec.quantize import PRECISIONS as PRECISIONS
 from imgrec.quantize import check_precision as check_precision
+from imgrec.quantize import require_fp32
 from imgrec.registry import Registry
-from imgrec.runtime import export_onnx_file, model_digest
+from imgrec.runtime import cpu_session, export_onnx_file, model_digest
 
 
 class Backend(Protocol):
@@ -84,12 +84,9 @@ class TorchBackend:
         precision: str = "fp32",
         calibration: str | os.PathLike[str] | None = None,
     ) -> None:
-        PRECISIONS.get(precision)
-        if precision != "fp32":
-            raise ConfigError(
-                f"precision {precision!r} is only available on the onnx backend",
-                hint="serve with --backend onnx, or drop --precision",
-            )
+        require_fp32(
+            precision, "on the onnx backend", "serve with --backend onnx, or drop --precision"
+        )
         if threads:
             torch.set_num_threads(threads)
         self.wrapped = LogitsAndEmbedding(classifier.module).eval()
@@ -155,21 +152,13 @@ class OnnxBackend:
         precision: str = "fp32",
         calibration: str | os.PathLike[str] | None = None,
     ) -> None:
-        import onnxruntime as ort
-
         to_precision = PRECISIONS.get(precision)
         path = Path(onnx_path) if onnx_path else onnx_cache_path(classifier)
         if not path.exists():
             export_onnx(classifier, path)
         pre = classifier.card.preprocessing
         path = to_precision(path, calibration, pre, cache_dir=onnx_cache_path(classifier).parent)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or (os.cpu_count() or 1)
-        options.inter_op_num_threads = 1
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        # Spinning intra-op threads burn the cores the decode threads and the HTTP loop need.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.session = cpu_session(path, threads or (os.cpu_count() or 1))
         self.path = path
         self.precision = precision
 

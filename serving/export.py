@@ -17,9 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from imgrec.errors import ConfigError, ModelError
+from imgrec.errors import ModelError
+from imgrec.quantize import check_precision, require_fp32
 from imgrec.registry import Registry
-from serving.backends import LogitsAndEmbedding, check_precision, export_onnx, onnx_cache_path
+from serving.backends import LogitsAndEmbedding, export_onnx, onnx_cache_path
 
 Exporter = Callable[[Any, Path], "ExportResult"]
 EXPORT_FORMATS: Registry[Exporter] = Registry("export format", list_hint="imgrec export --help")
@@ -136,10 +137,9 @@ def export_model(
 
     exporter = EXPORT_FORMATS.get(fmt)
     check_precision(precision, calibration)
-    if precision != "fp32" and fmt != "onnx":
-        raise ConfigError(
-            f"--precision {precision} applies to --format onnx, not {fmt}",
-            hint="drop --precision, or export --format onnx",
+    if fmt != "onnx":
+        require_fp32(
+            precision, f"with --format onnx, not {fmt}", "drop --precision, or export --format onnx"
         )
     classifier = load_for_archive(resolve_model(model).uri)  # a detector: mar, safetensors
     if precision == "int8":

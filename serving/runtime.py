@@ -18,8 +18,9 @@ from typing import Any
 import numpy as np
 
 from imgrec import storage
-from imgrec.errors import ConfigError, NotFoundError
+from imgrec.errors import NotFoundError
 from imgrec.models.card import Preprocessing
+from imgrec.quantize import require_fp32
 from imgrec.registry import Registry
 from serving.backends import BACKENDS, Backend
 from serving.inputs import normalize_batch
@@ -149,11 +150,11 @@ def _load_detector_runtime(
     from serving.detection import load_detection_runtime
 
     BACKENDS.get(backend)  # an unknown backend name fails the same way for every task
-    if precision.get("precision", "fp32") != "fp32":
-        raise ConfigError(
-            f"precision {precision.get('precision')!r} is only available for classifiers",
-            hint="serve detection models without --precision (fp32)",
-        )
+    require_fp32(
+        precision.get("precision", "fp32"),
+        "for classifiers",
+        hint="serve detection models without --precision (fp32)",
+    )
     runtime = load_detection_runtime(ref, backend=backend, threads=threads)
     if ref.version == "local":
         runtime.ref = ModelRef(ref.uri, str(runtime.card.created or "local"), ref.store)

@@ -59,17 +59,15 @@ def serve_command(
     runtimes.add("kserve", "kserve")
     runtimes.add("torchserve", "torchserve")
     chosen = runtimes.get(runtime)
-    from serving.backends import check_precision
+    from imgrec.quantize import check_precision, require_fp32
 
     check_precision(precision, calibration or None)
-    if chosen == "torchserve" and precision != "fp32":
-        from imgrec.errors import ConfigError
-
-        raise ConfigError(
-            f"--precision {precision} is for the KServe predictor's onnx backend",
-            hint="drop --runtime torchserve, or serve in fp32",
-        )
     if chosen == "torchserve":
+        require_fp32(
+            precision,
+            "on the KServe predictor's onnx backend",
+            "drop --runtime torchserve, or serve in fp32",
+        )
         from serving.torchserve import serve_torchserve
 
         serve_torchserve(model, host=host, port=port, name=name)

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from imgrec.errors import ConfigError, ImgrecError, StorageError
+from imgrec.errors import ImgrecError, StorageError
 from imgrec.models.detectors import Detector
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"})
@@ -85,15 +85,13 @@ def predict(
             print(rec["detections"][:3])
     """
     from imgrec.data.images import load_image
+    from imgrec.quantize import require_fp32
     from imgrec.tasks.classify.predict import expand_sources
     from imgrec.tasks.detect.evaluate import card_threshold, detect_images
 
-    if precision != "fp32":
-        raise ConfigError(
-            f"precision {precision!r} is available for classifiers only ({model} is a detector)",
-            hint="drop --precision for this model",
-            code="precision_unsupported",
-        )
+    require_fp32(
+        precision, f"for classifiers ({model} is a detector)", "drop --precision for this model"
+    )
     det, card = _load(model)
     threshold = score_threshold if score_threshold is not None else card_threshold(card)
     out_dir = Path(save_dir) if save_dir is not None else None
