@@ -63,7 +63,7 @@ class ServingOptions:
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise ConfigError(
                     f"serving option {key} must be a whole number >= 1, got {value!r}",
-                    hint=f"fix {flag} (see imgrec serve --help)",
+                    hint=f"fix {flag}; imgrec serve --help lists the options",
                 )
         if not self.timeout_s > 0 or self.max_wait_ms < 0:
             raise ConfigError(
