@@ -84,8 +84,17 @@ def test_feature_cache_equals_head_only_training(
     # feature cache in float32, so the heads differ by more than these tolerances
     opts = {**TINY, "epochs": 3, "freeze": "backbone", "augment": "none",
             "weights": str(tmp_path / "w.st"), "device": "cpu"}  # fmt: skip
+    from imgrec.tasks.classify import session
+
+    keyed: list[dict] = []  # what the cache key was made of, split by split
+    real_key = session.feature_key
+    monkeypatch.setattr(
+        session, "feature_key", lambda **parts: keyed.append(parts) or real_key(**parts)
+    )
     cached = train(tiny_data, out=tmp_path / "fc", feature_cache=True, **opts)
     assert list((tmp_path / "cache" / "features").glob("*.safetensors"))
+    assert [k["split"] for k in keyed] == ["train", "val"]
+    assert all(k["device"] == "cpu" for k in keyed)  # GPU (TF32) features are cached apart
     direct = train(tiny_data, out=tmp_path / "px", feature_cache=False, **opts)
     wf, wp = _weights(cached.run_dir), _weights(direct.run_dir)
     for key in wf:
