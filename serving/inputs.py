@@ -46,6 +46,13 @@ class PreparedImage:
     size: tuple[int, int] | None = None  # (width, height) of the encoded image, EXIF-oriented
     stats: ImageStats | None = None  # only when asked for (the prediction log is on)
     image: Image.Image | None = field(default=None, repr=False)  # kept only to annotate
+    data: bytes | None = field(default=None, repr=False)  # encoded bytes, kept only to capture
+
+
+def fingerprint(data: bytes) -> str:
+    """An image's fingerprint in the prediction log and the capture store: ``sha256:`` + the
+    first 16 hex digits of the encoded bytes."""
+    return "sha256:" + hashlib.sha256(data).hexdigest()[:16]
 
 
 def draft_size(pre: Preprocessing) -> tuple[int, int]:
@@ -87,7 +94,7 @@ def image_stats(data: bytes, image: Image.Image) -> ImageStats:
         sharpness = float(lap.var())
     width, height = source_size(image)  # the file's size, not the draft-reduced decode's
     return ImageStats(
-        fingerprint="sha256:" + hashlib.sha256(data).hexdigest()[:16],
+        fingerprint=fingerprint(data),
         width=width,
         height=height,
         brightness=round(float(lum.mean()), 4),
