@@ -118,3 +118,18 @@ class ServiceError(ImgrecError):
     """Raised by the servers for request-level problems."""
 
     code = "bad_request"
+
+
+# --- the learning loop: labels and retraining triggers ---------------------------------
+class LabelError(ImgrecError):
+    """Labels (a Label Studio export or a CSV) cannot be imported."""
+
+    code = "invalid_labels"
+    http_status = 422
+
+
+class TriggerError(ImgrecError):
+    """A retraining trigger (GitHub dispatch, KFP submission, local run) did not start."""
+
+    code = "trigger_failed"
+    http_status = 502

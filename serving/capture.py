@@ -22,36 +22,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from imgrec import storage
+from imgrec.data.captures import capture_key, fingerprint
 from imgrec.errors import ConfigError
 from serving.background import BackgroundWriter
-from serving.inputs import fingerprint
-
-# Magic bytes -> file suffix of the stored copy (the bytes themselves are never re-encoded).
-_MAGIC = (
-    (b"\x89PNG\r\n\x1a\n", ".png"),
-    (b"\xff\xd8\xff", ".jpg"),
-    (b"GIF87a", ".gif"),
-    (b"GIF89a", ".gif"),
-    (b"BM", ".bmp"),
-    (b"II*\x00", ".tif"),
-    (b"MM\x00*", ".tif"),
-)
-
-
-def image_suffix(data: bytes) -> str:
-    """``.png``, ``.jpg``, ... from the bytes' signature (``.webp`` too); ``.img`` if unknown."""
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return ".webp"
-    for magic, suffix in _MAGIC:
-        if data.startswith(magic):
-            return suffix
-    return ".img"
-
-
-def capture_key(fp: str, data: bytes) -> str:
-    """``ab/abcdef0123456789.png``: where an image with fingerprint ``fp`` is stored."""
-    digits = fp.split(":", 1)[-1]
-    return f"{digits[:2]}/{digits}{image_suffix(data)}"
 
 
 def sampled(fp: str, rate: float) -> bool:
@@ -128,14 +101,3 @@ class ImageCapture(BackgroundWriter[CaptureItem]):
 
     def stats(self) -> dict[str, int]:
         return {**super().stats(), "skipped_existing": self.skipped_existing}
-
-
-def captured_images(uri: str) -> dict[str, str]:
-    """``{fingerprint: file URI}`` of every image stored under a capture folder or prefix."""
-    out: dict[str, str] = {}
-    for path in storage.list_files(uri):
-        name = storage.basename(path)
-        stem, dot, _ = name.partition(".")
-        if dot and len(stem) == 16 and all(c in "0123456789abcdef" for c in stem):
-            out[f"sha256:{stem}"] = path
-    return out

@@ -11,12 +11,12 @@ is bit-identical to ``eval_transform(pre)(image)`` (tested). JPEGs are decoded w
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image
 
+from imgrec.data.captures import fingerprint
 from imgrec.data.images import decode_image, source_size
 from imgrec.data.transforms import resize_ops
 from imgrec.errors import ImgrecError
@@ -47,12 +47,6 @@ class PreparedImage:
     stats: ImageStats | None = None  # only when asked for (the prediction log is on)
     image: Image.Image | None = field(default=None, repr=False)  # kept only to annotate
     data: bytes | None = field(default=None, repr=False)  # encoded bytes, kept only to capture
-
-
-def fingerprint(data: bytes) -> str:
-    """An image's fingerprint in the prediction log and the capture store: ``sha256:`` + the
-    first 16 hex digits of the encoded bytes."""
-    return "sha256:" + hashlib.sha256(data).hexdigest()[:16]
 
 
 def draft_size(pre: Preprocessing) -> tuple[int, int]:

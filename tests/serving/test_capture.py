@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from imgrec.data.captures import capture_key, captured_images, fingerprint, image_suffix
 from imgrec.errors import ConfigError
-from serving.capture import ImageCapture, capture_key, captured_images, image_suffix, sampled
-from serving.inputs import fingerprint
+from serving.capture import ImageCapture, sampled
 
 
 def _png(value: int) -> bytes:
