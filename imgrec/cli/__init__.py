@@ -47,7 +47,7 @@ def click_exceptions() -> ModuleType:
     try:
         from typer._click import exceptions
     except ImportError:  # Typer built on the click package
-        from click import exceptions
+        from click import exceptions  # type: ignore[no-redef]
     return exceptions
 
 

@@ -16,7 +16,6 @@ import typer
 
 from imgrec.cli.app import app
 
-
 SNAPSHOT = Path(__file__).resolve().parents[1] / "models" / "architectures.json"
 
 
