@@ -60,6 +60,10 @@ def serve_command(
     ),
 ) -> None:
     """Serve MODEL on HOST:PORT until Ctrl-C (V1 and V2 inference protocols)."""
+    from imgrec.cli.inputs import require_model, require_paths
+
+    require_model(model)  # before loading anything: the model load takes seconds
+    require_paths([calibration], what="calibration images")
     from imgrec.registry import Registry
     from serving.limits import RequestLimits
     from serving.model import ServingOptions
