@@ -72,7 +72,8 @@ def main() -> None:
            "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT": str(tmp / "cap")}  # fmt: skip
     cmd = [args.label_studio, "start", "--no-browser", "--host", "127.0.0.1", "--port", str(port),
            "--data-dir", str(tmp / "ls-data"), "--username", "loop@imgrec.local",
-           "--password", "imgrec-loop-1", "--user-token", TOKEN, "--enable-legacy-api-token"]  # fmt: skip
+           "--password", "imgrec-loop-1", "--user-token", TOKEN,
+           "--enable-legacy-api-token"]  # fmt: skip
     started = time.perf_counter()
     log = open(tmp / "ls.log", "w")  # noqa: SIM115
     server = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
@@ -101,7 +102,8 @@ def main() -> None:
                        "value": {"choices": [truth[fp]]}}]  # fmt: skip
             _call(base, "POST", f"/api/tasks/{t['id']}/annotations", {"result": result})
             annotated += 1
-        export = _call(base, "GET", f"/api/projects/{pid}/export?exportType=JSON&download_all_tasks=true")
+        query = "exportType=JSON&download_all_tasks=true"
+        export = _call(base, "GET", f"/api/projects/{pid}/export?{query}")
         (tmp / "export.json").write_text(json.dumps(export, indent=1))
         summary = import_labels(str(tmp / "export.json"), str(tmp / "cap"), str(tmp / "new"),
                                 classes=CLASSES, skip_refused=True)  # fmt: skip
