@@ -202,3 +202,26 @@ def test_out_folder_must_be_new(tmp_path: Path) -> None:
 def test_classes_are_required(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["label", "import", "x.csv", "--capture", "c", "--out", "o"]) == 2
     assert "error[invalid_config]: the known classes are needed" in capsys.readouterr().err
+
+
+def test_a_real_label_studio_export(tmp_path: Path) -> None:
+    """tests/labels/data/labelstudio-export.json was produced by Label Studio 1.23.2 itself
+    (benchmarks/labelstudio_roundtrip.py): our tasks imported, five annotated through its API,
+    one left open, then Export -> JSON."""
+    from imgrec.data.captures import capture_key
+
+    export = Path(__file__).parent / "data" / "labelstudio-export.json"
+    tasks = json.loads(export.read_text())
+    from label_fixtures import png
+
+    for i, task in enumerate(tasks):  # a capture file under each task's fingerprint
+        target = tmp_path / "cap" / capture_key(task["data"]["fingerprint"], png(i))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(png(i))
+    summary = import_labels(str(export), str(tmp_path / "cap"), str(tmp_path / "new"),
+                            classes=CLASSES, skip_refused=True)  # fmt: skip
+    assert summary["imported"] == 5 and summary["classes"] == {"0": 2, "1": 2, "2": 1}
+    assert summary["refused"] == [
+        "task 6: no annotation with a result (empty, skipped or cancelled)"
+    ]
+    assert tasks[0]["predictions"] or tasks[0]["annotations"][0]["prediction"]  # ours, kept by LS
