@@ -6,7 +6,6 @@ of ``imgrec monitor report``. Screenshots go to build/dashboard-screenshots/."""
 from __future__ import annotations
 
 import base64
-import io
 import sys
 from collections.abc import Callable
 from pathlib import Path
