@@ -95,6 +95,25 @@ def read_report(folder: Path, root: Path) -> DriftReport:
     return report
 
 
+_PARSED: dict[Path, tuple[tuple[int, int], DriftReport]] = {}
+
+
+def _read_cached(folder: Path, base: Path) -> DriftReport:
+    """:func:`read_report`, reused while ``summary.json``'s mtime and size are unchanged."""
+    try:
+        st = (folder / "summary.json").stat()
+        key = (st.st_mtime_ns, st.st_size)
+    except OSError:
+        return read_report(folder, base)
+    hit = _PARSED.get(folder)
+    if hit and hit[0] == key:
+        hit[1].has_html = (folder / "report.html").is_file()  # may be written after the summary
+        return hit[1]
+    report = read_report(folder, base)
+    _PARSED[folder] = (key, report)
+    return report
+
+
 def find_reports(root: str | os.PathLike[str] | None) -> list[DriftReport]:
     """Every report under ``root``, oldest window first (at most :data:`MAX_REPORTS`)."""
     if not root or not os.path.isdir(root):
@@ -106,7 +125,7 @@ def find_reports(root: str | os.PathLike[str] | None) -> list[DriftReport]:
         if depth >= MAX_DEPTH:
             dirnames[:] = []
         if "summary.json" in filenames:
-            found.append(read_report(Path(dirpath), base))
+            found.append(_read_cached(Path(dirpath), base))
         if len(found) >= MAX_REPORTS:
             break
     return sorted(found, key=lambda r: (r.window_end, r.rel))

@@ -3,8 +3,7 @@ contexts (charts already rendered to SVG), kept apart from routing so they test 
 
 from __future__ import annotations
 
-import calendar
-import time
+from datetime import datetime, timezone
 from typing import Any
 
 from dashboard import charts, models, runs
@@ -16,14 +15,15 @@ from imgrec.errors import NotFoundError
 
 
 def _epoch(stamp: str) -> float:
-    """Seconds since the epoch of an ISO-8601 UTC stamp (or an ``YYYY-MM-DDTHH`` hour)."""
-    text = stamp.replace("Z", "").split(".")[0].split("+")[0]
-    for fmt in ("%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H", "%Y-%m-%d %H:%M:%S"):
-        try:
-            return float(calendar.timegm(time.strptime(text, fmt)))
-        except ValueError:
-            continue
-    return 0.0
+    """Seconds since the epoch of an ISO-8601 stamp (naive = UTC), or of a ``YYYY-MM-DDTHH``
+    hour; 0 when unreadable."""
+    try:
+        parsed = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    except ValueError:
+        return 0.0
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed.timestamp()
 
 
 def _hour_label(hour: str) -> str:

@@ -132,6 +132,7 @@ class LogIndex:
         key = hashlib.sha1(self.source.encode()).hexdigest()[:16]
         self.cache_path = (cache_dir or default_cache_dir()) / f"predlog-{key}.json"
         self._files: dict[str, _FileState] = {}
+        self._merged: dict[str, HourBucket] | None = None  # all files' hours, until changed
         self._lock = threading.Lock()
         self._refreshing = threading.Lock()
         self.progress: tuple[int, int] = (0, 0)  # bytes read, bytes to read (during a refresh)
@@ -208,6 +209,7 @@ class LogIndex:
             with self._lock:
                 for gone in set(self._files) - present:
                     del self._files[gone]
+                    self._merged = None
             for path in sorted(present):
                 n, nbytes = self._read_file(path, done, todo)
                 read += n
@@ -231,6 +233,7 @@ class LogIndex:
             if state is None or size < state.offset or (state.offset and state.head != head):
                 state = _FileState(head=head)  # new, truncated or replaced: start over
                 self._files[path] = state
+                self._merged = None
         if size <= state.offset:
             return 0, 0
         start = state.offset
@@ -259,6 +262,8 @@ class LogIndex:
                 with self._lock:
                     for hour, bucket in fresh.items():
                         state.buckets.setdefault(hour, HourBucket()).merge(bucket)
+                        if self._merged is not None:
+                            self._merged.setdefault(hour, HourBucket()).merge(bucket)
                     state.bad_lines += bad
                     state.offset = fh.tell() - len(carry)
                     state.head = head
@@ -267,13 +272,16 @@ class LogIndex:
 
     # --- queries ---------------------------------------------------------------------
     def buckets(self) -> dict[str, HourBucket]:
-        """Every hour's aggregate over all files, keyed ``YYYY-MM-DDTHH``."""
-        merged: dict[str, HourBucket] = {}
+        """Every hour's aggregate over all files, keyed ``YYYY-MM-DDTHH`` (kept merged between
+        reads; callers must not modify the buckets)."""
         with self._lock:
-            for st in self._files.values():
-                for hour, bucket in st.buckets.items():
-                    merged.setdefault(hour, HourBucket()).merge(bucket)
-        return merged
+            if self._merged is None:
+                merged: dict[str, HourBucket] = {}
+                for st in self._files.values():
+                    for hour, bucket in st.buckets.items():
+                        merged.setdefault(hour, HourBucket()).merge(bucket)
+                self._merged = merged
+            return self._merged
 
     def hours(self, last: int = 24) -> list[tuple[str, HourBucket]]:
         """The ``last`` hours up to the newest logged hour, oldest first (empty hours included)."""
