@@ -71,14 +71,9 @@ def make_log(folder: Path, records: int) -> int:
     step = timedelta(days=30) / records
     rng = random.Random(0)
     size = 0
-    day, fh = "", None
+    days: dict[str, list[str]] = {}
     for i in range(records):
         t = start + i * step
-        if t.strftime("%Y%m%d") != day:
-            if fh:
-                fh.close()
-            day = t.strftime("%Y%m%d")
-            fh = open(folder / f"predictions-{day}.jsonl", "w", encoding="utf-8")
         k = rng.randrange(10)
         line = (
             f'{{"schema": "imgrec.predlog/v1", "request_id": "r{i}", "item": 0, '
@@ -87,13 +82,13 @@ def make_log(folder: Path, records: int) -> int:
             f'"confidence": {rng.random():.4f}, "latency_ms": {rng.uniform(5, 200):.1f}, '
             f'"fingerprint": "sha256:{i:016x}", "width": 640, "height": 480, '
             f'"brightness": 0.41, "contrast": 0.2, "sharpness": 0.0043, "embedding": '
-            f'[0.12, -0.31, 0.05, 0.4, -0.22, 0.18, -0.07, 0.29], "embedding_norm": 23.18}}\n'
+            f"[0.12, -0.31, 0.05, 0.4, -0.22, 0.18, -0.07, 0.29], \"embedding_norm\": 23.18}}\n"
         )
         size += len(line)
-        assert fh is not None
-        fh.write(line)
-    if fh:
-        fh.close()
+        days.setdefault(t.strftime("%Y%m%d"), []).append(line)
+    for day, lines in days.items():
+        with open(folder / f"predictions-{day}.jsonl", "w", encoding="utf-8") as fh:
+            fh.writelines(lines)
     return size
 
 
