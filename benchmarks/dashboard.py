@@ -82,7 +82,7 @@ def make_log(folder: Path, records: int) -> int:
             f'"confidence": {rng.random():.4f}, "latency_ms": {rng.uniform(5, 200):.1f}, '
             f'"fingerprint": "sha256:{i:016x}", "width": 640, "height": 480, '
             f'"brightness": 0.41, "contrast": 0.2, "sharpness": 0.0043, "embedding": '
-            f"[0.12, -0.31, 0.05, 0.4, -0.22, 0.18, -0.07, 0.29], \"embedding_norm\": 23.18}}\n"
+            f'[0.12, -0.31, 0.05, 0.4, -0.22, 0.18, -0.07, 0.29], "embedding_norm": 23.18}}\n'
         )
         size += len(line)
         days.setdefault(t.strftime("%Y%m%d"), []).append(line)
