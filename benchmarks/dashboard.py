@@ -10,6 +10,7 @@ days in the server's daily files, ``--reports`` drift reports and 20 pipeline ru
   new process loading the saved index; ``incremental_s``: reading 1,000 appended records;
 * ``startup_s``: ``imgrec dashboard`` from process start to the first 200 on ``/`` (median of 3),
   with the index saved (``warm``) and without (``cold``: the first page renders while indexing);
+  beside ``imgrec --help`` (start and exit, the baseline) in the same run, and the load average;
 * ``pages_ms``: each page's server time (``Server-Timing``), median and max of ``--repeats``.
 
     python benchmarks/dashboard.py --records 1000000 --versions 50
@@ -237,6 +238,16 @@ def main() -> None:
                 stop(proc)
             startups[name] = round(statistics.median(times), 2)
         result["startup_s"] = startups
+        helps = []
+        for _ in range(3):  # the baseline: another imgrec command that only starts and exits
+            t0 = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "imgrec", "--help"], cwd=REPO,
+                           capture_output=True, check=True,
+                           env={**os.environ, "PYTHONPATH": str(REPO)})  # fmt: skip
+            helps.append(time.perf_counter() - t0)
+        result["imgrec_help_s"] = round(statistics.median(helps), 2)
+        result["startup_warm_over_help"] = round(startups["warm"] / result["imgrec_help_s"], 2)
+        result["load_average"] = round(os.getloadavg()[0], 1)
 
         proc, url, _ = start(cli, {"IMGREC_CACHE": str(cache)})
         try:

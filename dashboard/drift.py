@@ -2,7 +2,8 @@
 
 Each report folder holds ``summary.json``::
 
-    {"drift": bool, "window": {"n", "start", "end"}, "model_version", "reference",
+    {"drift": bool, "verdict": str, "window": {"n", "start", "end"}, "model_version",
+     "reference",
      "signals": [{"name", "kind", "method", "statistic", "p_value" | "score", "threshold",
                   "drifted"}], "alpha"}
 
@@ -91,7 +92,9 @@ def read_report(folder: Path, root: Path) -> DriftReport:
     report.model_version = str(doc.get("model_version") or "")
     signals = doc.get("signals")
     report.signals = [_signal(s) for s in signals if isinstance(s, dict)] if signals else []
-    report.note = str(doc.get("note") or doc.get("message") or "")
+    report.note = str(doc.get("verdict") or doc.get("note") or "")
+    if "no verdict" in report.note:  # a window too small to test is not a "no drift"
+        report.drift = None
     return report
 
 
