@@ -68,6 +68,17 @@ def check_upload(upload: Upload, max_pixels: int | None = None) -> Upload:
     return upload
 
 
+def thumbnail(data: bytes, side: int = 192) -> bytes:
+    """A JPEG thumbnail of encoded image bytes, through the API's decoder and limits."""
+    from imgrec.data.images import decode_image
+
+    image = decode_image(data)
+    image.thumbnail((side, side))
+    buf = io.BytesIO()
+    image.save(buf, format="JPEG", quality=85)
+    return buf.getvalue()
+
+
 def _reshape(output: dict[str, Any]) -> list[Any]:
     """A V2 JSON output's flat ``data`` as rows of its first dimension."""
     data = list(output.get("data") or [])
