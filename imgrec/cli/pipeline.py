@@ -147,6 +147,9 @@ def submit_cmd(
     package: str = typer.Option(None, "--package", help="Compiled YAML (default: compile now)."),
     namespace: str = typer.Option(None, "--namespace", help="Kubeflow namespace (multi-user)."),
     param: list[str] = typer.Option(None, "--param", help="NAME=VALUE pipeline parameter."),
+    wait: int = typer.Option(
+        0, "--wait", help="Wait up to SECONDS for the run; exit 1 unless it succeeded (0: no)."
+    ),
 ) -> None:
     """Submit the training pipeline to a Kubeflow Pipelines endpoint (kfp.Client)."""
     import kfp
@@ -163,3 +166,9 @@ def submit_cmd(
             namespace=namespace,
         )  # fmt: skip
     typer.echo(f"submitted run {run.run_id} to {host} (experiment {experiment})")
+    if wait:
+        done = client.wait_for_run_completion(run.run_id, timeout=wait)
+        state = str(getattr(done, "state", "") or "")
+        typer.echo(f"run {run.run_id} finished: {state}")
+        if state.upper() != "SUCCEEDED":
+            raise typer.Exit(1)
