@@ -209,3 +209,15 @@ def fire(action: str, summary: dict[str, Any], settings: TriggerSettings) -> dic
     storage.write_text(uri, json.dumps(record, indent=1, default=str))
     return {"status": "failed" if failed else "triggered", "key": key, "record": uri,
             "details": details}  # fmt: skip
+
+
+def store_of_reference(reference: str) -> str:
+    """The model store named by a ``--reference STORE@V`` (or a bare store folder)."""
+    if "@" in reference:
+        return reference.rpartition("@")[0]
+    if storage.exists(storage.join(reference, "production.json")):
+        return reference
+    raise ConfigError(
+        f"--reference {reference!r} names no model store for the trigger record",
+        hint="pass --store STORE (where STORE/triggers/ records what was triggered)",
+    )
