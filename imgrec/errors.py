@@ -141,6 +141,21 @@ class ProductionMismatchError(GitOpsError):
     code = "production_mismatch"
 
 
+# --- the learning loop: labels and retraining triggers ---------------------------------
+class LabelError(ImgrecError):
+    """Labels (a Label Studio export or a CSV) cannot be imported."""
+
+    code = "invalid_labels"
+    http_status = 422
+
+
+class TriggerError(ImgrecError):
+    """A retraining trigger (GitHub dispatch, KFP submission, local run) did not start."""
+
+    code = "trigger_failed"
+    http_status = 502
+
+
 # --- the dashboard (imgrec dashboard, BAD-INPUTS rows 40-41) ------------------------------
 class ForbiddenError(ImgrecError):
     """An action the dashboard refuses: actions off, a missing or wrong token, another origin."""
