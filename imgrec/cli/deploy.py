@@ -1,8 +1,9 @@
-"""`imgrec deploy sync|status|image`: git-driven deployment (docs/gitops.md).
+"""`imgrec deploy sync|status|image|apply`: git-driven deployment (docs/gitops.md).
 
 ``sync`` keeps the local KServe predictor serving what an overlay at a git ref names (the
 laptop's Argo CD); ``status`` prints what the last sync did or why it did nothing; ``image``
-sets the serving image tag of an overlay (what cd.yml runs after pushing an image).
+sets the serving image tag of an overlay (what cd.yml runs after pushing an image); ``apply``
+applies an overlay with kubectl after a server-side dry run (deploy.yml, no Argo CD).
 """
 
 from __future__ import annotations
@@ -79,6 +80,7 @@ def image_cmd(
     overlay: list[str] = typer.Option(..., "--overlay", help="Overlay folder (repeat)."),
     use_git: bool = typer.Option(False, "--git", help="Commit the changed kustomization files."),
     branch: str = typer.Option(None, "--branch", help="With --git: commit on this new branch."),
+    push: str = typer.Option(None, "--push", help="With --git: push the commit to this remote."),
 ) -> None:
     """Set the serving image tag (images: newTag) in each overlay; with --git commit them."""
     from imgrec.gitops import git
@@ -91,5 +93,32 @@ def image_cmd(
         sha = git.commit(root, paths, f"deploy: serving image {IMAGE_NAME}:{tag} ({names})\n",
                          branch=branch)  # fmt: skip
         typer.echo(f"image tag {tag} in {names} ({sha[:12]})")
+        if push:
+            typer.echo(f"pushed to {git.push(root, push)}")
     else:
         typer.echo(f"image tag {tag} in {', '.join(str(p) for p in paths)}")
+
+
+@deploy_app.command("apply")
+def apply_cmd(
+    overlay: str = typer.Option(..., "--overlay", help="Overlay folder to apply."),
+    kubectl: str = typer.Option(None, "--kubectl", help="kubectl binary (default: found)."),
+    kubeconfig: str = typer.Option(None, "--kubeconfig", help="kubeconfig file."),
+    kubeconfig_env: str = typer.Option(
+        None, "--kubeconfig-env", help="Environment variable holding a kubeconfig's text (CI)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Apply OVERLAY with `kubectl apply -k --server-side`, after a server-side dry run.
+
+    For clusters without Argo CD (deploy.yml). Nothing is applied when the overlay does not
+    render or the dry run fails.
+    """
+    from imgrec.gitops.apply import apply_overlay
+
+    result = apply_overlay(overlay, kubectl=kubectl, kubeconfig=kubeconfig,
+                           kubeconfig_env=kubeconfig_env)  # fmt: skip
+    if as_json:
+        typer.echo(json.dumps(result))
+    else:
+        typer.echo("\n".join(result["applied"]))

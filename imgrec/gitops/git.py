@@ -69,6 +69,16 @@ def commit(root: Path, paths: list[Path], message: str, *, branch: str | None = 
     return git("rev-parse", "HEAD", cwd=root).strip()
 
 
+def push(root: Path, remote: str) -> str:
+    """Push the current branch to the same branch of ``remote`` (a name, path or URL)."""
+    branch = git("branch", "--show-current", cwd=root).strip()
+    if not branch:
+        raise GitOpsError("HEAD is detached: nothing to push", hint="check out a branch",
+                          code="git_failed")  # fmt: skip
+    git("push", "--quiet", remote, f"HEAD:refs/heads/{branch}", cwd=root)
+    return branch
+
+
 class Remote:
     """A watched repository: resolve a ref, fetch it into a bare cache, read files at a commit."""
 
