@@ -68,7 +68,7 @@ def line_chart(
     pts = [p for s in series for p in s.points if math.isfinite(p[2])]
     if not pts:
         return Markup('<p class="empty">no data yet</p>')
-    left, right, top, bottom = 56, 12, 12, 34
+    left, right, top, bottom = 56, 36, 12, 34
     xs = [p[0] for p in pts]
     ys = [p[2] for p in pts] + ([threshold] if threshold is not None else [])
     x0, x1 = min(xs), max(xs)

@@ -50,11 +50,18 @@ async def read_uploads(request: Request, config: DashboardConfig) -> list[Upload
     uploads = []
     for _, value in form.multi_items():
         if not isinstance(value, str):
-            uploads.append(Upload(str(value.filename or "upload")[:200], await value.read()))
+            uploads.append(Upload(_file_name(value.filename), await value.read()))
     await form.close()
     if not uploads:
         raise NoFilesError("the upload holds no files", hint="choose or drop image files")
     return uploads
+
+
+def _file_name(raw: str | None) -> str:
+    """The file's name as the user sees it: browsers send ``"``, CR and LF in multipart file
+    names as ``%22``, ``%0D``, ``%0A`` (HTML's form encoding), undone here."""
+    name = str(raw or "upload")[:200]
+    return name.replace("%22", '"').replace("%0D", "\r").replace("%0A", "\n")
 
 
 def _too_large(size: int, limit: int) -> UploadTooLargeError:

@@ -104,7 +104,7 @@ def test_uploads_get_the_decoders_errors(setup: dict[str, Any], bad_image_files:
     for (_, (name, data)), result in zip(files, results, strict=True):
         with pytest.raises(ImgrecError) as want:
             decode_image(data)
-        assert result["name"] == name.replace('"', "%22")  # as multipart encodes it
+        assert result["name"] == name
         assert result["error"] == want.value.to_dict()
     good = c.post("/api/predict", files=[("files", ("a.jpg", bad_image_files["rgb"].read_bytes()))])
     assert good.status_code == 502 and good.json()["error"]["code"] == "endpoint_unavailable"

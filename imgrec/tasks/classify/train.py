@@ -118,10 +118,11 @@ def _state(cfg: TrainConfig, session: Session, data: ClassificationData, device:
 
 
 def _card(cfg: TrainConfig, session: Session, data: ClassificationData,
-          metrics: dict[str, Any]) -> ModelCard:  # fmt: skip
+          metrics: dict[str, Any], task: str) -> ModelCard:  # fmt: skip
     assert cfg.model is not None
     return ModelCard(
         architecture=cfg.model,
+        task=task,
         classes=list(data.classes),
         preprocessing=session.pre,
         arch_kwargs=dict(cfg.arch_kwargs),
@@ -155,13 +156,16 @@ def train(
     config: str | os.PathLike[str] | TrainConfig | dict[str, Any] | None = None,
     resume: bool = False,
     quiet: bool = False,
+    task: str = "classify",
     **overrides: Any,
 ) -> TrainResult:
     """Train a classifier on ``data`` (folder, ``s3://`` prefix, CSV or ``ClassificationData``).
 
     ``config`` is a YAML file, dict or ``TrainConfig``; keyword ``overrides`` are config keys
     (``lr=1e-3``, ``freeze="backbone"``...). ``resume=True`` continues the run in ``out`` from
-    its ``checkpoint.pt``. Returns a :class:`TrainResult`.
+    its ``checkpoint.pt``. ``task`` is the name the model card records (a task built on
+    classification passes its own, so ``evaluate``, ``predict`` and the servers find it).
+    Returns a :class:`TrainResult`.
 
     Example: ``train("data/mnist5k", epochs=5, out="runs/mnist").metrics["accuracy"]``
     """
@@ -189,7 +193,7 @@ def train(
         _restore(state, run_dir, dataset, console)
 
     def save(st: TrainState, path: str, record: dict[str, Any]) -> None:
-        save_model_dir(session.network, _card(cfg, session, dataset, dict(record)), path)
+        save_model_dir(session.network, _card(cfg, session, dataset, dict(record), task), path)
 
     callbacks = [
         HistoryWriter(run_dir / "history.jsonl"),
