@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from imgrec.errors import ConfigError, GitOpsError
+from imgrec.errors import ConfigError
+from imgrec.gitops.git import run_tool
 from imgrec.gitops.overlay import read_production
 
 FIELD_MANAGER = "imgrec"
@@ -37,18 +37,13 @@ def find_kubectl(explicit: str | None = None) -> str:
 
 def _kubectl(kubectl: str, args: list[str], kubeconfig: str | None, what: str) -> str:
     cmd = [kubectl, *(["--kubeconfig", kubeconfig] if kubeconfig else []), *args]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    except subprocess.TimeoutExpired as exc:
-        raise GitOpsError(f"kubectl {what} timed out", code="deploy_failed") from exc
-    if proc.returncode != 0:
-        lines = (proc.stderr or proc.stdout).strip().splitlines()
-        raise GitOpsError(
-            f"kubectl {what} failed: {lines[-1] if lines else proc.returncode}",
-            hint="nothing was applied; check the kubeconfig, the cluster and the manifests",
-            code="deploy_failed",
-        )
-    return proc.stdout
+    return run_tool(
+        cmd,
+        what=f"kubectl {what}",
+        code="deploy_failed",
+        timeout_s=300,
+        hint="nothing was applied; check the kubeconfig, the cluster and the manifests",
+    )
 
 
 def apply_overlay(

@@ -6,7 +6,11 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from model_fixtures import png_b64, servable_model
+
 from imgrec.gitops.overlay import write_production
+
+__all__ = ["make_checkout", "png_b64", "run_git", "servable_model"]
 
 MANIFESTS = Path(__file__).resolve().parents[2] / "manifests"
 
@@ -31,36 +35,3 @@ def make_checkout(root: Path, store: str, version: int) -> Path:
     run_git("add", "-A", cwd=root)
     run_git("commit", "--quiet", "-m", "initial overlays", cwd=root)
     return root
-
-
-def servable_model(root: Path, classes: list[str], seed: int) -> Path:
-    """A small untrained ``small_resnet`` model directory the server can load (32 px)."""
-    import torch
-
-    from imgrec.models.card import ModelCard, Preprocessing, save_model_dir
-    from imgrec.models.registry import build_model
-
-    torch.manual_seed(seed)
-    net = build_model("small_resnet", num_classes=len(classes))
-    card = ModelCard(
-        architecture="small_resnet",
-        classes=classes,
-        preprocessing=Preprocessing(input_size=32, resize_size=32),
-    )
-    out = root / f"model-{seed}"
-    save_model_dir(net, card, out)
-    return out
-
-
-def png_b64(seed: int) -> str:
-    """A random 40x40 PNG, base64 (for V1 requests)."""
-    import base64
-    import io
-
-    import numpy as np
-    from PIL import Image
-
-    arr = np.random.default_rng(seed).integers(0, 256, (40, 40, 3), dtype=np.uint8)
-    buf = io.BytesIO()
-    Image.fromarray(arr).save(buf, format="PNG")
-    return base64.b64encode(buf.getvalue()).decode()

@@ -54,7 +54,8 @@ class Env:
         self.tmp = tmp
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}/v1/models/imgrec:predict"
-        self.status_file = tmp / "sync-status.json"
+        # where `imgrec deploy sync` writes by default (serving.gitops_sync.status_path)
+        self.status_file = tmp / "cache" / "serve" / f"{self.port}.sync.json"
         self.log_dir = tmp / "predlog"
         self.env = {**os.environ, "IMGREC_CACHE": str(tmp / "cache"), "PYTHONPATH": str(REPO)}
         self.procs: list[subprocess.Popen[bytes]] = []
@@ -104,7 +105,10 @@ def env(tmp_path: Path) -> Iterator[Env]:
 
 
 @pytest.mark.slow
-def test_sync_follows_pushes(env: Env, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_sync_follows_pushes(
+    env: Env, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("IMGREC_CACHE", env.env["IMGREC_CACHE"])
     store = ModelStore(tmp_path / "store")
     store.register(servable_model(tmp_path, ["a", "b"], 1), metadata={"metrics": {"accuracy": 0.5}})
     store.register(servable_model(tmp_path, ["x", "y", "z"], 2),
@@ -126,8 +130,7 @@ def test_sync_follows_pushes(env: Env, tmp_path: Path, capsys: pytest.CaptureFix
                "--prediction-log", str(env.log_dir)], "server.log")  # fmt: skip
     _wait(lambda: env.version() == "1", "the server")
     env.spawn(["deploy", "sync", "--repo", str(origin), "--ref", "main", "--overlay", OVERLAY,
-               "--watch", "1", "--port", str(env.port), "--status-file", str(env.status_file),
-               "--json"], "sync.log")  # fmt: skip
+               "--watch", "1", "--port", str(env.port), "--json"], "sync.log")  # fmt: skip
     status = env.status_for(first)
     assert (status["state"], status["action"]) == ("synced", "none")
 
@@ -163,7 +166,7 @@ def test_sync_follows_pushes(env: Env, tmp_path: Path, capsys: pytest.CaptureFix
     assert "error[invalid_model]" in status["reason"] and "sha256" in status["reason"]
     assert env.version() == "1"
     capsys.readouterr()
-    assert main(["deploy", "status", "--status-file", str(env.status_file)]) == 1
+    assert main(["deploy", "status", "--port", str(env.port)]) == 1
     assert "NOT deployed: error[invalid_model]" in capsys.readouterr().out
 
     # canary: version 2 takes 20 % of 500 requests, each log record names its version
@@ -190,6 +193,10 @@ def test_sync_follows_pushes(env: Env, tmp_path: Path, capsys: pytest.CaptureFix
     assert env.applied(sha)["action"] == "swapped"
     assert {env.version(i) for i in range(20)} == {"2"}
     assert env.status_for(sha)["served"] == {"store": store.uri, "version": "2", "canary": None}
+    capsys.readouterr()
+    assert main(["models", "status", "--overlays", str(overlay), "--port", str(env.port)]) == 0
+    out = capsys.readouterr().out
+    assert f"local server :{env.port}" in out and ": serving v2" in out
     print(json.dumps({"push_to_serving_s": round(promoted_after, 2)}))
 
 
