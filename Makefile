@@ -4,10 +4,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PIP := $(VENV)/bin/pip
-# checkov pins dependencies that clash with ours (constraints.txt), so it has its own venv.
+# checkov pins dependencies that clash with ours (constraints.txt), so it has its own venv,
+# pinned by constraints-tools.txt (`pip freeze` of that venv).
 TOOLS := .venv-tools
 TOOLS_STAMP := $(TOOLS)/.installed
-CHECKOV := checkov==3.3.30
 # torch/torchvision are pinned explicitly: other resolvers pull multi-GB CUDA builds from the index.
 TORCH := torch==2.14.1 torchvision==0.29.1
 # On shared CPUs torch's OpenMP threads busy-wait against each other (an epoch went from ~6 s
@@ -45,9 +45,9 @@ lint: $(STAMP) $(TOOLS_STAMP)
 	BC_SKIP_MAPPING=TRUE $(TOOLS)/bin/checkov --config-file .checkov.yaml -d manifests
 	BC_SKIP_MAPPING=TRUE $(TOOLS)/bin/checkov --config-file .checkov.yaml -f Dockerfile
 
-$(TOOLS_STAMP): Makefile
+$(TOOLS_STAMP): constraints-tools.txt
 	test -x $(TOOLS)/bin/python || $(PYTHON) -m venv $(TOOLS)
-	$(TOOLS)/bin/pip install -q '$(CHECKOV)'
+	$(TOOLS)/bin/pip install -q -r constraints-tools.txt
 	touch $(TOOLS_STAMP)
 
 format: $(STAMP)
