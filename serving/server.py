@@ -133,6 +133,7 @@ class _Admin:
             "swaps": model.swaps,
             "backend": model.options.backend,
             "precision": model.options.precision,
+            "capture": model.capture.stats() if model.capture else None,
         }
 
     async def load(self, model_name: str, request: Request) -> dict[str, Any]:

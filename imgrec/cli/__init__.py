@@ -36,6 +36,7 @@ COMMAND_MODULES = (
     "imgrec.cli.pipeline",
     "imgrec.cli.deploy",
     "imgrec.cli.dashboard",
+    "imgrec.cli.label",
 )
 
 

@@ -20,8 +20,13 @@ deploy_app = typer.Typer(
 )
 app.add_typer(data_app, name="data")
 app.add_typer(models_app, name="models")
+label_app = typer.Typer(
+    help="Labels for captured images: Label Studio tasks out, labels back in.",
+    no_args_is_help=True,
+)
 app.add_typer(pipeline_app, name="pipeline")
 app.add_typer(deploy_app, name="deploy")
+app.add_typer(label_app, name="label")
 
 DEBUG = {"on": False}
 
