@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "serving"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "pipeline"))
 
-from conftest import Dashboard, Visit, screenshot
+from browser_helpers import Dashboard, Visit, screenshot
 from dashboard_helpers import EVIL, hours_ago, make_store, write_drift_report
 from pipeline_helpers import make_imagefolder
 from serving_helpers import CAT_CLASSES, Server, jpeg_bytes, start_server, stop_server

@@ -18,7 +18,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "serving"))
 
-from conftest import Dashboard, Visit, screenshot
+from browser_helpers import Dashboard, Visit, screenshot
 from serving_helpers import Server, jpeg_bytes, start_server, stop_server, train_tiny_detector
 
 pytestmark = pytest.mark.slow
