@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from imgrec.errors import ModelError, StorageError, WeightsUnavailableError
-from imgrec.models.card import nonfinite_keys, parse_safetensors
+from imgrec.models.card import ModelCard, nonfinite_keys, parse_safetensors
 from imgrec.registry import Registry
 
 StateDict = dict[str, torch.Tensor]
@@ -278,3 +278,18 @@ def apply_pretrained(
         ) from exc
     load_backbone(module, state, source=f"downloaded {name} weights")
     return module
+
+
+def build_from_card(card: ModelCard, state_dict: dict[str, torch.Tensor]) -> nn.Module:
+    """Build ``card.architecture`` with ``card.num_classes`` and load ``state_dict`` strictly.
+
+    Shape or key mismatches (e.g. a head for a different class count) raise ``ModelError``
+    naming the tensors. The module is returned in eval mode.
+    """
+    from imgrec.models.registry import build_model
+
+    module = build_model(
+        card.architecture, num_classes=card.num_classes, pretrained=False, **card.arch_kwargs
+    )
+    load_state_strict(module, state_dict, source=f"weights for {card.architecture}")
+    return module.eval()
