@@ -18,7 +18,6 @@ from starlette.requests import Request
 
 from dashboard.config import DashboardConfig
 from dashboard.endpoint import Endpoint, EndpointUnavailableError, Upload, check_upload
-from imgrec.data.images import max_pixels_setting
 from imgrec.errors import CorruptImageError, ImageTooLargeError, ImgrecError
 
 VIDEO_FRAMES = 8
@@ -50,11 +49,18 @@ async def read_uploads(request: Request, config: DashboardConfig) -> list[Upload
     uploads = []
     for _, value in form.multi_items():
         if not isinstance(value, str):
-            uploads.append(Upload(str(value.filename or "upload")[:200], await value.read()))
+            uploads.append(Upload(_file_name(value.filename), await value.read()))
     await form.close()
     if not uploads:
         raise NoFilesError("the upload holds no files", hint="choose or drop image files")
     return uploads
+
+
+def _file_name(raw: str | None) -> str:
+    """The file's name as the user sees it: browsers send ``"``, CR and LF in multipart file
+    names as ``%22``, ``%0D``, ``%0A`` (HTML's form encoding), undone here."""
+    name = str(raw or "upload")[:200]
+    return name.replace("%22", '"').replace("%0D", "\r").replace("%0A", "\n")
 
 
 def _too_large(size: int, limit: int) -> UploadTooLargeError:
@@ -118,6 +124,8 @@ def predict_uploads(
 ) -> list[dict[str, Any]]:
     """Check every upload, send the good ones to the endpoint in one V2 request; one result
     per image (``name``, ``width``, ``height``, ``preview``, and predictions or ``error``)."""
+    from imgrec.data.images import max_pixels_setting
+
     limit = max_pixels_setting()
     items: list[Upload] = []
     for upload in uploads:

@@ -23,6 +23,7 @@ import numpy as np
 from imgrec.errors import ConfigError, ImgrecError
 from serving._kserve import InferRequest, kserve
 from serving.batcher import DynamicBatcher
+from serving.capture import ImageCapture
 from serving.errors import InferenceTimeoutError, OverloadedError
 from serving.inputs import PreparedImage, prepare_image
 from serving.prediction_log import PredictionLog, prediction_record
@@ -55,6 +56,8 @@ class ServingOptions:
     decode_threads: int = 2
     top_k: int = 5
     prediction_log: str | None = None
+    capture: str | None = None  # folder or s3:// prefix for a sample of served images
+    capture_rate: float = 1.0  # fraction of distinct images kept (docs/capture.md)
     retry_after_s: int = 1
 
     def __post_init__(self) -> None:
@@ -70,6 +73,11 @@ class ServingOptions:
                 f"timeout_s must be > 0 and max_wait_ms >= 0, got {self.timeout_s!r} and "
                 f"{self.max_wait_ms!r}",
                 hint="fix --timeout / --max-wait-ms",
+            )
+        if not 0.0 < self.capture_rate <= 1.0:
+            raise ConfigError(
+                f"capture rate must be in (0, 1], got {self.capture_rate!r}",
+                hint="fix --capture-rate (0.1 keeps one image in ten)",
             )
 
 
@@ -95,6 +103,7 @@ class ImgrecModel(kserve.Model):
         self.batcher: DynamicBatcher | None = None
         self.pool: ThreadPoolExecutor | None = None
         self.prediction_log: PredictionLog | None = None
+        self.capture: ImageCapture | None = None
         self.inflight_images = 0
         self.swaps = 0
 
@@ -123,6 +132,8 @@ class ImgrecModel(kserve.Model):
         self.pool = ThreadPoolExecutor(self.options.decode_threads, "imgrec-decode")
         if self.options.prediction_log:
             self.prediction_log = PredictionLog(self.options.prediction_log)
+        if self.options.capture:
+            self.capture = ImageCapture(self.options.capture, rate=self.options.capture_rate)
         self.ready = True
         return self.ready
 
@@ -134,6 +145,8 @@ class ImgrecModel(kserve.Model):
             self.pool.shutdown(wait=False, cancel_futures=True)
         if self.prediction_log:
             self.prediction_log.close()
+        if self.capture:
+            self.capture.close()
 
     def swap(self, model: str | ModelRef) -> Runtime:
         """Load ``model`` and make it the served version; blocking, call off the event loop.
@@ -201,6 +214,7 @@ class ImgrecModel(kserve.Model):
             self.inflight_images -= len(work.raw)
         response = await self.postprocess(work, headers)
         self._log_predictions(work, (time.perf_counter() - started) * 1000)
+        self._capture(work)
         return response, {}
 
     def _admit(self, n: int) -> None:
@@ -233,10 +247,13 @@ class ImgrecModel(kserve.Model):
         assert self.batcher is not None and self.pool is not None
         loop = asyncio.get_running_loop()
         stats = self.prediction_log is not None and runtime.log_predictions
+        keep = self.capture is not None
         work.items = list(
             await asyncio.gather(
                 *(
-                    loop.run_in_executor(self.pool, self._prepare, runtime, r, work.annotate, stats)
+                    loop.run_in_executor(
+                        self.pool, self._prepare, runtime, r, work.annotate, stats, keep
+                    )
                     for r in work.raw
                 )
             )
@@ -273,20 +290,34 @@ class ImgrecModel(kserve.Model):
 
     # --- helpers (run in the decode pool) --------------------------------------------------
     @staticmethod
-    def _prepare(runtime: Runtime, raw: Any, keep_image: bool, stats: bool) -> PreparedImage:
+    def _prepare(
+        runtime: Runtime, raw: Any, keep_image: bool, stats: bool, keep_bytes: bool = False
+    ) -> PreparedImage:
         if isinstance(raw, np.ndarray) and raw.dtype == np.float32:
             return PreparedImage(pixels=raw)
         try:
             data = raw_to_bytes(raw)
         except ImgrecError as exc:
             return PreparedImage(error=exc)
-        return prepare_image(
+        prepared = prepare_image(
             data, runtime.pre, keep_image=keep_image, draft=runtime.decode_draft, stats=stats
         )
+        if keep_bytes and prepared.error is None:
+            prepared.data = data
+        return prepared
 
     @staticmethod
     def _annotate(runtime: Runtime, work: Work, i: int) -> bytes | None:
         return runtime.annotate(work, i)
+
+    def _capture(self, work: Work) -> None:
+        """Offer the bytes of every successfully predicted image to the capture store."""
+        if self.capture is None:
+            return
+        for item, out in zip(work.items, work.outputs, strict=True):
+            if out is not None and item.data is not None:
+                self.capture.offer(item.data, item.stats.fingerprint if item.stats else None)
+            item.data = None
 
     def _log_predictions(self, work: Work, latency_ms: float) -> None:
         if self.prediction_log is None or work.runtime is None:

@@ -9,6 +9,7 @@
   const status = document.getElementById("status");
   const results = document.getElementById("results");
   const SVG = "http://www.w3.org/2000/svg";
+  const LISTED = 10;  // detections listed under an image (all are drawn)
 
   function el(tag, attrs, text) {
     const node = document.createElement(tag);
@@ -66,8 +67,12 @@
     const list = el("ol", { class: "predictions" });
     if (result.detections) {
       drawBoxes(frame, result);
-      card.appendChild(el("p", { class: "note" }, result.detections.length + " objects"));
-      for (const det of result.detections) {
+      card.classList.add("detect");
+      const shown = result.detections.slice(0, LISTED);
+      const more = result.detections.length - shown.length;
+      card.appendChild(el("p", { class: "note" }, result.detections.length + " objects" +
+                                                  (more > 0 ? " (" + LISTED + " best listed)" : "")));
+      for (const det of shown) {
         list.appendChild(el("li", {}, det.label + " " + det.score.toFixed(3) +
                                       " at [" + det.box.map((v) => v.toFixed(0)).join(", ") + "]"));
       }

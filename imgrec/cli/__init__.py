@@ -35,6 +35,7 @@ COMMAND_MODULES = (
     "imgrec.cli.models",
     "imgrec.cli.pipeline",
     "imgrec.cli.dashboard",
+    "imgrec.cli.label",
 )
 
 

@@ -16,7 +16,12 @@ models_app = typer.Typer(help="The model store: list, promote, rollback.", no_ar
 pipeline_app = typer.Typer(help="The Kubeflow training pipeline.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(models_app, name="models")
+label_app = typer.Typer(
+    help="Labels for captured images: Label Studio tasks out, labels back in.",
+    no_args_is_help=True,
+)
 app.add_typer(pipeline_app, name="pipeline")
+app.add_typer(label_app, name="label")
 
 DEBUG = {"on": False}
 

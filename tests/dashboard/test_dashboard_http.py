@@ -50,8 +50,7 @@ def client(setup: dict[str, Any], **kw: Any) -> TestClient:
 def test_every_page_renders_names_as_text(setup: dict[str, Any], path: str) -> None:
     response = client(setup).get(path)
     assert response.status_code == 200, response.text[:500]
-    assert "onerror" not in response.text.replace("onerror=&#34;", "")  # only escaped copies
-    assert "<img src=x" not in response.text
+    assert 'onerror="' not in response.text and "<img src=x" not in response.text  # as text
     assert "script-src 'self'" in response.headers["content-security-policy"]
     assert response.headers["server-timing"].startswith("app;dur=")
 
@@ -104,7 +103,7 @@ def test_uploads_get_the_decoders_errors(setup: dict[str, Any], bad_image_files:
     for (_, (name, data)), result in zip(files, results, strict=True):
         with pytest.raises(ImgrecError) as want:
             decode_image(data)
-        assert result["name"] == name.replace('"', "%22")  # as multipart encodes it
+        assert result["name"] == name
         assert result["error"] == want.value.to_dict()
     good = c.post("/api/predict", files=[("files", ("a.jpg", bad_image_files["rgb"].read_bytes()))])
     assert good.status_code == 502 and good.json()["error"]["code"] == "endpoint_unavailable"
