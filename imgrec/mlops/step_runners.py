@@ -64,13 +64,57 @@ def container_runner(place: StepPlace) -> Iterator[Any]:
 
     from imgrec.mlops.podman import docker_api, require_image
 
-    with docker_api() as client:
+    with docker_api() as client, _exit_codes_kept():
         require_image(client, place.image)
         yield local.DockerRunner(
             mounts=step_mounts(place),
             user=f"{os.getuid()}:{os.getgid()}",
             environment=step_environment(),
         )
+
+
+@contextlib.contextmanager
+def _exit_codes_kept() -> Iterator[None]:
+    """Have kfp's DockerRunner start steps with :func:`run_step_container` meanwhile.
+
+    kfp 2.17's ``run_docker_container`` starts each container with ``auto_remove=True`` and,
+    when the container is already gone as it asks for the exit code (podman removes it at
+    once), reports exit code 0: a failed step passed and the pipeline went on to register a
+    model of data that had failed validation. This is the one place that replaces it.
+    """
+    from kfp.local import docker_task_handler
+
+    original = docker_task_handler.run_docker_container
+    docker_task_handler.run_docker_container = run_step_container
+    try:
+        yield
+    finally:
+        docker_task_handler.run_docker_container = original
+
+
+def run_step_container(
+    client: Any, image: str, command: list[str], volumes: dict[str, Any], **run_args: Any
+) -> int:
+    """Run one step's container, stream its output, return its exit code, then remove it."""
+    import codecs
+
+    print(f"Running in image {image!r}\n")
+    container = client.containers.run(
+        image=image,
+        command=command,
+        volumes=volumes,
+        detach=True,
+        stdout=True,
+        stderr=True,
+        **run_args,
+    )
+    try:
+        decode = codecs.getincrementaldecoder("utf-8")(errors="replace").decode
+        for chunk in container.logs(stream=True, follow=True):
+            print(decode(chunk), end="")
+        return int(container.wait()["StatusCode"])
+    finally:
+        container.remove(force=True)
 
 
 def step_mounts(place: StepPlace) -> list[Any]:
@@ -100,4 +144,4 @@ def step_environment() -> dict[str, str]:
     return env
 
 
-__all__ = ["STEP_RUNNERS", "StepPlace", "step_environment", "step_mounts"]
+__all__ = ["STEP_RUNNERS", "StepPlace", "run_step_container", "step_environment", "step_mounts"]

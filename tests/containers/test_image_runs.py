@@ -85,7 +85,7 @@ def test_container_steps_register_the_same_model_as_subprocess_steps(
     assert abs(con["metrics"]["accuracy"] - sub["metrics"]["accuracy"]) <= 1 / 12 + 1e-9
     assert set(con["reports"]) == set(sub["reports"])
     log = Path(con["log"]).read_text()
-    assert log.count(f"Found image '{component_image()}'") == 7  # every step in the image
+    assert log.count(f"Running in image '{component_image()}'") == 7  # every step in the image
     v1 = ModelStore(runs["container_store"]).get(1)
     assert v1.metrics["accuracy"] == pytest.approx(con["metrics"]["accuracy"])
     # Files written by the steps belong to the caller, not to a container user.
