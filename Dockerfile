@@ -48,5 +48,6 @@ RUN pip install --no-deps /opt/imgrec/src \
  && pip uninstall -y pip \
  && rm -rf /opt/imgrec/src /root/.cache
 
+# Numeric, so that Kubernetes runAsNonRoot can verify it (a name cannot be checked).
 USER 1000:1000
 WORKDIR /home/imgrec

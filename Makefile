@@ -4,13 +4,17 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PIP := $(VENV)/bin/pip
+# checkov pins dependencies that clash with ours (constraints.txt), so it has its own venv,
+# pinned by constraints-tools.txt (`pip freeze` of that venv).
+TOOLS := .venv-tools
+TOOLS_STAMP := $(TOOLS)/.installed
 # torch/torchvision are pinned explicitly: other resolvers pull multi-GB CUDA builds from the index.
 TORCH := torch==2.14.1 torchvision==0.29.1
 # On shared CPUs torch's OpenMP threads busy-wait against each other (an epoch went from ~6 s
 # to minutes under load); passive waiting keeps the tests and the quickstart predictable.
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: install run test lint format bench clean image test-image
+.PHONY: install run test lint format bench clean browser image test-image
 
 install: $(STAMP)
 
@@ -24,13 +28,27 @@ $(STAMP): pyproject.toml constraints.txt
 run: $(STAMP)
 	$(PY) -m imgrec.quickstart
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(PY) -m pytest -q
 
-lint: $(STAMP)
+# The dashboard's browser tests drive Debian's chromium through Playwright (no browser download).
+CHROMIUM ?= /usr/bin/chromium
+browser:
+	@test -x $(CHROMIUM) || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+
+# checkov over manifests/ and the Dockerfile (skips and their reasons: .checkov.yaml); actionlint,
+# zizmor, hadolint, kubernetes-validate and the kserve/Kubeflow models run in the tests (tests/lint).
+lint: $(STAMP) $(TOOLS_STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	BC_SKIP_MAPPING=TRUE $(TOOLS)/bin/checkov --config-file .checkov.yaml -d manifests
+	BC_SKIP_MAPPING=TRUE $(TOOLS)/bin/checkov --config-file .checkov.yaml -f Dockerfile
+
+$(TOOLS_STAMP): constraints-tools.txt
+	test -x $(TOOLS)/bin/python || $(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install -q -r constraints-tools.txt
+	touch $(TOOLS_STAMP)
 
 format: $(STAMP)
 	$(VENV)/bin/ruff format .
@@ -54,4 +72,4 @@ test-image: $(STAMP) image
 	  tests/containers/test_image_runs.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache

@@ -125,3 +125,39 @@ class ServiceError(ImgrecError):
     """Raised by the servers for request-level problems."""
 
     code = "bad_request"
+
+
+# --- deployment from git (imgrec.gitops) -------------------------------------------------
+class GitOpsError(ImgrecError):
+    """An overlay, a git operation or a git-driven deployment cannot go ahead (BAD-INPUTS 39)."""
+
+    code = "gitops_error"
+    http_status = 409
+
+
+class OverlayError(GitOpsError):
+    """A kustomize overlay is malformed or does not name one production model."""
+
+    code = "invalid_overlay"
+    http_status = 422
+
+
+class ProductionMismatchError(GitOpsError):
+    """The store's production pointer and an overlay name different versions."""
+
+    code = "production_mismatch"
+
+
+# --- the learning loop: labels and retraining triggers ---------------------------------
+class LabelError(ImgrecError):
+    """Labels (a Label Studio export or a CSV) cannot be imported."""
+
+    code = "invalid_labels"
+    http_status = 422
+
+
+class TriggerError(ImgrecError):
+    """A retraining trigger (GitHub dispatch, KFP submission, local run) did not start."""
+
+    code = "trigger_failed"
+    http_status = 502

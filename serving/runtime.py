@@ -18,10 +18,10 @@ from typing import Any
 import numpy as np
 
 from imgrec import storage
-from imgrec.errors import NotFoundError
 from imgrec.models.card import Preprocessing
 from imgrec.quantize import require_fp32
 from imgrec.registry import Registry
+from imgrec.store import resolve_store_ref
 from serving.backends import BACKENDS, Backend
 from serving.inputs import normalize_batch
 from serving.protocol import Work, output_metadata, topk, v1_response, v2_response
@@ -41,27 +41,9 @@ class ModelRef:
 def resolve_model(ref: str | os.PathLike[str]) -> ModelRef:
     """Resolve a MODEL argument (see the module docstring) to a loadable URI and a version."""
     text = os.fspath(ref)
-    store_uri, _, selector = text.rpartition("@") if "@" in text else (text, "", "")
-    if not selector:
-        store_uri = text
-    if selector or storage.exists(storage.join(store_uri, "production.json")):
-        from imgrec.store import ModelStore
-
-        store = ModelStore(store_uri)
-        if selector in ("", "production"):
-            version = store.production()
-            if version is None:
-                raise NotFoundError(
-                    f"model store {store_uri} has no production version yet",
-                    hint=f"promote one: `imgrec models promote VERSION --store {store_uri}`",
-                )
-        elif selector.isdigit():
-            version = store.get(int(selector))
-        else:
-            raise NotFoundError(
-                f"unknown version selector {selector!r} in {text!r}",
-                hint="use STORE@production or STORE@<number>",
-            )
+    version = resolve_store_ref(text)
+    if version is not None:
+        store_uri = text.rpartition("@")[0] if "@" in text else text
         return ModelRef(version.model_uri, str(version.version), store=store_uri)
     return ModelRef(text, "pretrained" if not storage.exists(text) else "local")
 
@@ -123,12 +105,14 @@ class Runtime:
         return buf.getvalue()
 
 
-TASK_RUNTIMES: Registry[Any] = Registry("served task", list_hint="docs/serving.md")
-"""Model card ``task`` -> ``loader(ref, *, backend, threads, **precision)`` returning the served
-runtime; ``precision`` (``fp32`` | ``int8``) and ``calibration`` are passed only when not fp32."""
+RUNTIMES_BY_OUTPUT: Registry[Any] = Registry("served output kind", list_hint="docs/serving.md")
+"""A task's ``TaskSpec.serves`` (``labels`` | ``boxes``) -> ``loader(ref, *, backend, threads,
+**precision)`` returning the served runtime; ``precision`` (``fp32`` | ``int8``) and
+``calibration`` are passed only when not fp32. A new task that answers with labels or boxes
+is served without a line here."""
 
 
-@TASK_RUNTIMES.register("classify")
+@RUNTIMES_BY_OUTPUT.register("labels")
 def load_classifier_runtime(
     ref: ModelRef, *, backend: str, threads: int | None, **precision: Any
 ) -> Runtime:
@@ -143,7 +127,7 @@ def load_classifier_runtime(
     return Runtime(classifier, make_backend(classifier, threads=threads, **precision), ref)
 
 
-@TASK_RUNTIMES.register("detect")
+@RUNTIMES_BY_OUTPUT.register("boxes")
 def _load_detector_runtime(
     ref: ModelRef, *, backend: str, threads: int | None, **precision: Any
 ) -> Any:
@@ -170,6 +154,13 @@ def model_task(uri: str) -> str:
     return str(read_card(uri).task)
 
 
+def served_output(uri: str) -> str:
+    """What the model at ``uri`` answers with: its task's ``serves`` (``labels`` or ``boxes``)."""
+    from imgrec.tasks import get_task
+
+    return get_task(model_task(uri)).serves
+
+
 def load_runtime(
     model: str | os.PathLike[str] | ModelRef,
     *,
@@ -188,5 +179,5 @@ def load_runtime(
     extra: dict[str, Any] = {}
     if precision != "fp32" or calibration is not None:
         extra = {"precision": precision, "calibration": calibration}
-    loader = TASK_RUNTIMES.get(model_task(ref.uri))
+    loader = RUNTIMES_BY_OUTPUT.get(served_output(ref.uri))
     return loader(ref, backend=backend, threads=threads, **extra)

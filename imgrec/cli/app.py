@@ -14,15 +14,41 @@ app = typer.Typer(
 data_app = typer.Typer(help="Datasets: sample data, reports, conversion.", no_args_is_help=True)
 models_app = typer.Typer(help="The model store: list, promote, rollback.", no_args_is_help=True)
 pipeline_app = typer.Typer(help="The Kubeflow training pipeline.", no_args_is_help=True)
+deploy_app = typer.Typer(
+    help="Deployment from git: sync the local server to an overlay, set the image tag.",
+    no_args_is_help=True,
+)
 app.add_typer(data_app, name="data")
 app.add_typer(models_app, name="models")
+label_app = typer.Typer(
+    help="Labels for captured images: Label Studio tasks out, labels back in.",
+    no_args_is_help=True,
+)
 app.add_typer(pipeline_app, name="pipeline")
+app.add_typer(deploy_app, name="deploy")
+app.add_typer(label_app, name="label")
 
 DEBUG = {"on": False}
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from imgrec import __version__
+
+        typer.echo(f"imgrec {__version__}")
+        raise typer.Exit()
 
 
 @app.callback()
 def _root(
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
+    version: bool = typer.Option(
+        False,
+        "--version",
+        is_eager=True,
+        expose_value=False,
+        callback=_print_version,
+        help="Print imgrec's version and exit.",
+    ),
 ) -> None:
     DEBUG["on"] = debug

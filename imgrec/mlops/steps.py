@@ -14,23 +14,29 @@ functions, so every step can be run and tested without Kubeflow::
 Evaluation and the gate use the ingested (original) images, the same ones inference receives,
 so the candidate and the production model are compared on identical data.
 
-The task (``classify`` or ``detect``) is given to ``ingest_step`` and recorded in the manifest;
-every later step takes what differs per task from ``imgrec.mlops.pipeline_tasks``.
+The task (``classify``, ``detect`` or any registered one) is given to ``ingest_step`` and
+recorded in the manifest; every later step takes what differs per task from the task's
+``TaskSpec`` (``imgrec.tasks``): its ``pipeline`` steps, gate metrics and trainer.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from imgrec import storage
+from imgrec.config import parse_key_values
 from imgrec.errors import ConfigError
 from imgrec.mlops.gate import GATE_METRICS
-from imgrec.mlops.pipeline_tasks import PIPELINE_TASKS, manifest_task, parse_overrides
+from imgrec.mlops.ingest import MANIFEST_META, manifest_task
+from imgrec.mlops.preprocess import CONFIG_JSON
+from imgrec.tasks import PipelineSteps, TaskSpec, get_task
 
 # What evaluate reports as scalars: every metric the gate can decide on, plus two that
 # describe the run (detection's chosen score threshold, the number of images).
@@ -44,30 +50,49 @@ def ingest_step(
     val_fraction: float = 0.2,
     seed: int = 0,
     task: str = "classify",
+    new_data_uri: str = "",
+    new_holdout_fraction: float = 0.3,
 ) -> dict:
     """Ingest ``data_uri`` into a manifest folder for ``task``; returns ``manifest.json``'s
-    content (with ``task``). Detection data keep their own splits (``val_fraction`` unused)."""
-    return PIPELINE_TASKS.get(task).ingest(data_uri, out_dir, val_fraction, seed)
+    content (with ``task``). Detection data keep their own splits (``val_fraction`` unused).
+    ``new_data_uri``: new labelled images joining train, ``new_holdout_fraction`` of them held
+    out for the gate (:mod:`imgrec.mlops.new_data`; classification)."""
+    spec = get_task(task)
+    meta = {**_steps(spec).ingest(data_uri, out_dir, val_fraction, seed), "task": spec.name}
+    _stamp_task(storage.join(out_dir, MANIFEST_META), spec.name)
+    if not new_data_uri:
+        return meta
+    if spec.name != "classify":
+        raise ConfigError(
+            f"new_data_uri is supported for task=classify, not {task!r}",
+            hint="merge the new boxes into the detection dataset's train split instead",
+        )
+    from imgrec.mlops.new_data import add_new_data
+
+    merged = add_new_data(out_dir, new_data_uri, holdout_fraction=new_holdout_fraction, seed=seed)
+    _stamp_task(storage.join(out_dir, MANIFEST_META), spec.name)
+    return {**merged, "task": spec.name}
+
+
+def _steps(spec: TaskSpec) -> PipelineSteps:
+    if spec.pipeline is None:
+        raise ConfigError(
+            f"task {spec.name!r} has no pipeline steps",
+            hint="train it with `imgrec train`; its TaskSpec sets no `pipeline`",
+        )
+    return spec.pipeline
+
+
+def _stamp_task(json_uri: str, task: str) -> None:
+    """Record ``task`` in a JSON file a task's step wrote (the later steps read it back)."""
+    content = json.loads(storage.read_text(json_uri))
+    if content.get("task") != task:
+        storage.write_text(json_uri, json.dumps({**content, "task": task}, indent=1))
 
 
 def ingest_summary(meta: dict[str, Any]) -> str:
     """The ingest step's Markdown summary, for the manifest's task."""
-    return PIPELINE_TASKS.get(str(meta.get("task", "classify"))).markdown(meta)
-
-
-def ingest_markdown(meta: dict[str, Any]) -> str:
-    """A short Markdown table of the manifest: counts per split and class."""
-    from imgrec.mlops.ingest import class_count_table
-
-    lines = [
-        f"## Dataset `{meta['version']}`",
-        "",
-        f"Source `{meta['source']}` ({meta['layout']}), {meta['n_images']} images, "
-        f"{meta['n_unreadable']} unreadable. Fingerprint `{meta['fingerprint']}`.",
-        "",
-        *class_count_table(meta, "class"),
-    ]
-    return "\n".join(lines) + "\n"
+    return _steps(get_task(str(meta.get("task", "classify")))).markdown(meta)
 
 
 def validate_step(manifest_dir: str, out_dir: str, thresholds: dict[str, Any]) -> dict:
@@ -75,7 +100,7 @@ def validate_step(manifest_dir: str, out_dir: str, thresholds: dict[str, Any]) -
     from imgrec.mlops.validate import ValidationThresholds
 
     checked = ValidationThresholds.from_dict(thresholds)
-    return PIPELINE_TASKS.get(manifest_task(manifest_dir)).validate(manifest_dir, out_dir, checked)
+    return _steps(get_task(manifest_task(manifest_dir))).validate(manifest_dir, out_dir, checked)
 
 
 def preprocess_step(
@@ -88,24 +113,75 @@ def preprocess_step(
     epochs: int = 0,
     device: str = "cpu",
     overrides: str = "",
+    init_from: str = "",
+    store_uri: str = "",
 ) -> dict:
     """Resolve the training config (and, for classification, shrink the images); returns the
-    stats and the resolved config. ``overrides``: ``key=value,...`` training options."""
+    stats and the resolved config. ``overrides``: ``key=value,...`` training options.
+    ``init_from="production"``: warm start from the store's production model (its
+    architecture, input size, preprocessing and weights; from scratch when there is none)."""
     ingested = manifest_task(manifest_dir)
     if task != ingested:
         raise ConfigError(
             f"preprocess got task={task!r} but the data were ingested for task={ingested!r}",
             hint="pass the same task to every step",
         )
-    return PIPELINE_TASKS.get(task).preprocess(
+    options = parse_overrides(overrides)
+    warm = warm_start(init_from, store_uri, task)
+    if warm:
+        model, img_size = warm.pop("model"), warm.pop("img_size")
+        options.update(warm)
+    result = _steps(get_task(task)).preprocess(
         manifest_dir,
         out_dir,
         model=model,
         img_size=img_size,
         epochs=epochs,
         device=device,
-        **parse_overrides(overrides),
+        **options,
     )
+    if warm:
+        result.setdefault("notes", []).append(f"warm start from {options['weights']}")
+    _stamp_task(storage.join(out_dir, CONFIG_JSON), task)
+    return result
+
+
+def warm_start(init_from: str, store_uri: str, task: str) -> dict[str, Any]:
+    """Training options that start from the production model (``{}``: from scratch)."""
+    if init_from in ("", "none"):
+        return {}
+    if init_from != "production":
+        raise ConfigError(
+            f"unknown init_from {init_from!r}", hint="use production, or leave it empty"
+        )
+    from imgrec.models.card import read_card
+    from imgrec.store import ModelStore
+
+    current = ModelStore(store_uri).production()
+    if current is None:  # the very first run: nothing to start from
+        return {}
+    card = read_card(current.model_uri)
+    if card.task != task:
+        raise ConfigError(
+            f"init_from=production: the production model is a {card.task!r} model, "
+            f"this run trains {task!r}",
+            hint="use a separate model store per task",
+        )
+    return {
+        "model": card.architecture,
+        "img_size": card.preprocessing.input_size,
+        "arch_kwargs": dict(card.arch_kwargs),
+        "weights": storage.join(current.model_uri, "weights.safetensors"),
+    }
+
+
+def parse_overrides(text: str) -> dict[str, Any]:
+    """``"max_seconds=30, batch_size=4"`` -> ``{"max_seconds": 30, "batch_size": 4}``.
+
+    Values are read as YAML scalars; the trainer's config rejects unknown keys with suggestions.
+    """
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    return parse_key_values(parts, flag="train_overrides", example="max_seconds=60")
 
 
 def preprocess_markdown(result: dict[str, Any]) -> str:
@@ -143,11 +219,9 @@ def train_step(
     """Train with the resolved config of the preprocess step (the task's own trainer, from
     ``imgrec.tasks.get_task``); copy the best model to ``model_dir`` (a model directory).
     Returns the val metrics of the run."""
-    from imgrec.tasks import get_task
-
-    payload = json.loads(storage.read_text(storage.join(data_dir, "train_config.json")))
-    task = str(payload.get("task", "classify"))
-    data, config = PIPELINE_TASKS.get(task).train_inputs(data_dir, payload)
+    payload = json.loads(storage.read_text(storage.join(data_dir, CONFIG_JSON)))
+    task = str(payload.pop("task", "classify"))
+    data, config = _steps(get_task(task)).train_inputs(data_dir, payload)
     config["device"] = device  # every task's trainer has one (auto | cpu | cuda)
     if threads:
         config["threads"] = threads
@@ -167,12 +241,10 @@ def _copy_tree(src: str, dst: str) -> None:
 def evaluate_step(model_dir: str, manifest_dir: str, out_dir: str, *, split: str = "val") -> dict:
     """Evaluate ``model_dir`` on the ingested images of ``split``; writes ``metrics.json``,
     ``figures/`` and ``report.html`` to ``out_dir`` and returns the metrics dict."""
-    from imgrec.tasks import get_task
-
-    task = manifest_task(manifest_dir)
-    data = PIPELINE_TASKS.get(task).eval_data(manifest_dir)
+    spec = get_task(manifest_task(manifest_dir))
+    data = _steps(spec).eval_data(manifest_dir)
     Path(out_dir).mkdir(parents=True, exist_ok=True)
-    return get_task(task).evaluate(model_dir, data, split=split, out_dir=out_dir)
+    return spec.evaluate(model_dir, data, split=split, out_dir=out_dir)
 
 
 def confusion_labels(metrics: dict[str, Any]) -> list[str]:
@@ -182,26 +254,23 @@ def confusion_labels(metrics: dict[str, Any]) -> list[str]:
     return classes + ["background"] * extra
 
 
-def _production_metrics(
-    store_uri: str, manifest_dir: str, split: str
-) -> tuple[int | None, dict[str, Any] | None]:
-    """Evaluate the store's production model on the same data (``(None, None)`` if none)."""
+@contextlib.contextmanager
+def _production_model(store_uri: str) -> Iterator[tuple[int | None, str | None]]:
+    """``(version, local model dir)`` of the store's production model; ``(None, None)``."""
     from imgrec.store import ModelStore
 
     store = ModelStore(store_uri)
     current = store.production()
     if current is None:
-        return None, None
-    if storage.is_s3(current.model_uri):
+        yield None, None
+    elif storage.is_s3(current.model_uri):
         with tempfile.TemporaryDirectory(prefix="imgrec-prod-") as tmp:
-            local = store.fetch(current.version, tmp)
-            return current.version, _evaluate_same_task(str(local), manifest_dir, split)
-    return current.version, _evaluate_same_task(current.model_uri, manifest_dir, split)
+            yield current.version, str(store.fetch(current.version, tmp))
+    else:
+        yield current.version, current.model_uri
 
 
 def _evaluate_same_task(model_dir: str, manifest_dir: str, split: str) -> dict[str, Any]:
-    from imgrec.tasks import get_task
-
     task = manifest_task(manifest_dir)
     card = json.loads(storage.read_text(storage.join(model_dir, "model.json")))
     if card.get("task", "classify") != task:
@@ -210,8 +279,8 @@ def _evaluate_same_task(model_dir: str, manifest_dir: str, split: str) -> dict[s
             f"this run trains {task!r}",
             hint="use a separate model store per task (store_uri)",
         )
-    data = PIPELINE_TASKS.get(task).eval_data(manifest_dir)
-    return get_task(task).evaluate(model_dir, data, split=split)
+    spec = get_task(task)
+    return spec.evaluate(model_dir, _steps(spec).eval_data(manifest_dir), split=split)
 
 
 def gate_step(
@@ -222,18 +291,38 @@ def gate_step(
     policy: dict[str, Any],
     *,
     split: str = "val",
+    model_dir: str | None = None,
 ) -> dict:
-    """Decide candidate vs production on the same data; writes ``gate.json``/``gate.md``."""
-    from imgrec.mlops.gate import GatePolicy, decide
+    """Decide candidate vs production on the same data; writes ``gate.json``/``gate.md``.
 
-    spec = PIPELINE_TASKS.get(manifest_task(manifest_dir))
+    When the manifest holds new data (:mod:`imgrec.mlops.new_data`) and ``model_dir`` (the
+    candidate) is given, both models are also scored on the held-out new data and the gate is
+    :func:`~imgrec.mlops.gate.decide_with_new_data`."""
+    from imgrec.mlops.gate import GatePolicy, decide, decide_with_new_data
+    from imgrec.mlops.new_data import HOLDOUT_SPLIT, has_holdout
+
+    spec = get_task(manifest_task(manifest_dir))
     policy = dict(policy)
     if policy.get("metric", "auto") in ("auto", ""):
         policy["metric"] = spec.gate_metric
     policy.setdefault("per_class_metric", spec.per_class_metric)
     gate_policy = GatePolicy.from_dict(policy)  # checked before the production model is scored
-    version, production = _production_metrics(store_uri, manifest_dir, split)
-    decision = decide(candidate, production, gate_policy, production_version=version)
+    two_sets = model_dir is not None and has_holdout(manifest_dir)
+    production = production_new = None
+    with _production_model(store_uri) as (version, prod_dir):
+        if prod_dir is not None:
+            production = _evaluate_same_task(prod_dir, manifest_dir, split)
+            if two_sets:
+                production_new = _evaluate_same_task(prod_dir, manifest_dir, HOLDOUT_SPLIT)
+    if two_sets:
+        assert model_dir is not None
+        candidate_new = _evaluate_same_task(model_dir, manifest_dir, HOLDOUT_SPLIT)
+        decision = decide_with_new_data(
+            candidate, production, candidate_new, production_new, gate_policy,
+            production_version=version,
+        )  # fmt: skip
+    else:
+        decision = decide(candidate, production, gate_policy, production_version=version)
     out = decision.to_dict()
     if production is not None:
         out["production_metrics"] = {k: production[k] for k in SCALAR_METRICS if k in production}

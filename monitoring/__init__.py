@@ -1,0 +1,1 @@
+"""Monitoring of live traffic and the retraining trigger (``monitoring.trigger``)."""
