@@ -169,3 +169,17 @@ def test_every_imported_package_is_installed_in_the_image(package: str) -> None:
         if not dists & closure:
             missing.append(f"{module} (imported in {where}; from {sorted(dists) or '?'})")
     assert not missing, "not installed in the image: " + "; ".join(missing)
+
+
+@pytest.mark.parametrize("package", installed_packages())
+def test_every_data_file_of_a_package_is_installed(package: str) -> None:
+    """The image installs the packages (not editable): a template, stylesheet or model card
+    the code reads must match ``tool.setuptools.package-data`` or it is missing there."""
+    patterns = _pyproject()["tool"]["setuptools"]["package-data"]["*"]
+    left_out = [
+        str(path.relative_to(ROOT))
+        for path in (ROOT / package).rglob("*")
+        if path.is_file() and path.suffix not in (".py", ".pyc") and "__pycache__" not in path.parts
+        and not any(fnmatch.fnmatch(path.name, p) for p in patterns)
+    ]  # fmt: skip
+    assert not left_out, f"not installed (add to package-data): {left_out}"
