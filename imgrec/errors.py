@@ -118,3 +118,23 @@ class ServiceError(ImgrecError):
     """Raised by the servers for request-level problems."""
 
     code = "bad_request"
+
+
+# --- drift monitoring (BAD-INPUTS rows 31-35) ------------------------------------------------
+class MonitorError(ImgrecError):
+    """A prediction log or a monitoring reference cannot be used."""
+
+    code = "monitor_error"
+    http_status = 422
+
+
+class EmptyWindowError(MonitorError):
+    """The selected window holds no usable prediction record."""
+
+    code = "empty_window"
+
+
+class ReferenceProfileError(MonitorError):
+    """A monitoring reference profile is missing, corrupt or made for another model."""
+
+    code = "invalid_reference"

@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "imgrec.cli.export",
     "imgrec.cli.models",
     "imgrec.cli.pipeline",
+    "imgrec.cli.monitor",
 )
 
 
