@@ -10,7 +10,7 @@ TORCH := torch==2.14.1 torchvision==0.29.1
 # to minutes under load); passive waiting keeps the tests and the quickstart predictable.
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: install run test lint format bench clean
+.PHONY: install run test lint format bench clean browser
 
 install: $(STAMP)
 
@@ -24,8 +24,13 @@ $(STAMP): pyproject.toml constraints.txt
 run: $(STAMP)
 	$(PY) -m imgrec.quickstart
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(PY) -m pytest -q
+
+# The dashboard's browser tests drive Debian's chromium through Playwright (no browser download).
+CHROMIUM ?= /usr/bin/chromium
+browser:
+	@test -x $(CHROMIUM) || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -16,7 +16,7 @@ import os
 from typing import Any
 
 # Must be set before torch loads its OpenMP runtime: spinning worker threads stall badly on
-# shared or busy CPUs (see imgrec.tasks.classify.train.auto_threads). A user's value wins.
+# shared or busy CPUs (see imgrec.engine.run.auto_threads). A user's value wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 __version__ = "0.1.0"

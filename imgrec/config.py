@@ -295,16 +295,37 @@ def from_dict(values: dict[str, Any]) -> TrainConfig:
     return cfg
 
 
-def parse_sets(sets: list[str] | tuple[str, ...]) -> dict[str, Any]:
-    """Parse ``["epochs=5", "lr=0.01"]`` into a dict (values are YAML scalars)."""
+def parse_key_values(
+    items: list[str] | tuple[str, ...],
+    *,
+    flag: str = "--set",
+    example: str = "lr=0.01",
+    typed: bool = True,
+) -> dict[str, Any]:
+    """The one ``KEY=VALUE`` parser: ``["epochs=5", "lr=0.01"]`` -> ``{"epochs": 5, "lr": 0.01}``.
+
+    ``typed``: values are read as YAML scalars (numbers, booleans, strings; empty -> ``""``),
+    keys have ``-`` turned into ``_``; otherwise both stay stripped strings (pipeline
+    parameters, converted by the pipeline's own types). ``flag`` and ``example`` go into the
+    error: ``ConfigError("--set 'lr' is not KEY=VALUE", hint="e.g. --set lr=0.01")``.
+    """
     out: dict[str, Any] = {}
-    for item in sets:
+    for item in items:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
-            raise ConfigError(f"--set {item!r} is not KEY=VALUE", hint="e.g. --set epochs=5")
-        key = key.strip().replace("-", "_")
+            raise ConfigError(f"{flag} {item!r} is not KEY=VALUE", hint=f"e.g. {flag} {example}")
+        if typed:
+            out[key.strip().replace("-", "_")] = yaml.safe_load(raw) if raw.strip() else ""
+        else:
+            out[key.strip()] = raw.strip()
+    return out
+
+
+def parse_sets(sets: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """Parse ``["epochs=5", "lr=0.01"]`` into a dict of known ``TrainConfig`` keys."""
+    out = parse_key_values(sets, example="epochs=5")
+    for key in out:
         _check_key(key)
-        out[key] = yaml.safe_load(raw) if raw.strip() else ""
     return out
 
 

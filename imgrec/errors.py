@@ -138,3 +138,24 @@ class ReferenceProfileError(MonitorError):
     """A monitoring reference profile is missing, corrupt or made for another model."""
 
     code = "invalid_reference"
+
+
+# --- deployment from git (imgrec.gitops) -------------------------------------------------
+class GitOpsError(ImgrecError):
+    """An overlay, a git operation or a git-driven deployment cannot go ahead (BAD-INPUTS 39)."""
+
+    code = "gitops_error"
+    http_status = 409
+
+
+class OverlayError(GitOpsError):
+    """A kustomize overlay is malformed or does not name one production model."""
+
+    code = "invalid_overlay"
+    http_status = 422
+
+
+class ProductionMismatchError(GitOpsError):
+    """The store's production pointer and an overlay name different versions."""
+
+    code = "production_mismatch"

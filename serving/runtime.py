@@ -123,12 +123,14 @@ class Runtime:
         return buf.getvalue()
 
 
-TASK_RUNTIMES: Registry[Any] = Registry("served task", list_hint="docs/serving.md")
-"""Model card ``task`` -> ``loader(ref, *, backend, threads, **precision)`` returning the served
-runtime; ``precision`` (``fp32`` | ``int8``) and ``calibration`` are passed only when not fp32."""
+RUNTIMES_BY_OUTPUT: Registry[Any] = Registry("served output kind", list_hint="docs/serving.md")
+"""A task's ``TaskSpec.serves`` (``labels`` | ``boxes``) -> ``loader(ref, *, backend, threads,
+**precision)`` returning the served runtime; ``precision`` (``fp32`` | ``int8``) and
+``calibration`` are passed only when not fp32. A new task that answers with labels or boxes
+is served without a line here."""
 
 
-@TASK_RUNTIMES.register("classify")
+@RUNTIMES_BY_OUTPUT.register("labels")
 def load_classifier_runtime(
     ref: ModelRef, *, backend: str, threads: int | None, **precision: Any
 ) -> Runtime:
@@ -143,7 +145,7 @@ def load_classifier_runtime(
     return Runtime(classifier, make_backend(classifier, threads=threads, **precision), ref)
 
 
-@TASK_RUNTIMES.register("detect")
+@RUNTIMES_BY_OUTPUT.register("boxes")
 def _load_detector_runtime(
     ref: ModelRef, *, backend: str, threads: int | None, **precision: Any
 ) -> Any:
@@ -170,6 +172,13 @@ def model_task(uri: str) -> str:
     return str(read_card(uri).task)
 
 
+def served_output(uri: str) -> str:
+    """What the model at ``uri`` answers with: its task's ``serves`` (``labels`` or ``boxes``)."""
+    from imgrec.tasks import get_task
+
+    return get_task(model_task(uri)).serves
+
+
 def load_runtime(
     model: str | os.PathLike[str] | ModelRef,
     *,
@@ -188,5 +197,5 @@ def load_runtime(
     extra: dict[str, Any] = {}
     if precision != "fp32" or calibration is not None:
         extra = {"precision": precision, "calibration": calibration}
-    loader = TASK_RUNTIMES.get(model_task(ref.uri))
+    loader = RUNTIMES_BY_OUTPUT.get(served_output(ref.uri))
     return loader(ref, backend=backend, threads=threads, **extra)

@@ -36,6 +36,7 @@ from imgrec.errors import ImgrecError
 from serving._kserve import DataPlane, RESTServer, kserve, kserve_model_server
 from serving.errors import BadRequestError, UnauthorizedError, install_error_handlers
 from serving.limits import RequestLimitMiddleware, RequestLimits
+from serving.logs import configure_logs
 from serving.model import ImgrecModel, ServingOptions
 from serving.protocol import decode_binary_request
 
@@ -59,9 +60,18 @@ def state_path(port: int) -> Path:
 
 
 class _RESTServer(RESTServer):
-    def __init__(self, *args: Any, host: str, limits: RequestLimits, admin: _Admin, **kw: Any):
+    def __init__(
+        self,
+        *args: Any,
+        host: str,
+        limits: RequestLimits,
+        admin: _Admin,
+        access_log: bool = False,
+        **kw: Any,
+    ):
         super().__init__(*args, **kw)
         self.config.host = host
+        self.config.access_log = access_log
         self.limits = limits
         self.admin = admin
 
@@ -161,17 +171,14 @@ class ImgrecModelServer(kserve.ModelServer):  # type: ignore[misc]
         port: int = 8080,
         limits: RequestLimits | None = None,
         admin_token: str | None = None,
+        log_level: str = "info",
+        access_log: bool = False,
     ) -> None:
         super().__init__(http_port=port, enable_grpc=False, workers=1, enable_latency_logging=False)
         self.dataplane = _DataPlane(model_registry=self.registered_models)
-        # kserve logs a timing line per request at INFO; that costs ~5% at 100 req/s.
-        logging.getLogger("kserve.trace").setLevel(logging.WARNING)
-        if not log.handlers:  # kserve configures only its own loggers: show swaps, int8 checks
-            handler = logging.StreamHandler()
-            fmt = "%(asctime)s %(name)s %(levelname)s %(message)s"
-            handler.setFormatter(logging.Formatter(fmt))
-            log.addHandler(handler)
-            log.setLevel(logging.INFO)
+        # after kserve configured its loggers: imgrec's lines; kserve/uvicorn INFO only at debug
+        configure_logs(log_level, access_log=access_log)
+        self.access_log = access_log
         warnings.filterwarnings("ignore", message="ORJSONResponse is deprecated")
         self.host = host
         self.limits = limits or RequestLimits()
@@ -193,6 +200,7 @@ class ImgrecModelServer(kserve.ModelServer):  # type: ignore[misc]
             host=self.host,
             limits=self.limits,
             admin=_Admin(self._models, self.admin_token),
+            access_log=self.access_log,
             workers=1,
             grace_period=self.grace_period,
             event_loop="auto",
@@ -212,17 +220,30 @@ class ImgrecModelServer(kserve.ModelServer):  # type: ignore[misc]
         assert self.rest is not None
         loop = asyncio.get_running_loop()
         loop.set_default_executor(ThreadPoolExecutor(4, "imgrec-io"))
-        await self.rest.start()
+        announce = asyncio.create_task(self._announce_ready())
+        try:
+            await self.rest.start()
+        finally:
+            announce.cancel()
+
+    async def _announce_ready(self) -> None:
+        assert self.rest is not None
+        while not self.rest.uvicorn_server.started:
+            await asyncio.sleep(0.05)
+        log.info("ready on %s (Ctrl-C stops)", self._url())
+
+    def _url(self) -> str:
+        url_host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
+        return f"http://{url_host}:{self.http_port}"
 
     def _write_state(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        url_host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
         with os.fdopen(fd, "w") as fh:
             json.dump(
                 {
-                    "url": f"http://{url_host}:{self.http_port}",
+                    "url": self._url(),
                     "pid": os.getpid(),
                     "token": self.admin_token,
                     "models": list(self._models),
@@ -241,15 +262,34 @@ def serve(
     options: ServingOptions | None = None,
     limits: RequestLimits | None = None,
     admin_token: str | None = None,
+    log_level: str = "info",
+    access_log: bool = False,
 ) -> None:
     """Serve ``model`` with the KServe predictor until interrupted (blocking).
 
     ``model`` is a model directory, ``STORE@production`` / ``STORE@N``, or a pretrained name.
-    This is what ``imgrec serve`` and ``make run`` call.
+    This is what ``imgrec serve`` and ``make run`` call. ``log_level`` (debug, info, warning)
+    and ``access_log``: see :func:`serving.logs.configure_logs`.
     """
+    configure_logs(log_level, access_log=access_log)
     predictor = ImgrecModel(name, model, options)
     predictor.load()
-    server = ImgrecModelServer(host=host, port=port, limits=limits, admin_token=admin_token)
+    runtime = predictor.runtime
+    log.info(
+        "loaded %s (version %s, %s backend, %s)",
+        runtime.ref.uri if runtime else model,
+        runtime.ref.version if runtime else "?",
+        predictor.options.backend,
+        predictor.options.precision,
+    )
+    server = ImgrecModelServer(
+        host=host,
+        port=port,
+        limits=limits,
+        admin_token=admin_token,
+        log_level=log_level,
+        access_log=access_log,
+    )
     server.start([predictor])
 
 

@@ -80,13 +80,13 @@ def build_mar(
 
 
 def load_for_archive(uri: str) -> Any:
-    """What :func:`build_mar` packs: a classifier, or for a card with ``task: detect`` the
+    """What :func:`build_mar` packs: a classifier, or for a task that serves boxes the
     detector (an object with ``.module`` and ``.card``, like a classifier)."""
     from types import SimpleNamespace
 
-    from serving.runtime import model_task
+    from serving.runtime import served_output
 
-    if model_task(uri) == "detect":
+    if served_output(uri) == "boxes":
         from imgrec.models.detectors import load_detector
 
         det, card = load_detector(uri)

@@ -40,10 +40,11 @@ class ImgrecHandler(BaseHandler):  # type: ignore[misc]
 
     def initialize(self, context: Any) -> None:
         from imgrec.models.card import read_card
+        from imgrec.tasks import get_task
 
         model_dir = context.system_properties.get("model_dir")
         self.detector: Any = None
-        if read_card(model_dir).task == "detect":
+        if get_task(read_card(model_dir).task).serves == "boxes":
             from imgrec.models.detectors import load_detector
 
             self.detector, card = load_detector(model_dir)

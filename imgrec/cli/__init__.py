@@ -1,16 +1,26 @@
 """`imgrec` command line: thin wrappers that parse arguments, call the library, print results.
 
-Errors from the library (``ImgrecError``) become one line ``error[code]: message (hint)`` and a
-non-zero exit; ``--debug`` shows the traceback instead.
+Every failure is handled here, in :func:`main`, for every command present and future:
+
+* errors from the library (``ImgrecError``) print one line ``error[code]: message (hint)``;
+* usage errors (unknown command or option, missing argument, bad value or choice) print click's
+  usual message on stderr -- the usage line and one ``Error:`` line with click's did-you-mean --
+  and exit with code 2, click's and argparse's convention;
+* ``--debug`` shows the traceback instead.
 """
 
 from __future__ import annotations
 
 import importlib
 import sys
+from types import ModuleType
+
+import typer
 
 from imgrec.cli.app import DEBUG, app
 from imgrec.errors import ImgrecError
+
+USAGE_EXIT_CODE = 2
 
 # Each module registers its commands on the app when imported.
 COMMAND_MODULES = (
@@ -24,6 +34,7 @@ COMMAND_MODULES = (
     "imgrec.cli.export",
     "imgrec.cli.models",
     "imgrec.cli.pipeline",
+    "imgrec.cli.dashboard",
     "imgrec.cli.monitor",
 )
 
@@ -33,10 +44,20 @@ def _load_commands() -> None:
         importlib.import_module(name)
 
 
+def click_exceptions() -> ModuleType:
+    """The ``exceptions`` module of the click that Typer runs on (recent Typers vendor click)."""
+    try:
+        from typer._click import exceptions
+    except ImportError:  # Typer built on the click package
+        from click import exceptions  # type: ignore[no-redef]
+    return exceptions
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code (used by the ``imgrec`` console script)."""
     _load_commands()
     DEBUG["on"] = "--debug" in (argv if argv is not None else sys.argv[1:])
+    clickx = click_exceptions()
     try:
         # with standalone_mode=False click returns a `typer.Exit(code)`'s code instead of exiting
         result = app(args=argv, prog_name="imgrec", standalone_mode=False)
@@ -48,17 +69,16 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except Exception as exc:  # click's usage errors and the like
-        import click
-
-        if isinstance(exc, click.exceptions.Exit):
-            return exc.exit_code
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            return exc.exit_code
-        if isinstance(exc, click.exceptions.Abort):
-            return 1
-        raise
+    except clickx.ClickException as exc:  # usage errors: UsageError, BadParameter, NoSuchOption
+        if DEBUG["on"]:
+            raise
+        exc.show()  # click's own text: usage line, `Error: ...` with its did-you-mean
+        return USAGE_EXIT_CODE if isinstance(exc, clickx.UsageError) else exc.exit_code
+    except typer.Exit as exc:
+        return exc.exit_code
+    except typer.Abort:
+        print("aborted", file=sys.stderr)
+        return 1
     return result if isinstance(result, int) else 0
 
 

@@ -26,8 +26,24 @@ app.add_typer(monitor_app, name="monitor")
 DEBUG = {"on": False}
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from imgrec import __version__
+
+        typer.echo(f"imgrec {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _root(
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
+    version: bool = typer.Option(
+        False,
+        "--version",
+        is_eager=True,
+        expose_value=False,
+        callback=_print_version,
+        help="Print imgrec's version and exit.",
+    ),
 ) -> None:
     DEBUG["on"] = debug

@@ -37,6 +37,12 @@ def evaluate(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Accuracy, top-5, precision/recall/F1 (macro, weighted, per class), confusion matrix, ECE."""
+    from imgrec.cli.inputs import require_model, require_paths
+
+    require_model(model)  # before loading anything: the model load takes seconds
+    require_paths(
+        [data], what="dataset", hint="pass a dataset folder, s3:// prefix or CSV manifest"
+    )
     task = task_of_model(model)
     metrics = task.evaluate(model, data, split=split, out_dir=out)
     if as_json:

@@ -17,14 +17,11 @@ from imgrec.errors import ConfigError
 
 
 def parse_params(items: list[str] | None) -> dict[str, str]:
-    """``["epochs=3", "gate_metric=f1_macro"]`` -> ``{"epochs": "3", ...}``."""
-    out: dict[str, str] = {}
-    for item in items or []:
-        name, eq, value = item.partition("=")
-        if not eq or not name.strip():
-            raise ConfigError(f"bad --param {item!r}", hint="use NAME=VALUE, e.g. epochs=3")
-        out[name.strip()] = value.strip()
-    return out
+    """``["epochs=3", "gate_metric=f1_macro"]`` -> ``{"epochs": "3", ...}`` (strings: the
+    pipeline's parameter types convert them)."""
+    from imgrec.config import parse_key_values
+
+    return parse_key_values(items or [], flag="--param", example="epochs=3", typed=False)
 
 
 def _cluster(cpu: str, memory: str, gpus: int, accelerator: str, node_selector: list[str],
@@ -120,7 +117,9 @@ def print_summary(summary: dict[str, Any]) -> None:
         typer.echo(f"failed at step: {summary.get('failed_step') or '?'}")
         typer.echo(f"reason: {summary.get('error')}")
     if summary.get("metrics"):
-        shown = ("accuracy", "top5", "f1_macro", "ece")
+        from imgrec.tasks import get_task
+
+        shown = get_task(summary.get("params", {}).get("task") or "classify").headline_metrics
         typer.echo(
             "metrics: "
             + "  ".join(

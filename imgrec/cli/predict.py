@@ -53,11 +53,20 @@ def predict(
         "refused (int8_inaccurate) when it visibly breaks the model.",
     ),
 ) -> None:
-    """Predict labels with scores for each image; exit code 1 if any image failed."""
-    from imgrec.cli.evaluate import task_of_model
-    from imgrec.quantize import check_precision
+    """Predict labels with scores for each image; exit code 1 if any image failed.
 
-    check_precision(precision, calibration or None)  # before loading anything
+    A local SOURCE path that does not exist stops the command before the model loads.
+    """
+    from imgrec.cli.evaluate import task_of_model
+    from imgrec.cli.inputs import require_model, require_paths
+
+    # before loading anything: the model load takes seconds
+    require_paths(sources, what="image source", hint="pass image files, folders or globs")
+    require_model(model)
+    require_paths([calibration], what="calibration images")
+    from imgrec.quantize import check_precision  # imports torch
+
+    check_precision(precision, calibration or None)
     task = task_of_model(model)
     failed = 0
     options: dict[str, Any] = {} if batch_size is None else {"batch_size": batch_size}

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from enum import Enum
+
 import typer
 
 from imgrec.cli.app import app
+from serving.logs import LOG_LEVELS
+
+LogLevel = Enum("LogLevel", {name: name for name in LOG_LEVELS}, type=str)  # type: ignore[misc]
 
 
 @app.command("serve")
@@ -48,8 +53,21 @@ def serve_command(
     prediction_log: str = typer.Option(
         "", "--prediction-log", help="Folder, .jsonl file or s3:// prefix for prediction records."
     ),
+    log_level: LogLevel = typer.Option(
+        "info",
+        "--log-level",
+        help="imgrec's own lines (model loaded, URL, swaps); debug adds kserve's and uvicorn's "
+        "INFO lines. Warnings and errors always show.",
+    ),
+    access_log: bool = typer.Option(
+        False, "--access-log", help="One uvicorn line per request (off by default)."
+    ),
 ) -> None:
     """Serve MODEL on HOST:PORT until Ctrl-C (V1 and V2 inference protocols)."""
+    from imgrec.cli.inputs import require_model, require_paths
+
+    require_model(model)  # before loading anything: the model load takes seconds
+    require_paths([calibration], what="calibration images")
     from imgrec.registry import Registry
     from serving.limits import RequestLimits
     from serving.model import ServingOptions
@@ -90,6 +108,15 @@ def serve_command(
         prediction_log=prediction_log or None,
     )
     limits = RequestLimits(max_body_bytes=int(max_body_mb * 1024 * 1024))
-    typer.echo(f"serving {model} as {name!r} on http://{host}:{port} (Ctrl-C stops)")
+    typer.echo(f"serving {model} as {name!r} on http://{host}:{port}")
     typer.echo(example_requests(name, f"http://{host}:{port}"))
-    serve(model, host=host, port=port, name=name, options=options, limits=limits)
+    serve(
+        model,
+        host=host,
+        port=port,
+        name=name,
+        options=options,
+        limits=limits,
+        log_level=log_level.value,
+        access_log=access_log,
+    )

@@ -7,34 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import typer
-import yaml
 
 from imgrec.cli.app import app
 from imgrec.errors import ConfigError
-
-# Files that mark a detection dataset (YOLO, COCO, Pascal VOC); anything else is classify.
-DETECTION_MARKERS = ("data.yaml", "annotations", "Annotations")
-
-
-def detect_task(data: str) -> str:
-    """``detect`` for a YOLO ``data.yaml``, a COCO ``annotations/`` or a VOC folder."""
-    path = Path(data)
-    if path.is_file() and path.suffix in (".yaml", ".yml"):
-        return "detect"
-    if path.is_dir() and any((path / marker).exists() for marker in DETECTION_MARKERS):
-        return "detect"
-    return "classify"
-
-
-def parse_set_options(items: list[str]) -> dict[str, Any]:
-    """``["lr=0.01", "augment=strong"]`` -> ``{"lr": 0.01, "augment": "strong"}``."""
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"--set {item!r} is not KEY=VALUE", hint="e.g. --set lr=0.01")
-        out[key.strip().replace("-", "_")] = yaml.safe_load(raw) if raw.strip() else ""
-    return out
 
 
 @app.command("train")
@@ -58,11 +33,12 @@ def train_command(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
 ) -> None:
     """Train a classifier (or detector) and write RUN_DIR/model, metrics.json and report.html."""
-    from imgrec.tasks import get_task
+    from imgrec.config import parse_key_values
+    from imgrec.tasks import get_task, task_for_data
 
     if resume and not out:
         raise ConfigError("--resume needs --out RUN_DIR", hint="the run directory to continue")
-    spec = get_task(task or detect_task(data))
+    spec = get_task(task or task_for_data(data))
     given: dict[str, Any] = {
         "model": model, "epochs": epochs, "img_size": img_size, "batch_size": batch_size,
         "out": out, "config": config, "pretrained": pretrained, "weights": weights,
@@ -70,13 +46,12 @@ def train_command(
     }  # fmt: skip
     # Only what the user gave: each task keeps its own defaults for the rest.
     options = {k: v for k, v in given.items() if v is not None}
-    options.update(parse_set_options(sets))
+    options.update(parse_key_values(sets))
     result = spec.train(data, **options)
     run_dir = Path(result.run_dir)
     metrics = result.metrics or {}
     summary = ", ".join(
-        f"{k} {metrics[k]:.4f}" for k in ("accuracy", "top5", "f1_macro", "map50_95", "map50")
-        if isinstance(metrics.get(k), float)
+        f"{k} {metrics[k]:.4f}" for k in spec.headline_metrics if isinstance(metrics.get(k), float)
     )  # fmt: skip
     typer.echo(f"model:   {result.model_dir}")
     typer.echo(f"metrics: {run_dir / 'metrics.json'}" + (f"  ({summary})" if summary else ""))

@@ -1,9 +1,12 @@
-"""Callbacks for :func:`imgrec.engine.loop.fit`: progress, history, early stopping, checkpoints."""
+"""Callbacks for :func:`imgrec.engine.loop.fit`: progress, history, early stopping, checkpoints,
+and a time budget."""
 
 from __future__ import annotations
 
 import json
+import math
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,7 +22,13 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from imgrec.engine.checkpoint import CHECKPOINT_FILE, atomic_write_bytes, rng_state, save_checkpoint
+from imgrec.engine.checkpoint import (
+    CHECKPOINT_FILE,
+    atomic_write_bytes,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from imgrec.engine.loop import Callback, TrainState
 
 
@@ -78,11 +87,14 @@ class ProgressBar(Callback):
 
     def on_epoch_end(self, state: TrainState, record: dict[str, Any]) -> None:
         best = " *" if state.best_epoch == state.epoch else ""
+        figures = "".join(
+            f"  {key.replace('accuracy', 'acc')} {value:.4f}"
+            for key, value in record.items()
+            if key.startswith("val_") and isinstance(value, float)
+        )
         self.console.print(
-            f"epoch {record['epoch']}/{state.epochs}  train_loss {record['train_loss']:.4f}  "
-            f"val_loss {record.get('val_loss', float('nan')):.4f}  "
-            f"val_acc {record.get('val_accuracy', float('nan')):.4f}  "
-            f"lr {record['lr']:.2e}  {record['seconds']:.1f}s{best}",
+            f"epoch {record['epoch']}/{state.epochs}  train_loss {record['train_loss']:.4f}"
+            f"{figures}  lr {record['lr']:.2e}  {record['seconds']:.1f}s{best}",
             highlight=False,
             soft_wrap=True,
         )
@@ -105,7 +117,7 @@ class HistoryWriter(Callback):
 
 
 class EarlyStopping(Callback):
-    """Stop when ``val_accuracy`` has not improved by ``min_delta`` for ``patience`` epochs."""
+    """Stop when ``state.monitor`` has not improved by ``min_delta`` for ``patience`` epochs."""
 
     def __init__(self, patience: int, min_delta: float = 0.0) -> None:
         self.patience = patience
@@ -114,7 +126,7 @@ class EarlyStopping(Callback):
     def on_epoch_end(self, state: TrainState, record: dict[str, Any]) -> None:
         if self.patience <= 0:
             return
-        scores = [r.get("val_accuracy", float("-inf")) for r in state.history]
+        scores = [r.get(state.monitor, -math.inf) for r in state.history]
         best_index = 0
         for i, score in enumerate(scores):
             if score > scores[best_index] + self.min_delta:
@@ -123,11 +135,45 @@ class EarlyStopping(Callback):
             state.stop = True
 
 
+class TimeBudget(Callback):
+    """Stop once ``seconds`` of training steps are spent (validation is not counted).
+
+    ``fraction()`` is the share of the budget used so far; a schedule built with
+    ``progress=budget.fraction`` anneals with the clock, so a run that stops on time still ends
+    at its lowest learning rate. The time used is kept in the checkpoint (``train_seconds``).
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = max(float(seconds), 1e-9)
+        self.used = 0.0
+        self._since: float | None = None
+
+    def fraction(self) -> float:
+        running = time.perf_counter() - self._since if self._since is not None else 0.0
+        return (self.used + running) / self.seconds
+
+    def on_fit_start(self, state: TrainState, steps_per_epoch: int) -> None:
+        self.used = state.train_seconds
+        state.stop = state.stop or self.fraction() >= 1.0
+
+    def on_epoch_start(self, state: TrainState) -> None:
+        self._since = time.perf_counter()
+
+    def on_batch_end(self, state: TrainState, loss: float, batch_size: int) -> None:
+        if self.fraction() >= 1.0:
+            state.stop = True
+
+    def on_validation_start(self, state: TrainState) -> None:
+        if self._since is not None:
+            self.used += time.perf_counter() - self._since
+            self._since = None
+
+
 SaveModel = Callable[[TrainState, str, dict[str, Any]], None]
 
 
 class Checkpointer(Callback):
-    """Each epoch: ``model/`` when val accuracy improved, ``last/``, then ``checkpoint.pt``.
+    """Each epoch: ``model/`` when the monitored figure improved, ``last/``, then ``checkpoint.pt``.
 
     ``save_model(state, path, record)`` writes a model directory (atomically, via
     ``save_model_dir``); ``checkpoint.pt`` is written last, so it never points at an epoch whose
@@ -163,6 +209,7 @@ def checkpoint_state(state: TrainState, extra: dict[str, Any]) -> dict[str, Any]
         "history": state.history,
         "best": state.best,
         "best_epoch": state.best_epoch,
+        "train_seconds": state.train_seconds,
         "rng": rng_state(state.generator),
         **extra,
     }
@@ -173,8 +220,6 @@ def checkpoint_state(state: TrainState, extra: dict[str, Any]) -> dict[str, Any]
 
 def restore_state(state: TrainState, saved: dict[str, Any]) -> None:
     """Load a :func:`checkpoint_state` dict back into ``state`` (model, optimizer, RNG...)."""
-    from imgrec.engine.checkpoint import set_rng_state
-
     state.model.load_state_dict(saved["model"])
     state.optimizer.load_state_dict(saved["optimizer"])
     state.scheduler.load_state_dict(saved["scheduler"])
@@ -183,4 +228,5 @@ def restore_state(state: TrainState, saved: dict[str, Any]) -> None:
     state.epoch, state.step = int(saved["epoch"]), int(saved["step"])
     state.history = list(saved["history"])
     state.best, state.best_epoch = float(saved["best"]), int(saved["best_epoch"])
+    state.train_seconds = float(saved.get("train_seconds", 0.0))
     set_rng_state(saved["rng"], state.generator)

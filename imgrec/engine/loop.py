@@ -1,7 +1,10 @@
-"""The training loop: one epoch of steps, then validation, with callbacks at the seams.
+"""The training loop of every task: one epoch of steps, then validation, callbacks at the seams.
 
 Everything that is not "compute the loss and step" (progress, history, early stopping,
-checkpoints) is a :class:`Callback`::
+checkpoints, a time budget) is a :class:`Callback`; what differs between tasks is a parameter
+of :class:`TrainState`: ``batch_loss`` turns one batch into a loss (classification's default
+moves ``(x, y)`` to the device and applies ``loss_fn``; detection sums its box losses) and
+``monitor`` names the validation figure that picks the best epoch::
 
     state = TrainState(model=net, optimizer=opt, scheduler=sched, epochs=10)
     fit(state, train_batches, validate, callbacks=[ProgressBar(), HistoryWriter(path)])
@@ -21,6 +24,17 @@ import torch.nn.functional as F
 from torch import nn
 
 Batch = tuple[torch.Tensor, torch.Tensor]  # x (B, 3, H, W), y (B,) class ids or (B, K) soft
+# (state, batch) -> (loss, images in the batch), or None to skip the batch (nothing to learn)
+BatchLoss = Callable[["TrainState", Any], "tuple[torch.Tensor, int] | None"]
+
+
+def classification_batch_loss(state: TrainState, batch: Batch) -> tuple[torch.Tensor, int]:
+    """``loss_fn(model(x), y)`` with ``x, y`` moved to the device (channels-last if asked)."""
+    x, y = batch
+    x, y = x.to(state.device, non_blocking=True), y.to(state.device, non_blocking=True)
+    if state.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return state.loss_fn(state.model(x), y), x.shape[0]
 
 
 @dataclass
@@ -37,6 +51,8 @@ class TrainState:
     grad_clip: float | None = None
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.cross_entropy
     train_mode: Callable[[nn.Module], Any] = lambda m: m.train()
+    batch_loss: BatchLoss = classification_batch_loss
+    monitor: str = "val_accuracy"  # the validation figure (higher is better) that picks the best
     generator: torch.Generator | None = None
     scaler: torch.amp.GradScaler | None = None
     epoch: int = 0
@@ -44,7 +60,8 @@ class TrainState:
     history: list[dict[str, Any]] = field(default_factory=list)
     best: float = -math.inf
     best_epoch: int = 0
-    stop: bool = False
+    train_seconds: float = 0.0  # time spent in training steps (validation excluded)
+    stop: bool = False  # set by a callback: the loop ends after the current batch
 
 
 class Callback:
@@ -70,17 +87,17 @@ def _autocast(state: TrainState) -> contextlib.AbstractContextManager[Any]:
 
 
 def train_one_epoch(
-    state: TrainState, batches: Iterable[Batch], callbacks: Sequence[Callback] = ()
+    state: TrainState, batches: Iterable[Any], callbacks: Sequence[Callback] = ()
 ) -> float:
-    """One pass over ``batches``; returns the mean training loss."""
+    """One pass over ``batches`` (or until a callback sets ``state.stop``); the mean loss."""
     state.train_mode(state.model)
     total, count = 0.0, 0
-    for x, y in batches:
-        x, y = x.to(state.device, non_blocking=True), y.to(state.device, non_blocking=True)
-        if state.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
+    for batch in batches:
         with _autocast(state):
-            loss = state.loss_fn(state.model(x), y)
+            computed = state.batch_loss(state, batch)
+        if computed is None:
+            continue
+        loss, size = computed
         state.optimizer.zero_grad(set_to_none=True)
         if state.scaler is not None:
             state.scaler.scale(loss).backward()
@@ -110,23 +127,28 @@ def train_one_epoch(
                 f"training diverged: loss is {value} at step {state.step}",
                 hint="lower the learning rate (--set lr=...) or enable grad_clip",
             )
-        total += value * x.shape[0]
-        count += x.shape[0]
+        total += value * size
+        count += size
         for cb in callbacks:
-            cb.on_batch_end(state, value, x.shape[0])
+            cb.on_batch_end(state, value, size)
+        if state.stop:
+            break
     return total / max(count, 1)
 
 
 def fit(
     state: TrainState,
-    train_batches: Iterable[Batch],
+    train_batches: Iterable[Any] | Callable[[], Iterable[Any]],
     validate: Callable[[nn.Module], dict[str, float]],
     callbacks: Sequence[Callback] = (),
 ) -> TrainState:
     """Train from ``state.epoch`` to ``state.epochs`` (or until a callback sets ``stop``).
 
-    ``validate(model)`` returns at least ``val_loss`` and ``val_accuracy``. Each epoch's record
-    (``epoch, train_loss, val_loss, val_accuracy, lr, seconds``) is appended to ``history``.
+    ``train_batches`` is an iterable (a DataLoader) or a function returning each epoch's batches.
+    ``validate(model)`` returns the epoch's ``val_*`` figures (classification: ``val_loss`` and
+    ``val_accuracy``; an epoch it skips returns ``{}``). Each epoch's record (``epoch,
+    train_loss, <val figures>, lr, seconds``) is appended to ``history``. The best epoch is the
+    one with the highest ``state.monitor``; until an epoch reports it, the latest epoch is.
     """
     steps = len(train_batches) if isinstance(train_batches, Sized) else 0
     for cb in callbacks:
@@ -136,7 +158,9 @@ def fit(
         lr = state.optimizer.param_groups[0]["lr"]
         for cb in callbacks:
             cb.on_epoch_start(state)
-        train_loss = train_one_epoch(state, train_batches, callbacks)
+        batches = train_batches() if callable(train_batches) else train_batches
+        train_loss = train_one_epoch(state, batches, callbacks)
+        state.train_seconds += time.perf_counter() - start
         for cb in callbacks:
             cb.on_validation_start(state)
         state.model.eval()
@@ -146,13 +170,22 @@ def fit(
         record = {"epoch": state.epoch, "train_loss": train_loss, **val, "lr": lr}
         record["seconds"] = round(time.perf_counter() - start, 3)
         state.history.append(record)
-        if record.get("val_accuracy", -math.inf) > state.best:
-            state.best, state.best_epoch = record["val_accuracy"], state.epoch
+        _update_best(state, record)
         for cb in callbacks:
             cb.on_epoch_end(state, record)
     for cb in callbacks:
         cb.on_fit_end(state)
     return state
+
+
+def _update_best(state: TrainState, record: dict[str, Any]) -> None:
+    score = record.get(state.monitor)
+    if score is None:  # not validated this epoch: the newest model stands in until one is
+        if state.best == -math.inf:
+            state.best_epoch = state.epoch
+        return
+    if score > state.best:
+        state.best, state.best_epoch = float(score), state.epoch
 
 
 def classification_loss(

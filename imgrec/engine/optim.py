@@ -1,6 +1,8 @@
 """Optimizers and learning-rate schedules, looked up by name in registries.
 
-Schedules step once per optimizer step (not per epoch) so short runs still warm up and anneal::
+Schedules step once per optimizer step (not per epoch) so short runs still warm up and anneal.
+``progress`` (e.g. :meth:`imgrec.engine.callbacks.TimeBudget.fraction`) lets a schedule follow
+the clock: the share of the run done is the larger of steps done / planned and ``progress()``::
 
     opt = build_optimizer("adamw", model.parameters(), lr=3e-3, weight_decay=0.05)
     sched = build_scheduler("cosine", opt, total_steps=1000, warmup_steps=50)
@@ -65,32 +67,51 @@ def build_optimizer(
     return OPTIMIZERS.get(name)(params, lr=lr, weight_decay=weight_decay, **kw)
 
 
-def _warmup_then(after: Callable[[float], float], warmup_steps: int, total_steps: int):
+Progress = Callable[[], float] | None
+
+
+def _warmup_then(
+    after: Callable[[float], float], warmup_steps: int, total_steps: int, progress: Progress = None
+):
     def factor(step: int) -> float:
         if warmup_steps > 0 and step < warmup_steps:
             return (step + 1) / (warmup_steps + 1)
         span = max(1, total_steps - warmup_steps)
-        return after(min(1.0, (step - warmup_steps) / span))
+        done = (step - warmup_steps) / span
+        if progress is not None:
+            done = max(done, progress())
+        return after(min(1.0, done))
 
     return factor
 
 
 @SCHEDULERS.register("cosine")
-def _cosine(opt: Optimizer, *, total_steps: int, warmup_steps: int) -> LRScheduler:
+def _cosine(
+    opt: Optimizer, *, total_steps: int, warmup_steps: int, progress: Progress = None
+) -> LRScheduler:
     # Anneals to 1% of the peak rather than 0: the last steps still learn something.
     cosine = _warmup_then(
-        lambda t: 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * t)), warmup_steps, total_steps
+        lambda t: 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * t)),
+        warmup_steps,
+        total_steps,
+        progress,
     )
     return LambdaLR(opt, cosine)
 
 
 @SCHEDULERS.register("constant")
-def _constant(opt: Optimizer, *, total_steps: int, warmup_steps: int) -> LRScheduler:
+def _constant(
+    opt: Optimizer, *, total_steps: int, warmup_steps: int, progress: Progress = None
+) -> LRScheduler:
     return LambdaLR(opt, _warmup_then(lambda t: 1.0, warmup_steps, total_steps))
 
 
 @SCHEDULERS.register("onecycle")
-def _onecycle(opt: Optimizer, *, total_steps: int, warmup_steps: int) -> LRScheduler:
+def _onecycle(
+    opt: Optimizer, *, total_steps: int, warmup_steps: int, progress: Progress = None
+) -> LRScheduler:
+    if progress is not None:  # OneCycleLR counts steps only: follow the clock with cosine
+        return _cosine(opt, total_steps=total_steps, warmup_steps=warmup_steps, progress=progress)
     max_lrs = [g["lr"] for g in opt.param_groups]
     pct = min(0.5, max(0.05, warmup_steps / max(1, total_steps))) if warmup_steps else 0.25
     # OneCycleLR needs >= 2 steps in each phase; very short runs get warm-up + cosine instead.
@@ -101,7 +122,15 @@ def _onecycle(opt: Optimizer, *, total_steps: int, warmup_steps: int) -> LRSched
 
 
 def build_scheduler(
-    name: str, opt: Optimizer, *, total_steps: int, warmup_steps: int = 0
+    name: str,
+    opt: Optimizer,
+    *,
+    total_steps: int,
+    warmup_steps: int = 0,
+    progress: Progress = None,
 ) -> LRScheduler:
-    """Per-step schedule ``name`` (``cosine``, ``onecycle`` or ``constant``) with warm-up."""
-    return SCHEDULERS.get(name)(opt, total_steps=total_steps, warmup_steps=warmup_steps)
+    """Per-step schedule ``name`` (``cosine``, ``onecycle`` or ``constant``) with warm-up;
+    with ``progress`` (a share of a time budget, 0..1) it also follows the clock."""
+    return SCHEDULERS.get(name)(
+        opt, total_steps=total_steps, warmup_steps=warmup_steps, progress=progress
+    )

@@ -17,26 +17,18 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from imgrec.errors import ConfigError
+from imgrec.tasks import all_tasks
 
-GATE_METRICS = (
-    "accuracy",
-    "top5",
-    "precision_macro",
-    "recall_macro",
-    "f1_macro",
-    "precision_weighted",
-    "recall_weighted",
-    "f1_weighted",
-    "ece",
-    "map",
-    "map50",
-    "map75",
-    "precision",
-    "recall",
-    "f1",
-)
-LOWER_IS_BETTER = frozenset({"ece"})
-PER_CLASS_METRICS = ("recall", "precision", "f1", "ap", "ap50")
+
+def _collect(attr: str) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(m for spec in all_tasks() for m in getattr(spec, attr)))
+
+
+GATE_METRICS = _collect("gate_metrics")
+"""Every metric the gate can decide on: the union of the tasks' ``TaskSpec.gate_metrics``
+(classification: accuracy ... ece; detection: map, map50, map75, precision, recall, f1)."""
+LOWER_IS_BETTER = frozenset(_collect("lower_is_better"))
+PER_CLASS_METRICS = _collect("per_class_metrics")
 """Per-class keys: classification has recall/precision/f1, detection ap/ap50/precision/recall."""
 
 

@@ -288,3 +288,24 @@ def class_count_table(meta: dict[str, Any], header: str) -> list[str]:
     for c in meta["classes"]:
         lines.append(f"| {c} | " + " | ".join(str(counts[s].get(c, 0)) for s in splits) + " |")
     return lines
+
+
+def ingest_markdown(meta: dict[str, Any]) -> str:
+    """A short Markdown table of the manifest: counts per split and class."""
+    lines = [
+        f"## Dataset `{meta['version']}`",
+        "",
+        f"Source `{meta['source']}` ({meta['layout']}), {meta['n_images']} images, "
+        f"{meta['n_unreadable']} unreadable. Fingerprint `{meta['fingerprint']}`.",
+        "",
+        *class_count_table(meta, "class"),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def manifest_task(manifest_dir: str) -> str:
+    """The task a manifest folder was ingested for (``classify`` when not recorded)."""
+    meta_uri = storage.join(manifest_dir, MANIFEST_META)
+    if not storage.exists(meta_uri):
+        return "classify"
+    return str(json.loads(storage.read_text(meta_uri)).get("task", "classify"))

@@ -14,8 +14,9 @@ functions, so every step can be run and tested without Kubeflow::
 Evaluation and the gate use the ingested (original) images, the same ones inference receives,
 so the candidate and the production model are compared on identical data.
 
-The task (``classify`` or ``detect``) is given to ``ingest_step`` and recorded in the manifest;
-every later step takes what differs per task from ``imgrec.mlops.pipeline_tasks``.
+The task (``classify``, ``detect`` or any registered one) is given to ``ingest_step`` and
+recorded in the manifest; every later step takes what differs per task from the task's
+``TaskSpec`` (``imgrec.tasks``): its ``pipeline`` steps, gate metrics and trainer.
 """
 
 from __future__ import annotations
@@ -28,9 +29,12 @@ from pathlib import Path
 from typing import Any
 
 from imgrec import storage
+from imgrec.config import parse_key_values
 from imgrec.errors import ConfigError
 from imgrec.mlops.gate import GATE_METRICS
-from imgrec.mlops.pipeline_tasks import PIPELINE_TASKS, manifest_task, parse_overrides
+from imgrec.mlops.ingest import MANIFEST_META, manifest_task
+from imgrec.mlops.preprocess import CONFIG_JSON
+from imgrec.tasks import PipelineSteps, TaskSpec, get_task
 
 # What evaluate reports as scalars: every metric the gate can decide on, plus two that
 # describe the run (detection's chosen score threshold, the number of images).
@@ -47,27 +51,31 @@ def ingest_step(
 ) -> dict:
     """Ingest ``data_uri`` into a manifest folder for ``task``; returns ``manifest.json``'s
     content (with ``task``). Detection data keep their own splits (``val_fraction`` unused)."""
-    return PIPELINE_TASKS.get(task).ingest(data_uri, out_dir, val_fraction, seed)
+    spec = get_task(task)
+    meta = {**_steps(spec).ingest(data_uri, out_dir, val_fraction, seed), "task": spec.name}
+    _stamp_task(storage.join(out_dir, MANIFEST_META), spec.name)
+    return meta
+
+
+def _steps(spec: TaskSpec) -> PipelineSteps:
+    if spec.pipeline is None:
+        raise ConfigError(
+            f"task {spec.name!r} has no pipeline steps",
+            hint="train it with `imgrec train`; its TaskSpec sets no `pipeline`",
+        )
+    return spec.pipeline
+
+
+def _stamp_task(json_uri: str, task: str) -> None:
+    """Record ``task`` in a JSON file a task's step wrote (the later steps read it back)."""
+    content = json.loads(storage.read_text(json_uri))
+    if content.get("task") != task:
+        storage.write_text(json_uri, json.dumps({**content, "task": task}, indent=1))
 
 
 def ingest_summary(meta: dict[str, Any]) -> str:
     """The ingest step's Markdown summary, for the manifest's task."""
-    return PIPELINE_TASKS.get(str(meta.get("task", "classify"))).markdown(meta)
-
-
-def ingest_markdown(meta: dict[str, Any]) -> str:
-    """A short Markdown table of the manifest: counts per split and class."""
-    from imgrec.mlops.ingest import class_count_table
-
-    lines = [
-        f"## Dataset `{meta['version']}`",
-        "",
-        f"Source `{meta['source']}` ({meta['layout']}), {meta['n_images']} images, "
-        f"{meta['n_unreadable']} unreadable. Fingerprint `{meta['fingerprint']}`.",
-        "",
-        *class_count_table(meta, "class"),
-    ]
-    return "\n".join(lines) + "\n"
+    return _steps(get_task(str(meta.get("task", "classify")))).markdown(meta)
 
 
 def validate_step(manifest_dir: str, out_dir: str, thresholds: dict[str, Any]) -> dict:
@@ -75,7 +83,7 @@ def validate_step(manifest_dir: str, out_dir: str, thresholds: dict[str, Any]) -
     from imgrec.mlops.validate import ValidationThresholds
 
     checked = ValidationThresholds.from_dict(thresholds)
-    return PIPELINE_TASKS.get(manifest_task(manifest_dir)).validate(manifest_dir, out_dir, checked)
+    return _steps(get_task(manifest_task(manifest_dir))).validate(manifest_dir, out_dir, checked)
 
 
 def preprocess_step(
@@ -97,7 +105,7 @@ def preprocess_step(
             f"preprocess got task={task!r} but the data were ingested for task={ingested!r}",
             hint="pass the same task to every step",
         )
-    return PIPELINE_TASKS.get(task).preprocess(
+    result = _steps(get_task(task)).preprocess(
         manifest_dir,
         out_dir,
         model=model,
@@ -106,6 +114,17 @@ def preprocess_step(
         device=device,
         **parse_overrides(overrides),
     )
+    _stamp_task(storage.join(out_dir, CONFIG_JSON), task)
+    return result
+
+
+def parse_overrides(text: str) -> dict[str, Any]:
+    """``"max_seconds=30, batch_size=4"`` -> ``{"max_seconds": 30, "batch_size": 4}``.
+
+    Values are read as YAML scalars; the trainer's config rejects unknown keys with suggestions.
+    """
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    return parse_key_values(parts, flag="train_overrides", example="max_seconds=60")
 
 
 def preprocess_markdown(result: dict[str, Any]) -> str:
@@ -143,11 +162,9 @@ def train_step(
     """Train with the resolved config of the preprocess step (the task's own trainer, from
     ``imgrec.tasks.get_task``); copy the best model to ``model_dir`` (a model directory).
     Returns the val metrics of the run."""
-    from imgrec.tasks import get_task
-
-    payload = json.loads(storage.read_text(storage.join(data_dir, "train_config.json")))
-    task = str(payload.get("task", "classify"))
-    data, config = PIPELINE_TASKS.get(task).train_inputs(data_dir, payload)
+    payload = json.loads(storage.read_text(storage.join(data_dir, CONFIG_JSON)))
+    task = str(payload.pop("task", "classify"))
+    data, config = _steps(get_task(task)).train_inputs(data_dir, payload)
     config["device"] = device  # every task's trainer has one (auto | cpu | cuda)
     if threads:
         config["threads"] = threads
@@ -167,12 +184,10 @@ def _copy_tree(src: str, dst: str) -> None:
 def evaluate_step(model_dir: str, manifest_dir: str, out_dir: str, *, split: str = "val") -> dict:
     """Evaluate ``model_dir`` on the ingested images of ``split``; writes ``metrics.json``,
     ``figures/`` and ``report.html`` to ``out_dir`` and returns the metrics dict."""
-    from imgrec.tasks import get_task
-
-    task = manifest_task(manifest_dir)
-    data = PIPELINE_TASKS.get(task).eval_data(manifest_dir)
+    spec = get_task(manifest_task(manifest_dir))
+    data = _steps(spec).eval_data(manifest_dir)
     Path(out_dir).mkdir(parents=True, exist_ok=True)
-    return get_task(task).evaluate(model_dir, data, split=split, out_dir=out_dir)
+    return spec.evaluate(model_dir, data, split=split, out_dir=out_dir)
 
 
 def confusion_labels(metrics: dict[str, Any]) -> list[str]:
@@ -200,8 +215,6 @@ def _production_metrics(
 
 
 def _evaluate_same_task(model_dir: str, manifest_dir: str, split: str) -> dict[str, Any]:
-    from imgrec.tasks import get_task
-
     task = manifest_task(manifest_dir)
     card = json.loads(storage.read_text(storage.join(model_dir, "model.json")))
     if card.get("task", "classify") != task:
@@ -210,8 +223,8 @@ def _evaluate_same_task(model_dir: str, manifest_dir: str, split: str) -> dict[s
             f"this run trains {task!r}",
             hint="use a separate model store per task (store_uri)",
         )
-    data = PIPELINE_TASKS.get(task).eval_data(manifest_dir)
-    return get_task(task).evaluate(model_dir, data, split=split)
+    spec = get_task(task)
+    return spec.evaluate(model_dir, _steps(spec).eval_data(manifest_dir), split=split)
 
 
 def gate_step(
@@ -226,7 +239,7 @@ def gate_step(
     """Decide candidate vs production on the same data; writes ``gate.json``/``gate.md``."""
     from imgrec.mlops.gate import GatePolicy, decide
 
-    spec = PIPELINE_TASKS.get(manifest_task(manifest_dir))
+    spec = get_task(manifest_task(manifest_dir))
     policy = dict(policy)
     if policy.get("metric", "auto") in ("auto", ""):
         policy["metric"] = spec.gate_metric

@@ -34,7 +34,13 @@ def timm_builder(name: str) -> Any:
 
         module = timm.create_model(name, pretrained=False, num_classes=num_classes, **kw)
         if pretrained:
-            apply_pretrained(module, name, pretrained, download=lambda: _download(name, kw))
+            apply_pretrained(
+                module,
+                name,
+                pretrained,
+                download=lambda: _download(name, kw),
+                download_url=_download_url(name),
+            )
         return module
 
     build.__name__ = f"build_{name}"
@@ -45,6 +51,16 @@ def _download(name: str, kw: dict[str, Any]) -> dict[str, Any]:
     import timm
 
     return dict(timm.create_model(name, pretrained=True, **kw).state_dict())
+
+
+def _download_url(name: str) -> str | None:
+    """Where timm fetches ``name``'s default weights: the Hugging Face hub or a plain URL."""
+    cfg = _pretrained_cfg(name)
+    if cfg.get("hf_hub_id"):
+        from huggingface_hub import constants
+
+        return str(constants.ENDPOINT)
+    return cfg.get("url") or None
 
 
 def _pretrained_cfg(name: str) -> dict[str, Any]:

@@ -96,7 +96,13 @@ def _vgg_builder(cfg: str, batch_norm: bool, weights: Any) -> Any:
         module = VGG(layers, num_classes=num_classes, init_weights=not pretrained, **kw)
         if pretrained:
             name = f"vgg{'11' if cfg == 'A' else '16'}{'_bn' if batch_norm else ''}"
-            apply_pretrained(module, name, pretrained, download=lambda: _tv_state(weights))
+            apply_pretrained(
+                module,
+                name,
+                pretrained,
+                download=lambda: _tv_state(weights),
+                download_url=weights.url,
+            )
         return module
 
     return build
@@ -120,6 +126,7 @@ def _inception_builder(num_classes: int, pretrained: Pretrained = False, **kw: A
             download=lambda: {
                 k: v for k, v in _tv_state(weights).items() if not k.startswith("AuxLogits.")
             },
+            download_url=weights.url,
         )
     return module
 

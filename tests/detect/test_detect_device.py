@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from imgrec.engine.run import pick_device
 from imgrec.errors import ConfigError
 from imgrec.tasks.detect.recipe import make_config
-from imgrec.tasks.detect.train import on_device, pick_device
+from imgrec.tasks.detect.train import on_device
 
 
 def test_unknown_device_is_refused_with_the_choices() -> None:

@@ -3,8 +3,7 @@
 Core Kubernetes objects go through kubernetes-validate (strict: unknown fields fail). KServe
 objects are checked recursively against the kserve SDK's model classes: every field must be
 an attribute of the class at that position, with a value of the declared type. Overlays are
-merged onto the base the way kustomize's strategic-merge patches do for these files (maps
-merged, lists replaced) and validated again.
+rendered by imgrec.gitops.kustomize (equal to `kubectl kustomize`, tests/gitops) and validated.
 """
 
 from __future__ import annotations
@@ -18,6 +17,7 @@ import pytest
 import yaml
 
 import serving._kserve  # noqa: F401  (imports kserve without letting it parse sys.argv)
+from imgrec.gitops.kustomize import read_worktree, render
 from serving.deploy import inference_service, to_manifest
 
 MANIFESTS = Path(__file__).resolve().parents[2] / "manifests"
@@ -88,33 +88,9 @@ def load_docs(path: Path) -> list[dict[str, Any]]:
     return [d for d in yaml.safe_load_all(path.read_text()) if d]
 
 
-def build(folder: Path) -> list[dict[str, Any]]:
-    """A minimal kustomize: resources (files or folders) plus strategic-merge patches."""
-    kust = yaml.safe_load((folder / "kustomization.yaml").read_text())
-    docs: list[dict[str, Any]] = []
-    for res in kust.get("resources", []):
-        target = folder / res
-        docs += build(target) if target.is_dir() else load_docs(target)
-    for patch in kust.get("patches", []):
-        for p in load_docs(folder / patch["path"]):
-            matches = [d for d in docs if (d["kind"], d["metadata"]["name"]) ==
-                       (p["kind"], p["metadata"]["name"])]  # fmt: skip
-            assert len(matches) == 1, f"patch {patch['path']} matches {len(matches)} objects"
-            _merge(matches[0], p)
-    return docs
-
-
-def _merge(base: dict[str, Any], patch: dict[str, Any]) -> None:
-    for key, value in patch.items():
-        if isinstance(value, dict) and isinstance(base.get(key), dict):
-            _merge(base[key], value)
-        else:
-            base[key] = copy.deepcopy(value)
-
-
 @pytest.mark.parametrize("folder", ["base", "overlays/local", "overlays/production"])
 def test_manifests_validate(folder: str) -> None:
-    docs = build(MANIFESTS / folder)
+    docs = render(f"manifests/{folder}", read_worktree(MANIFESTS.parent))
     kinds = {d["kind"] for d in docs}
     assert {"InferenceService", "ClusterServingRuntime", "Secret", "Deployment"} <= kinds
     problems = [p for d in docs for p in validate_object(d)]

@@ -44,12 +44,39 @@ def test_imgrec_serve_answers_triton_client(tmp_path: Path, chelsea_jpeg: bytes)
         assert result.as_numpy("label")[0][0].decode() in CAT_CLASSES
         printed = (tmp_path / "serve.log").read_text()
         assert "curl" in printed and f"127.0.0.1:{port}" in printed
+        assert "INFO loaded efficientnet_lite0" in printed, printed
+        assert f"INFO ready on http://127.0.0.1:{port}" in printed, printed
+        # kserve's and uvicorn's INFO lines and the access log only with --log-level/--access-log
+        assert "kserve INFO" not in printed and "uvicorn" not in printed, printed
         # loopback only by default
         assert httpx.get(f"http://127.0.0.1:{port}/v2/health/live", timeout=5).status_code == 200
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(60)
         log.close()
+
+
+@pytest.mark.slow
+def test_imgrec_serve_debug_log_and_access_log(tmp_path: Path) -> None:
+    port = free_port()
+    env = {**os.environ, "IMGREC_CACHE": str(CACHE)}
+    path = tmp_path / "serve.log"
+    cmd = [IMGREC, "serve", "--port", str(port), "--log-level", "debug", "--access-log"]
+    with path.open("wb") as log:
+        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 240
+        while "INFO ready on" not in path.read_text() and time.monotonic() < deadline:
+            assert proc.poll() is None, path.read_text()[-2000:]
+            time.sleep(0.3)
+        url = f"http://127.0.0.1:{port}/v2/models/imgrec"
+        assert httpx.get(url, timeout=10).status_code == 200
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(60)
+    printed = path.read_text()
+    assert "kserve INFO" in printed and "Registering model: imgrec" in printed, printed
+    assert '"GET /v2/models/imgrec HTTP/1.1" 200' in printed, printed
 
 
 @pytest.mark.slow

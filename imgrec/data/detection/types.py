@@ -10,6 +10,7 @@ Problems found while reading (BAD-INPUTS rows 12-14) are collected in a ``Detect
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -110,6 +111,19 @@ class DetectionData:
 
     def counts(self) -> dict[str, int]:
         return {name: len(records) for name, records in self.splits.items()}
+
+    def fingerprint(self) -> str:
+        """``sha256:...`` over the classes and every split's paths, boxes and labels.
+
+        ``--resume`` compares it with the checkpoint's to refuse data that changed meanwhile.
+        """
+        digest = hashlib.sha256(json.dumps(self.classes).encode())
+        for name in sorted(self.splits):
+            for record in self.splits[name]:
+                digest.update(f"{name}\0{record.path}\0".encode())
+                digest.update(record.boxes.tobytes())
+                digest.update(record.labels.tobytes())
+        return f"sha256:{digest.hexdigest()}"
 
 
 def clip_box(

@@ -1,6 +1,7 @@
-"""Image classification: ``train``, ``evaluate``, ``predict`` registered as the ``classify`` task.
+"""Image classification, registered as the ``classify`` task: its whole ``TaskSpec``.
 
-Evaluation and prediction load lazily so that importing the task stays cheap.
+Training, evaluation, prediction and the pipeline steps load lazily so that importing the
+task stays cheap.
 """
 
 from __future__ import annotations
@@ -9,6 +10,20 @@ from collections.abc import Iterator
 from typing import Any
 
 from imgrec.tasks import TASKS, TaskSpec
+from imgrec.tasks.classify.pipeline import STEPS
+
+HEADLINE_METRICS = ("accuracy", "top5", "f1_macro", "ece")
+GATE_METRICS = (
+    "accuracy",
+    "top5",
+    "precision_macro",
+    "recall_macro",
+    "f1_macro",
+    "precision_weighted",
+    "recall_weighted",
+    "f1_weighted",
+    "ece",
+)
 
 
 def _train(data: Any, **options: Any) -> Any:
@@ -30,4 +45,20 @@ def _predict(sources: Any, **options: Any) -> Iterator[dict[str, Any]]:
 
 
 if "classify" not in TASKS:
-    TASKS.add("classify", TaskSpec("classify", train=_train, evaluate=_evaluate, predict=_predict))
+    TASKS.add(
+        "classify",
+        TaskSpec(
+            "classify",
+            train=_train,
+            evaluate=_evaluate,
+            predict=_predict,
+            pipeline=STEPS,
+            headline_metrics=HEADLINE_METRICS,
+            gate_metrics=GATE_METRICS,
+            lower_is_better=("ece",),
+            gate_metric="accuracy",
+            per_class_metrics=("recall", "precision", "f1"),
+            per_class_metric="recall",
+            serves="labels",
+        ),
+    )

@@ -16,11 +16,9 @@ The run directory follows docs/design.md: ``model/`` (best), ``last/``, ``checkp
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import os
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,56 +34,24 @@ from imgrec.engine.callbacks import (
     ProgressBar,
     restore_state,
 )
-from imgrec.engine.checkpoint import (
-    CHECKPOINT_FILE,
-    atomic_write_bytes,
-    load_checkpoint,
-    seed_everything,
-)
+from imgrec.engine.checkpoint import atomic_write_bytes, seed_everything
 from imgrec.engine.loop import TrainState, classification_loss, fit
 from imgrec.engine.optim import build_optimizer, build_scheduler
-from imgrec.errors import ConfigError, DatasetError
+from imgrec.engine.run import (
+    CONFIG_FILE,
+    TrainResult,
+    auto_threads,
+    default_run_dir,
+    pick_device,
+    require_resumable,
+    resume_checkpoint,
+)
+from imgrec.errors import DatasetError
 from imgrec.models.card import ModelCard, read_model_dir, save_model_dir
 from imgrec.tasks.classify.recipe import inspect_images, resolve
 from imgrec.tasks.classify.session import Session, feature_session, pixel_session
 
-CONFIG_FILE = "config.yaml"
 CARD_METRICS = ("accuracy", "top5", "f1_macro", "precision_macro", "recall_macro", "ece", "n")
-
-
-@dataclass
-class TrainResult:
-    """Where a run's outputs are, with its final val metrics and per-epoch history."""
-
-    run_dir: str
-    model_dir: str
-    metrics: dict[str, Any]
-    history: list[dict[str, Any]] = field(default_factory=list)
-    seconds: float = 0.0
-
-
-def default_run_dir() -> Path:
-    """``runs/train-YYYYmmdd-HHMMSS`` under the current directory."""
-    return Path("runs") / _dt.datetime.now().strftime("train-%Y%m%d-%H%M%S")
-
-
-def auto_threads() -> int:
-    """CPU threads for torch: one per core.
-
-    Busy cores are handled by OpenMP's passive waiting (``OMP_WAIT_POLICY=PASSIVE``, set by
-    ``imgrec`` unless the user set it): with spinning threads two busy cores turned a 3 s
-    mnist5k epoch into 30-90 s. Choosing fewer threads from the load average was tried and
-    dropped: a run's own previous load made the next run single-threaded and 50% slower.
-    """
-    return os.cpu_count() or 1
-
-
-def _pick_device(name: str) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device=cuda was requested but no CUDA GPU is available", hint="use cpu")
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def _load_data(data: Any, cfg: TrainConfig, console: Console) -> ClassificationData:
@@ -152,10 +118,11 @@ def _state(cfg: TrainConfig, session: Session, data: ClassificationData, device:
 
 
 def _card(cfg: TrainConfig, session: Session, data: ClassificationData,
-          metrics: dict[str, Any]) -> ModelCard:  # fmt: skip
+          metrics: dict[str, Any], task: str) -> ModelCard:  # fmt: skip
     assert cfg.model is not None
     return ModelCard(
         architecture=cfg.model,
+        task=task,
         classes=list(data.classes),
         preprocessing=session.pre,
         arch_kwargs=dict(cfg.arch_kwargs),
@@ -174,13 +141,7 @@ def _resolve_config(
     data: Any, run_dir: Path, resume: bool, config: Any, overrides: dict[str, Any]
 ) -> TrainConfig:
     if resume:
-        saved = run_dir / CONFIG_FILE
-        if not saved.is_file() or not (run_dir / CHECKPOINT_FILE).is_file():
-            raise ConfigError(
-                f"cannot resume: {run_dir} has no {CONFIG_FILE} and {CHECKPOINT_FILE}",
-                hint="pass the --out directory of the interrupted run",
-            )
-        return load_config(saved, overrides=overrides)
+        return load_config(require_resumable(run_dir), overrides=overrides)
     return load_config(config, overrides=overrides)
 
 
@@ -195,13 +156,16 @@ def train(
     config: str | os.PathLike[str] | TrainConfig | dict[str, Any] | None = None,
     resume: bool = False,
     quiet: bool = False,
+    task: str = "classify",
     **overrides: Any,
 ) -> TrainResult:
     """Train a classifier on ``data`` (folder, ``s3://`` prefix, CSV or ``ClassificationData``).
 
     ``config`` is a YAML file, dict or ``TrainConfig``; keyword ``overrides`` are config keys
     (``lr=1e-3``, ``freeze="backbone"``...). ``resume=True`` continues the run in ``out`` from
-    its ``checkpoint.pt``. Returns a :class:`TrainResult`.
+    its ``checkpoint.pt``. ``task`` is the name the model card records (a task built on
+    classification passes its own, so ``evaluate``, ``predict`` and the servers find it).
+    Returns a :class:`TrainResult`.
 
     Example: ``train("data/mnist5k", epochs=5, out="runs/mnist").metrics["accuracy"]``
     """
@@ -214,7 +178,7 @@ def train(
     dataset = _load_data(data, cfg, console)
     run_dir.mkdir(parents=True, exist_ok=True)
     dataset.report.write(str(run_dir / "data_report.json"))
-    device = _pick_device(cfg.device)
+    device = pick_device(cfg.device)
     stats = inspect_images([r.path for r in dataset.splits["train"]])
     cfg, notes = resolve(cfg, stats, device.type)
     for note in notes:
@@ -229,7 +193,7 @@ def train(
         _restore(state, run_dir, dataset, console)
 
     def save(st: TrainState, path: str, record: dict[str, Any]) -> None:
-        save_model_dir(session.network, _card(cfg, session, dataset, dict(record)), path)
+        save_model_dir(session.network, _card(cfg, session, dataset, dict(record), task), path)
 
     callbacks = [
         HistoryWriter(run_dir / "history.jsonl"),
@@ -250,13 +214,7 @@ def train(
 
 
 def _restore(state: TrainState, run_dir: Path, data: ClassificationData, console: Console) -> None:
-    saved = load_checkpoint(run_dir / CHECKPOINT_FILE)
-    if saved.get("fingerprint") != data.fingerprint:
-        raise ConfigError(
-            f"cannot resume {run_dir}: the dataset changed since the checkpoint was written",
-            hint="resume with the same data, or start a new run with another --out",
-        )
-    restore_state(state, saved)
+    restore_state(state, resume_checkpoint(run_dir, data.fingerprint))
     console.print(f"resumed {run_dir} after epoch {state.epoch}/{state.epochs}", highlight=False)
 
 

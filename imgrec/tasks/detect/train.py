@@ -1,42 +1,55 @@
 """``train(data, **options)`` for object detection: data -> RUN_DIR with the model directory.
 
-The loop is detection-shaped (targets are lists of boxes), so it is its own small function;
-checkpoints, seeding, the optimizer and the history file come from ``imgrec.engine``.
+Detection trains through the shared loop (:func:`imgrec.engine.loop.fit`): its batches are
+``(images or cached features, list of box targets)`` and its ``batch_loss`` sums the detector's
+losses; the best epoch is the one with the highest ``val_map50``; ``max_seconds`` is a
+:class:`~imgrec.engine.callbacks.TimeBudget` the learning-rate schedule follows. Checkpoints,
+``--resume``, history, seeding, device and threads are the engine's, as for classification.
 """
 
 from __future__ import annotations
 
 import json
-import math
-import os
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+from rich.console import Console
 from torch.utils.data import DataLoader
 
 from imgrec.data.detection import DetectionData, boxes_summary, load_detection_data
 from imgrec.data.detection.augment import DetectionDataset, collate, train_transform
+from imgrec.engine.callbacks import (
+    Callback,
+    Checkpointer,
+    HistoryWriter,
+    ProgressBar,
+    TimeBudget,
+    restore_state,
+)
+from imgrec.engine.checkpoint import atomic_write_bytes, seed_everything
+from imgrec.engine.loop import TrainState, fit
+from imgrec.engine.optim import build_optimizer, build_scheduler
+from imgrec.engine.run import (
+    CONFIG_FILE,
+    TrainResult,
+    auto_threads,
+    default_run_dir,
+    pick_device,
+    require_resumable,
+    resume_checkpoint,
+)
 from imgrec.errors import ConfigError, DatasetError
 from imgrec.models.card import IMAGENET_MEAN, IMAGENET_STD, ModelCard, Preprocessing, save_model_dir
-from imgrec.models.detectors import Detector, build_detector
+from imgrec.models.detectors import Detector, build_detector, load_detector
+from imgrec.tasks.detect.evaluate import evaluate_records, headline, write_evaluation
 from imgrec.tasks.detect.recipe import DetectConfig, make_config
 
 Targets = list[dict[str, torch.Tensor]]
 LossFn = Callable[[Any, Targets], dict[str, torch.Tensor]]
-
-
-@dataclass
-class TrainResult:
-    """What ``train`` produced (design: ``run_dir``, ``model_dir``, ``metrics``, ``history``)."""
-
-    run_dir: str
-    model_dir: str
-    metrics: dict[str, Any]
-    history: list[dict[str, Any]] = field(default_factory=list)
+MONITOR = "val_map50"
 
 
 def _split_val(data: DetectionData, cfg: DetectConfig) -> None:
@@ -65,78 +78,9 @@ def preprocessing_for(cfg: DetectConfig) -> Preprocessing:
     )
 
 
-class _Schedule:
-    """Warm-up then cosine; progress is steps done / planned, or time used / ``max_seconds``."""
-
-    def __init__(
-        self, opt: torch.optim.Optimizer, total_steps: int, warmup: int, max_seconds: float | None
-    ) -> None:
-        self.opt, self.total, self.warmup, self.max_seconds = (
-            opt,
-            max(1, total_steps),
-            warmup,
-            max_seconds,
-        )
-        self.base = [g["lr"] for g in opt.param_groups]
-        self.start = time.perf_counter()
-
-    def progress(self, step: int) -> float:
-        p = step / self.total
-        if self.max_seconds:
-            p = max(p, (time.perf_counter() - self.start) / self.max_seconds)
-        return min(p, 1.0)
-
-    def set(self, step: int) -> float:
-        factor = (
-            (step + 1) / (self.warmup + 1)
-            if step < self.warmup
-            else 0.5 * (1 + math.cos(math.pi * self.progress(step)))
-        )
-        factor = max(factor, 0.01)
-        for group, base in zip(self.opt.param_groups, self.base, strict=True):
-            group["lr"] = base * factor
-        return self.base[0] * factor
-
-
-def train_epoch(
-    batches: Iterable[tuple[Any, Targets]],
-    loss_fn: LossFn,
-    opt: torch.optim.Optimizer,
-    sched: _Schedule,
-    state: dict[str, Any],
-    grad_clip: float,
-) -> float:
-    """One pass over ``batches``; returns the mean loss. Stops early when the schedule is done."""
-    total, count = 0.0, 0
-    params = [p for g in opt.param_groups for p in g["params"]]
-    for inputs, targets in batches:
-        if not targets:
-            continue
-        sched.set(state["step"])
-        loss = sum(loss_fn(inputs, targets).values())
-        assert isinstance(loss, torch.Tensor)
-        if not torch.isfinite(loss):
-            raise ConfigError(
-                f"training diverged: loss is {float(loss)} at step {state['step']}",
-                hint="lower the learning rate (--set lr=...)",
-            )
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, grad_clip)
-        opt.step()
-        state["step"] += 1
-        total, count = total + float(loss.detach()) * len(targets), count + len(targets)
-        if sched.max_seconds and sched.progress(state["step"]) >= 1.0:
-            state["out_of_time"] = True
-            break
-    return total / max(count, 1)
-
-
 def _card(
     cfg: DetectConfig, data: DetectionData, metrics: dict[str, Any], pre: Preprocessing
 ) -> ModelCard:
-    from imgrec.tasks.detect.evaluate import headline
-
     return ModelCard(
         architecture=cfg.model,
         classes=list(data.classes),
@@ -144,7 +88,12 @@ def _card(
         task="detect",
         arch_kwargs=cfg.arch_kwargs(),
         metrics=headline(metrics),
-        dataset={"uri": data.uri, "format": data.format, "counts": data.counts()},
+        dataset={
+            "uri": data.uri,
+            "format": data.format,
+            "counts": data.counts(),
+            "fingerprint": data.fingerprint(),
+        },
         config=cfg.to_dict(),
         weights={"pretrained": cfg.pretrained, "backbone": cfg.backbone},
     )
@@ -156,74 +105,170 @@ def train(
     out: str | Path | None = None,
     config: Any = None,
     progress: bool = True,
+    resume: bool = False,
     **options: Any,
 ) -> TrainResult:
     """Train a detector on ``data`` (COCO folder, YOLO ``data.yaml`` or VOC folder).
 
-    Writes ``RUN_DIR/model/`` (best mAP50), ``last/``, ``checkpoint.pt``, ``config.yaml``,
+    Writes ``RUN_DIR/model/`` (the epoch with the best val mAP50; with ``val_every=0`` only the
+    last epoch is validated, so it is the last), ``last/``, ``checkpoint.pt``, ``config.yaml``,
     ``history.jsonl``, ``metrics.json``, ``data_report.json``, ``figures/`` and ``report.html``.
+    ``resume=True`` continues the run in ``out`` from its ``checkpoint.pt`` (after ``kill -9``
+    too); without a time budget the result equals an uninterrupted run's.
 
     Example::
 
         result = train("data/digits-detect", epochs=10, out="runs/digits")
         result.metrics["map50"]
     """
-    from imgrec.engine.checkpoint import seed_everything
-    from imgrec.tasks.detect.evaluate import evaluate_records, write_evaluation
-
+    started = time.perf_counter()
     progress = progress and not options.pop("quiet", False)
-    cfg = make_config(config, **_cli_options(options))
-    torch.set_num_threads(_threads(cfg.threads))
-    run_dir = Path(out or f"runs/detect-{time.strftime('%Y%m%d-%H%M%S')}")
+    console = Console(stderr=True, quiet=not progress)
+    run_dir = Path(out) if out is not None else default_run_dir("detect")
+    saved_config = require_resumable(run_dir) if resume else config
+    cfg = make_config(saved_config, **_cli_options(options))
+    torch.set_num_threads(cfg.threads or auto_threads())
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(_yaml(cfg.to_dict()))
+    atomic_write_bytes(run_dir / CONFIG_FILE, _yaml(cfg.to_dict()).encode())
     generator = seed_everything(cfg.seed)
     dataset = load_detection_data(data)
     _split_val(dataset, cfg)
+    fingerprint = dataset.fingerprint()
     pre = preprocessing_for(cfg)
     device = pick_device(cfg.device)
     det = build_detector(
         cfg.model, len(dataset.classes), pretrained=cfg.pretrained, **cfg.arch_kwargs()
     ).to(device)
-    start = time.perf_counter()
+    setup_start = time.perf_counter()
     train_set = DetectionDataset(
         dataset.split("train"), train_transform(pre, cfg.augment, hflip=cfg.hflip)
     )
     epoch_batches, loss_fn, steps = _batches(det, train_set, cfg, pre, generator, progress)
-    loss_fn = on_device(loss_fn, device)
-    params = [p for p in det.parameters() if p.requires_grad]
-    from imgrec.engine.optim import build_optimizer
-
-    opt = build_optimizer("adamw", params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    budget = cfg.max_seconds - (time.perf_counter() - start) if cfg.max_seconds else None
-    sched = _Schedule(opt, cfg.epochs * steps, cfg.warmup_steps, budget)
-    state: dict[str, Any] = {"step": 0, "train_seconds": time.perf_counter() - start}
-    history = _fit(
-        det, epoch_batches, loss_fn, opt, sched, cfg, dataset, pre, run_dir, state, progress
-    )
-    metrics = evaluate_records(
-        det, dataset.split("val"), dataset.classes, pre, score_threshold=cfg.score_threshold
-    )
-    cfg.score_threshold = metrics["score_threshold"]  # the card keeps the one chosen on val
-    metrics["train_seconds"] = state["train_seconds"]
-    history[-1].update(val_map=round(metrics["map"], 5), val_map50=round(metrics["map50"], 5))
-    with (run_dir / "history.jsonl").open("w") as log:
-        log.writelines(json.dumps(record) + "\n" for record in history)
-    save_model_dir(det, _card(cfg, dataset, metrics, pre), run_dir / "model")
-    _write_report(dataset, train_set, run_dir)
-    write_evaluation(metrics, run_dir, history=history)
-    return TrainResult(str(run_dir), str(run_dir / "model"), metrics, history)
-
-
-def pick_device(name: str) -> torch.device:
-    """``auto``: CUDA when a GPU is visible, else CPU; ``cuda`` without one is a ``ConfigError``."""
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(
-            "device=cuda was requested but no CUDA GPU is available", hint="--set device=cpu"
+    setup_seconds = time.perf_counter() - setup_start
+    budget = TimeBudget(cfg.max_seconds - setup_seconds) if cfg.max_seconds else None
+    state = _state(cfg, det, on_device(loss_fn, device), steps, device, generator, budget)
+    if resume:
+        restore_state(state, resume_checkpoint(run_dir, fingerprint))
+        console.print(
+            f"resumed {run_dir} after epoch {state.epoch}/{state.epochs}", highlight=False
         )
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+
+    final: dict[str, Any] = {}  # the full evaluation of the last epoch, reused when it is best
+    val = dataset.split("val")
+
+    def validate(model: torch.nn.Module) -> dict[str, float]:
+        last = state.epoch + 1 >= state.epochs or state.stop
+        if last:
+            metrics = evaluate_records(
+                det, val, dataset.classes, pre, score_threshold=cfg.score_threshold
+            )
+            final.clear()
+            final.update(metrics)
+        elif cfg.val_every and (state.epoch + 1) % cfg.val_every == 0:
+            metrics = evaluate_records(det, val, dataset.classes, pre, crosscheck=False)
+        else:
+            return {}
+        return {"val_map": round(metrics["map"], 5), "val_map50": round(metrics["map50"], 5)}
+
+    def save(st: TrainState, path: str, record: dict[str, Any]) -> None:
+        save_model_dir(det, _card(cfg, dataset, {}, pre), path)
+
+    callbacks: list[Callback] = [
+        HistoryWriter(run_dir / "history.jsonl"),
+        Checkpointer(run_dir, save, extra=lambda: {"fingerprint": fingerprint}),
+    ]
+    if budget is not None:
+        callbacks.insert(0, budget)
+    if progress:
+        callbacks.insert(0, ProgressBar(console))
+    fit(state, epoch_batches, validate, callbacks)
+    metrics = _finish(det, cfg, dataset, pre, run_dir, state, final)
+    metrics["train_seconds"] = setup_seconds + state.train_seconds
+    _write_report(dataset, train_set, run_dir)
+    write_evaluation(metrics, run_dir, history=state.history)
+    return TrainResult(
+        str(run_dir),
+        str(run_dir / "model"),
+        metrics,
+        state.history,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _state(
+    cfg: DetectConfig,
+    det: Detector,
+    loss_fn: LossFn,
+    steps: int,
+    device: torch.device,
+    generator: torch.Generator,
+    budget: TimeBudget | None,
+) -> TrainState:
+    params = [p for p in det.parameters() if p.requires_grad]
+    opt = build_optimizer("adamw", params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = build_scheduler(
+        "cosine",
+        opt,
+        total_steps=cfg.epochs * steps,
+        warmup_steps=cfg.warmup_steps,
+        progress=budget.fraction if budget is not None else None,
+    )
+    return TrainState(
+        model=det,
+        optimizer=opt,
+        scheduler=scheduler,
+        epochs=cfg.epochs,
+        device=device,
+        grad_clip=cfg.grad_clip,
+        batch_loss=detection_batch_loss(loss_fn),
+        monitor=MONITOR,
+        generator=generator,
+    )
+
+
+DetBatch = tuple[Any, Targets]  # (images (B, 3, S, S) or cached feature maps, box targets)
+
+
+def detection_batch_loss(
+    loss_fn: LossFn,
+) -> Callable[[TrainState, DetBatch], tuple[torch.Tensor, int] | None]:
+    """The engine's ``batch_loss``: the sum of the detector's losses; images without usable
+    boxes leave an empty batch, which is skipped."""
+
+    def batch_loss(state: TrainState, batch: DetBatch) -> tuple[torch.Tensor, int] | None:
+        inputs, targets = batch
+        if not targets:
+            return None
+        loss = sum(loss_fn(inputs, targets).values())
+        assert isinstance(loss, torch.Tensor)
+        return loss, len(targets)
+
+    return batch_loss
+
+
+def _finish(
+    det: Detector,
+    cfg: DetectConfig,
+    dataset: DetectionData,
+    pre: Preprocessing,
+    run_dir: Path,
+    state: TrainState,
+    final: dict[str, Any],
+) -> dict[str, Any]:
+    """Evaluate the best model on val and record the figures (and the threshold) in its card."""
+    best = det
+    if state.best_epoch == state.epoch and final:
+        metrics = dict(final)
+    else:
+        best, _ = load_detector(str(run_dir / "model"))
+        metrics = evaluate_records(
+            best, dataset.split("val"), dataset.classes, pre, score_threshold=cfg.score_threshold
+        )
+    cfg.score_threshold = metrics["score_threshold"]  # the card keeps the one chosen on val
+    card = _card(cfg, dataset, metrics, pre)
+    card.metrics["best_epoch"] = state.best_epoch
+    save_model_dir(best, card, run_dir / "model")
+    return metrics
 
 
 def on_device(loss_fn: LossFn, device: torch.device) -> LossFn:
@@ -284,65 +329,6 @@ def _report_view(view: int) -> None:
     print(f"cached features of view {view + 1}", flush=True)
 
 
-def _fit(
-    det: Detector,
-    epoch_batches: Callable[[], Iterable[tuple[Any, Targets]]],
-    loss_fn: LossFn,
-    opt: torch.optim.Optimizer,
-    sched: _Schedule,
-    cfg: DetectConfig,
-    dataset: DetectionData,
-    pre: Preprocessing,
-    run_dir: Path,
-    state: dict[str, Any],
-    progress: bool,
-) -> list[dict[str, Any]]:
-    """Epochs of training with a quick mAP50 check; keeps the last model and a checkpoint."""
-    from imgrec.engine.checkpoint import rng_state, save_checkpoint
-    from imgrec.tasks.detect.evaluate import evaluate_records
-
-    history: list[dict[str, Any]] = []
-    with (run_dir / "history.jsonl").open("w") as log:
-        for epoch in range(1, cfg.epochs + 1):
-            start = time.perf_counter()
-            loss = train_epoch(epoch_batches(), loss_fn, opt, sched, state, cfg.grad_clip)
-            state["train_seconds"] += time.perf_counter() - start
-            record: dict[str, Any] = {
-                "epoch": epoch,
-                "train_loss": round(loss, 5),
-                "lr": opt.param_groups[0]["lr"],
-                "seconds": round(time.perf_counter() - start, 2),
-            }
-            last = epoch == cfg.epochs or state.get("out_of_time")
-            if not last and cfg.val_every and epoch % cfg.val_every == 0:
-                paused = time.perf_counter()
-                quick = evaluate_records(
-                    det, dataset.split("val"), dataset.classes, pre, crosscheck=False
-                )
-                record.update(val_map=round(quick["map"], 5), val_map50=round(quick["map50"], 5))
-                sched.start += time.perf_counter() - paused  # validation is not training time
-            history.append(record)
-            log.write(json.dumps(record) + "\n")
-            log.flush()
-            if progress:
-                print(" ".join(f"{k}={v}" for k, v in record.items()), flush=True)
-            save_checkpoint(
-                run_dir / "checkpoint.pt",
-                {
-                    "model": det.state_dict(),
-                    "optimizer": opt.state_dict(),
-                    "epoch": epoch,
-                    "step": state["step"],
-                    "rng": rng_state(),
-                },
-            )
-            if last:
-                break
-    card = _card(cfg, dataset, {}, pre)
-    save_model_dir(det, card, run_dir / "last")
-    return history
-
-
 def _cli_options(options: dict[str, Any]) -> dict[str, Any]:
     """Map the shared ``imgrec train`` flags onto ``DetectConfig`` (``--model auto``: default)."""
     options = dict(options)
@@ -352,24 +338,10 @@ def _cli_options(options: dict[str, Any]) -> dict[str, Any]:
     for flag, hint in (
         ("weights", "start from --pretrained backbone weights"),
         ("freeze", "use --set freeze_stages=N"),
-        ("resume", "start a new run"),
     ):
         if options.pop(flag, None):
             raise ConfigError(f"--{flag} is not supported for detection yet", hint=hint)
     return options
-
-
-def _threads(requested: int | None) -> int:
-    """Torch threads: as requested; else all cores, or 1 when other processes keep them busy.
-
-    Measured on the 2-core machine at load ~9: a cached-feature step took 1.4 s on one thread
-    and ~9 s on two (OpenMP threads stall when the cores are oversubscribed).
-    """
-    if requested:
-        return requested
-    cores = os.cpu_count() or 1
-    busy = hasattr(os, "getloadavg") and os.getloadavg()[0] >= cores
-    return 1 if busy else cores
 
 
 def _write_report(dataset: DetectionData, train_set: DetectionDataset, run_dir: Path) -> None:

@@ -1,0 +1,84 @@
+"""The records the dashboard reads, opened once per process: store, runs, log, reports, server."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from dashboard.config import DashboardConfig
+from dashboard.drift import DriftReport, find_reports
+from dashboard.endpoint import Endpoint
+from dashboard.predlog import LogIndex
+from dashboard.runs import Run, list_runs
+from imgrec.store import ModelStore, ModelVersion
+
+# Appended log bytes read inline by a page (fresh numbers); more goes to a background thread.
+INLINE_REFRESH_BYTES = 2 * 1024 * 1024
+CACHE_TTL_S = 2.0
+
+
+class Sources:
+    """Cached readers of the dashboard's records; every page gets its data through here."""
+
+    def __init__(self, config: DashboardConfig) -> None:
+        self.config = config
+        self.store = ModelStore(config.store)
+        self.log = LogIndex(config.log) if config.log else None
+        self.endpoint = Endpoint(config.server) if config.server else None
+        self._cache: dict[str, tuple[float, Any]] = {}
+        self._worker: threading.Thread | None = None
+
+    def _cached(self, key: str, load: Any) -> Any:
+        now = time.monotonic()
+        hit = self._cache.get(key)
+        if hit and now - hit[0] < CACHE_TTL_S:
+            return hit[1]
+        value = load()
+        self._cache[key] = (now, value)
+        return value
+
+    def forget(self) -> None:
+        """Drop cached reads (after an action changed the store)."""
+        self._cache.clear()
+
+    def versions(self) -> list[ModelVersion]:
+        return list(self._cached("versions", self.store.versions))
+
+    def pointer(self) -> dict[str, Any] | None:
+        return self._cached("pointer", self.store.pointer)  # type: ignore[no-any-return]
+
+    def history(self) -> list[dict[str, Any]]:
+        return list(self._cached("history", self.store.history))
+
+    def runs(self) -> list[Run]:
+        return list(self._cached("runs", lambda: list_runs(self.config.runs)))
+
+    def reports(self) -> list[DriftReport]:
+        return list(self._cached("reports", lambda: find_reports(self.config.reports)))
+
+    # --- the prediction log ----------------------------------------------------------
+    def start_indexing(self) -> None:
+        """Bring the log index up to date in a background thread (startup stays fast)."""
+        if self.log is None or (self._worker and self._worker.is_alive()):
+            return
+        self._worker = threading.Thread(target=self.log.refresh, name="predlog-index", daemon=True)
+        self._worker.start()
+
+    def log_index(self) -> LogIndex | None:
+        """The index, refreshed inline when little was appended, else in the background."""
+        if self.log is None:
+            return None
+        if not (self._worker and self._worker.is_alive()):
+            pending = self.log.pending_bytes()
+            if 0 < pending <= INLINE_REFRESH_BYTES:
+                self.log.refresh()
+            elif pending:
+                self.start_indexing()
+        return self.log
+
+    def indexing(self) -> tuple[int, int] | None:
+        """``(bytes read, bytes to read)`` while the background thread indexes, else None."""
+        if self.log is not None and self._worker and self._worker.is_alive():
+            return self.log.progress
+        return None

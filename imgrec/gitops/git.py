@@ -1,0 +1,113 @@
+"""The git operations imgrec needs, through the ``git`` command (no library, no network code).
+
+* in a checkout: :func:`toplevel`, :func:`is_clean`, :func:`commit`;
+* from a watched repository (a path or URL): :class:`Remote` keeps a bare cache repository,
+  resolves a ref to a commit, fetches it and reads files at that commit. Example::
+
+    remote = Remote("/srv/deploy.git", cache="~/.cache/imgrec/sync/repo")
+    sha = remote.resolve("main")           # ls-remote: cheap enough to poll
+    remote.fetch("main")
+    text = remote.read(sha, "manifests/overlays/local/kustomization.yaml")
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+from pathlib import Path
+
+from imgrec.errors import GitOpsError
+
+_IDENTITY = ("-c", "user.name=imgrec", "-c", "user.email=imgrec@localhost")
+
+
+def git(*args: str, cwd: str | Path | None = None, check: bool = True) -> str:
+    """Run ``git ARGS`` and return stdout; ``GitOpsError`` (code ``git_failed``) on failure."""
+    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
+    try:
+        proc = subprocess.run(
+            ["git", *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=120
+        )
+    except FileNotFoundError as exc:
+        raise GitOpsError("git is not installed", hint="install git", code="git_failed") from exc
+    except subprocess.TimeoutExpired as exc:
+        raise GitOpsError(f"git {args[0]} timed out", code="git_failed") from exc
+    if check and proc.returncode != 0:
+        reason = (proc.stderr or proc.stdout).strip().splitlines()
+        raise GitOpsError(
+            f"git {' '.join(args[:2])} failed: {reason[-1] if reason else proc.returncode}",
+            hint="check the repository path/URL, the ref and your access",
+            code="git_failed",
+        )
+    return proc.stdout
+
+
+def toplevel(path: str | Path) -> Path:
+    """The root of the checkout holding ``path``."""
+    folder = Path(path) if Path(path).is_dir() else Path(path).parent
+    return Path(git("rev-parse", "--show-toplevel", cwd=folder).strip())
+
+
+def is_clean(root: Path, path: Path) -> bool:
+    """True when ``path`` has no uncommitted changes (staged or not)."""
+    return not git("status", "--porcelain", "--", str(path), cwd=root).strip()
+
+
+def commit(root: Path, paths: list[Path], message: str, *, branch: str | None = None) -> str:
+    """Commit ``paths`` (only those) with ``message``; optionally on a new ``branch``.
+
+    Uses the configured author, or ``imgrec <imgrec@localhost>`` where none is set (CI).
+    Returns the new commit's SHA.
+    """
+    if branch:
+        git("switch", "--quiet", "-c", branch, cwd=root)
+    rel = [str(p.resolve().relative_to(root.resolve())) for p in paths]
+    git("add", "--", *rel, cwd=root)
+    identity = () if git("config", "user.email", cwd=root, check=False).strip() else _IDENTITY
+    git(*identity, "commit", "--quiet", "-m", message, "--", *rel, cwd=root)
+    return git("rev-parse", "HEAD", cwd=root).strip()
+
+
+class Remote:
+    """A watched repository: resolve a ref, fetch it into a bare cache, read files at a commit."""
+
+    def __init__(self, repo: str, cache: str | Path | None = None) -> None:
+        self.repo = repo if "://" in repo or repo.startswith("git@") else str(Path(repo).resolve())
+        if cache is None:
+            root = Path(os.environ.get("IMGREC_CACHE", Path.home() / ".cache" / "imgrec"))
+            cache = root / "gitops" / hashlib.sha256(self.repo.encode()).hexdigest()[:16]
+        self.cache = Path(cache)
+        if not (self.cache / "HEAD").exists():
+            self.cache.mkdir(parents=True, exist_ok=True)
+            git("init", "--quiet", "--bare", str(self.cache))
+
+    def resolve(self, ref: str) -> str:
+        """The commit ``ref`` points at in the repository now (``git ls-remote``)."""
+        out = git("ls-remote", "--", self.repo, ref)
+        lines = [line.split("\t") for line in out.splitlines() if line.strip()]
+        exact = [
+            sha for sha, name in lines if name in (ref, f"refs/heads/{ref}", f"refs/tags/{ref}")
+        ]
+        if not exact:
+            raise GitOpsError(
+                f"{self.repo} has no ref {ref!r}",
+                hint="pass --ref with an existing branch or tag",
+                code="git_failed",
+            )
+        return exact[0]
+
+    def fetch(self, ref: str) -> None:
+        """Fetch ``ref`` (and whatever history it needs) into the cache; force-pushes too."""
+        git("fetch", "--quiet", "--force", "--no-tags", self.repo, ref, cwd=self.cache)
+
+    def read(self, sha: str, path: str) -> str | None:
+        """The text of ``path`` at commit ``sha``, or ``None`` when it is not a file there."""
+        kind = git("cat-file", "-t", f"{sha}:{path}", cwd=self.cache, check=False).strip()
+        if kind != "blob":
+            return None
+        return git("cat-file", "blob", f"{sha}:{path}", cwd=self.cache)
+
+    def subject(self, sha: str) -> str:
+        """The first line of the commit message."""
+        return git("log", "-1", "--format=%s", sha, cwd=self.cache).strip()

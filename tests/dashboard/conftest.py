@@ -1,0 +1,132 @@
+"""Fixtures of the dashboard tests: a real headless Chromium (Debian's ``chromium``, driven by
+Playwright without its own browser download) and ``imgrec dashboard`` run as a subprocess.
+
+Screenshots of every page visited go to ``build/dashboard-screenshots/`` (not committed).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SCREENSHOTS = REPO / "build" / "dashboard-screenshots"
+CHROMIUM = os.environ.get("IMGREC_CHROMIUM", "/usr/bin/chromium")
+
+
+@dataclass
+class Dashboard:
+    url: str
+    process: subprocess.Popen[str]
+    lines: list[str] = field(default_factory=list)
+
+
+def start_dashboard(*args: str, env: dict[str, str] | None = None) -> Dashboard:
+    """``imgrec dashboard ARGS --port 0`` in a child process; waits for its URL line."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "imgrec", "dashboard", *args, "--port", "0"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+    assert proc.stdout is not None
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if found := re.search(r"dashboard on (http://127\.0\.0\.1:\d+)", line):
+            return Dashboard(found[1], proc, lines)
+    proc.wait()
+    raise RuntimeError("the dashboard did not start:\n" + "".join(lines))
+
+
+def stop_dashboard(dash: Dashboard) -> None:
+    dash.process.terminate()
+    try:
+        dash.process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        dash.process.kill()
+        dash.process.wait()
+    if dash.process.stdout:
+        dash.process.stdout.close()
+
+
+@pytest.fixture(scope="module")
+def dashboard() -> Iterator[Callable[..., Dashboard]]:
+    """``dashboard(*args) -> Dashboard``; every one started is stopped with the module."""
+    started: list[Dashboard] = []
+
+    def start(*args: str, **kw: Any) -> Dashboard:
+        dash = start_dashboard(*args, **kw)
+        started.append(dash)
+        return dash
+
+    yield start
+    for dash in started:
+        stop_dashboard(dash)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.fail(f"{CHROMIUM} not found: `make browser` installs Debian's chromium")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--use-fake-device-for-media-stream",
+                "--use-fake-ui-for-media-stream",
+            ],
+        )
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@dataclass
+class Visit:
+    page: Any
+    errors: list[str]
+
+
+@pytest.fixture
+def visit(browser: Any) -> Iterator[Callable[[str, str], Visit]]:
+    """``visit(url, shot_name)``: open ``url`` in a fresh page that records console errors and
+    uncaught exceptions, wait for the network to settle, save a full-page screenshot."""
+    contexts: list[Any] = []
+
+    def open_page(url: str, shot: str) -> Visit:
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        contexts.append(context)
+        page = context.new_page()
+        errors: list[str] = []
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        response = page.goto(url, wait_until="networkidle")
+        assert response is not None and response.status == 200, url
+        screenshot(page, shot)
+        return Visit(page, errors)
+
+    yield open_page
+    for context in contexts:
+        context.close()
+
+
+def screenshot(page: Any, name: str) -> Path:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path
