@@ -94,12 +94,16 @@ def _held_out(data: str, split: str, max_images: int, seed: int) -> tuple[list[A
     from imgrec.data.dataset import load_classification_data
 
     dataset = load_classification_data(data, scan=False)
-    records = dataset.splits.get(split) or []
+    if split == "all":
+        records = [r for part in dataset.splits.values() for r in part]
+    else:
+        records = dataset.splits.get(split) or []
     if not records:
         available = ", ".join(s for s, r in dataset.splits.items() if r) or "none"
         raise DatasetError(
             f"split {split!r} of {data} has no images to make the reference from",
-            hint=f"pass --split with held-out images (splits with images: {available})",
+            hint=f"pass --split with held-out images (splits with images: {available}; "
+            "`all` takes every image of a folder kept out of training)",
         )
     if len(records) > max_images:
         records = random.Random(seed).sample(records, max_images)
@@ -123,13 +127,13 @@ def build_reference(
     from serving.inputs import prepare_image
     from serving.prediction_log import prediction_record
     from serving.protocol import topk
-    from serving.runtime import load_runtime, resolve_model
+    from serving.runtime import Runtime, load_runtime, resolve_model
 
     ref = resolve_model(model)
     runtime = load_runtime(ref, backend="onnx")
-    if getattr(runtime, "task", "classify") != "classify":
+    if not isinstance(runtime, Runtime):  # a detector: the server logs no records for it yet
         raise ReferenceProfileError(
-            f"{model} is a {runtime.task!r} model; references are made for classifiers",
+            f"{model} is not a classifier; references are made for classifiers",
             hint="see docs/monitoring.md for what is monitored",
             code="unsupported_task",
         )
@@ -328,15 +332,22 @@ def resolve_reference(text: str) -> Reference:
 
 def pipeline_reference(model_dir: str, manifest_dir: str) -> tuple[dict[str, bytes], str]:
     """What the register step stores beside a new version: ``({"reference.json": ...}, note)``
-    from the manifest's held-out (val) images; detection models get none yet (the note says so).
-    """
-    from imgrec.mlops.pipeline_tasks import PIPELINE_TASKS, manifest_task
+    from the manifest's held-out (val) images; models the monitor cannot profile yet (detectors)
+    get none, and the note says so."""
+    from imgrec.mlops.ingest import manifest_task
+    from imgrec.tasks import get_task
 
-    task = manifest_task(manifest_dir)
-    if task != "classify":
-        return {}, f"No drift reference: {task} models are not monitored yet."
-    data = PIPELINE_TASKS.get(task).eval_data(manifest_dir)
-    doc = build_reference(model_dir, data, split="val", version=None)
+    spec = get_task(manifest_task(manifest_dir))
+    if spec.pipeline is None:
+        return {}, f"No drift reference: task {spec.name!r} has no pipeline steps."
+    try:
+        doc = build_reference(
+            model_dir, spec.pipeline.eval_data(manifest_dir), split="val", version=None
+        )
+    except ReferenceProfileError as exc:
+        if exc.code != "unsupported_task":
+            raise
+        return {}, f"No drift reference: {exc.message}."
     return (
         {REFERENCE_FILE: reference_bytes(doc)},
         f"Drift reference: {doc['data']['images']} held-out images (`{REFERENCE_FILE}`).",

@@ -15,18 +15,22 @@ verdict (``summary.json``), Evidently's ``report.html`` and ``snapshot.json``::
 
 from __future__ import annotations
 
+import html
 import json
+import tempfile
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from imgrec.errors import ConfigError, ReferenceProfileError
+from imgrec import storage
+from imgrec.errors import ConfigError, EmptyWindowError, ReferenceProfileError
 from monitoring.drift import detect, verdict_text
 from monitoring.evidently_report import build_snapshot, write_evidently
-from monitoring.logs import Window, WindowSpec, read_window
+from monitoring.logs import Window, WindowSpec, parse_time, read_window
 from monitoring.reference import Reference, resolve_reference
 
+REPORT_FILES = ("summary.json", "report.html", "snapshot.json")
 DEFAULT_ALPHA = 0.01
 DEFAULT_LAST = 1000
 
@@ -92,9 +96,65 @@ def monitor_report(
     window = read_window(log, spec, version=version, on_progress=on_progress)
     summary, signals = summarize(ref, window, alpha=alpha)
     if out_dir is not None:
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        snapshot = build_snapshot(ref, window.rows, signals, name=f"drift {window.start}")
-        write_evidently(snapshot, summary, out_dir)
-        (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
+        with tempfile.TemporaryDirectory(prefix="imgrec-drift-") as tmp:
+            local = tmp if storage.is_s3(out_dir) else out_dir
+            snapshot = build_snapshot(ref, window.rows, signals, name=f"drift {window.start}")
+            write_evidently(snapshot, summary, local)
+            text = json.dumps(summary, indent=1) + "\n"
+            (Path(local) / "summary.json").write_text(text, encoding="utf-8")
+            if local != out_dir:
+                copy_report(local, out_dir)
     return summary
+
+
+def copy_report(src: str, dest: str) -> None:
+    """Copy ``summary.json``, ``report.html`` and ``snapshot.json`` to ``dest`` (or ``s3://``)."""
+    for name in REPORT_FILES:
+        storage.write_bytes(storage.join(dest, name), (Path(src) / name).read_bytes())
+
+
+def monitor_step(
+    log: str,
+    reference: str,
+    out_dir: str,
+    *,
+    last: int = 0,
+    since: str = "",
+    until: str = "",
+    alpha: float = DEFAULT_ALPHA,
+    copy_to: str = "",
+) -> dict[str, Any]:
+    """The KFP ``monitor`` component's work: :func:`monitor_report` on ``last`` records (0:
+    the default window) or ``since``/``until``; an empty window gives a page that says so
+    (a quiet hour is not a failed run). With ``copy_to`` (local or ``s3://``) the three files
+    also go to ``copy_to/<window end>/``."""
+    spec = WindowSpec(
+        last=(last or (None if since or until else DEFAULT_LAST)),
+        since=parse_time(since) if since else None,
+        until=parse_time(until) if until else None,
+    )
+    try:
+        summary = monitor_report(log, reference, spec, out_dir, alpha=alpha)
+    except EmptyWindowError as exc:
+        summary = {"drift": False, "verdict": exc.message, "window": {"n": 0}, "alpha": alpha}
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        page = f"<!DOCTYPE html><html><body><h1>{html.escape(exc.message)}</h1></body></html>"
+        (Path(out_dir) / "report.html").write_text(page, encoding="utf-8")
+        return summary
+    if copy_to:
+        copy_report(out_dir, storage.join(copy_to, str(summary["window"]["end"]).replace(":", "")))
+    return summary
+
+
+def kubeflow_metrics(summary: dict[str, Any]) -> dict[str, float]:
+    """The Kubeflow ``Metrics`` of a summary: drift (0/1), window size, signals drifted, and
+    each tested signal's p-value (``p_<name>``)."""
+    out = {
+        "drift": float(bool(summary["drift"])),
+        "window_n": float(summary["window"]["n"]),
+        "signals_drifted": float(sum(bool(s["drifted"]) for s in summary.get("signals", []))),
+    }
+    for s in summary.get("signals", []):
+        if s.get("p_value") is not None:
+            out[f"p_{s['name']}"] = float(s["p_value"])
+    return out

@@ -26,7 +26,11 @@ def reference(
         help="Where to write the reference (.json). Default: beside the store version "
         "(STORE/versions/N/reference.json) or MODEL/reference.json.",
     ),
-    split: str = typer.Option("val", "--split", help="The held-out split to profile."),
+    split: str = typer.Option(
+        "val",
+        "--split",
+        help="The held-out split to profile (`all`: a folder kept out of training).",
+    ),
     max_images: int = typer.Option(5000, "--max-images", help="Sample at most this many."),
     as_json: bool = typer.Option(False, "--json", help="Print where it went and its size."),
 ) -> None:
