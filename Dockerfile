@@ -31,5 +31,6 @@ RUN python3 -m pip install --index-url "${TORCH_INDEX}" -c constraints.txt torch
  && python3 -c "import imgrec, kfp, great_expectations"
 
 RUN useradd --create-home --uid 1000 imgrec
-USER imgrec
+# Numeric, so that Kubernetes runAsNonRoot can verify it (a name cannot be checked).
+USER 1000:1000
 WORKDIR /home/imgrec

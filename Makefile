@@ -4,6 +4,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PIP := $(VENV)/bin/pip
+# checkov pins dependencies that clash with ours (constraints.txt), so it has its own venv,
+# pinned by constraints-tools.txt (`pip freeze` of that venv).
+TOOLS := .venv-tools
+TOOLS_STAMP := $(TOOLS)/.installed
 # torch/torchvision are pinned explicitly: other resolvers pull multi-GB CUDA builds from the index.
 TORCH := torch==2.14.1 torchvision==0.29.1
 # On shared CPUs torch's OpenMP threads busy-wait against each other (an epoch went from ~6 s
@@ -32,14 +36,23 @@ CHROMIUM ?= /usr/bin/chromium
 browser:
 	@test -x $(CHROMIUM) || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
-lint: $(STAMP)
+# checkov over manifests/ and the Dockerfile (skips and their reasons: .checkov.yaml); actionlint,
+# zizmor, hadolint, kubernetes-validate and the kserve/Kubeflow models run in the tests (tests/lint).
+lint: $(STAMP) $(TOOLS_STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	BC_SKIP_MAPPING=TRUE $(TOOLS)/bin/checkov --config-file .checkov.yaml -d manifests
+	BC_SKIP_MAPPING=TRUE $(TOOLS)/bin/checkov --config-file .checkov.yaml -f Dockerfile
+
+$(TOOLS_STAMP): constraints-tools.txt
+	test -x $(TOOLS)/bin/python || $(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install -q -r constraints-tools.txt
+	touch $(TOOLS_STAMP)
 
 format: $(STAMP)
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache

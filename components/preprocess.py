@@ -13,6 +13,8 @@ def preprocess(
     epochs: int,
     device: str,
     overrides: str,
+    init_from: str,
+    store_uri: str,
     data: Output[Dataset],
     summary: Output[Markdown],
 ) -> NamedTuple("PreprocessOutputs", [("architecture", str), ("img_size", int)]):  # type: ignore[valid-type]
@@ -30,6 +32,8 @@ def preprocess(
         epochs=epochs,
         device=device,
         overrides=overrides,
+        init_from=init_from,
+        store_uri=store_uri,
     )
     config = result["config"]
     data.metadata["architecture"] = config["model"]

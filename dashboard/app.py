@@ -30,6 +30,7 @@ from starlette.staticfiles import StaticFiles
 
 from dashboard import pages, runs
 from dashboard.config import DashboardConfig
+from dashboard.endpoint import thumbnail
 from dashboard.security import SANDBOX_CSP, SecurityMiddleware, check_action
 from dashboard.sources import Sources
 from dashboard.upload import predict_uploads, read_uploads
@@ -132,7 +133,15 @@ def create_app(config: DashboardConfig) -> Starlette:
         raise NotFoundError(f"no drift report {rel!r}", hint="see the Monitoring page")
 
     def review(request: Request) -> Response:
-        return render(request, "review.html", {"capture": config.capture})
+        return render(request, "review.html", pages.review_page(src))
+
+    def review_image(request: Request) -> Response:
+        fp = f"sha256:{request.path_params['digits']}"
+        path = src.captures().get(fp)
+        if path is None:
+            raise NotFoundError(f"no captured image {fp}", hint="see the Review queue")
+        return Response(thumbnail(path.read_bytes()), media_type="image/jpeg",
+                        headers={"cache-control": "private, max-age=3600"})  # fmt: skip
 
     async def api_predict(request: Request) -> Response:
         uploads = await read_uploads(request, config)
@@ -172,6 +181,7 @@ def create_app(config: DashboardConfig) -> Starlette:
         Route("/monitoring", monitoring),
         Route("/monitoring/reports/{rel:path}/report.html", drift_report),
         Route("/review", review),
+        Route("/review/images/{digits:str}.jpg", review_image),
         Route("/api/predict", api_predict, methods=["POST"]),
         Route("/actions/{kind}", action, methods=["POST"]),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),

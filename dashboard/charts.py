@@ -11,11 +11,13 @@ browser shows on hover and the tests read back::
 
 from __future__ import annotations
 
+import html
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 
-from markupsafe import Markup, escape
+from markupsafe import Markup
 
 PALETTE = ("#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#ca8a04", "#db2777")
 _FONT = 'font-family="system-ui, sans-serif" font-size="11"'
@@ -28,6 +30,13 @@ class Series:
     name: str
     points: list[tuple[float, str, float]]
     flags: list[bool] = field(default_factory=list)
+
+
+@lru_cache(maxsize=8192)
+def escape(text: str) -> str:
+    """Text for SVG content or a quoted attribute (``&<>"'`` escaped); cached, as the same
+    series names and axis labels repeat on every point."""
+    return html.escape(str(text), quote=True)
 
 
 def _num(value: float) -> str:

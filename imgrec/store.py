@@ -366,3 +366,29 @@ class ModelStore:
             rel = f[len(mv.model_uri.rstrip("/")) :].lstrip("/\\")
             storage.write_bytes(out / rel, storage.read_bytes(f))
         return out
+
+
+def resolve_store_ref(text: str) -> ModelVersion | None:
+    """The store version named by ``STORE@production``, ``STORE@3`` or a bare ``STORE`` (a
+    folder or prefix holding ``production.json``); ``None`` when ``text`` names no store (a
+    model directory or a pretrained name). Raises ``NotFoundError`` for a missing version."""
+    store_uri, _, selector = text.rpartition("@") if "@" in text else (text, "", "")
+    if not selector:
+        store_uri = text
+    if not selector and not storage.exists(storage.join(store_uri, POINTER)):
+        return None
+    store = ModelStore(store_uri)
+    if selector in ("", "production"):
+        version = store.production()
+        if version is None:
+            raise NotFoundError(
+                f"model store {store_uri} has no production version yet",
+                hint=f"promote one: `imgrec models promote VERSION --store {store_uri}`",
+            )
+        return version
+    if selector.isdigit():
+        return store.get(int(selector))
+    raise NotFoundError(
+        f"unknown version selector {selector!r} in {text!r}",
+        hint="use STORE@production or STORE@<number>",
+    )

@@ -2,6 +2,6 @@
 
 Layers: ``logs`` (streamed log windows), ``reference`` (profiles made where the model is
 made), ``signals`` (two-sample tests, Holm), ``drift`` (a classifier's signals and verdict),
-``evidently_report`` (report.html, snapshot.json), ``report`` (``imgrec monitor report``).
-See docs/monitoring.md.
+``evidently_report`` (report.html, snapshot.json), ``report`` (``imgrec monitor report``),
+``trigger`` and ``github`` (the retraining trigger). See docs/monitoring.md.
 """

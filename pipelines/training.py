@@ -95,6 +95,9 @@ def build_pipeline(cluster: ClusterSettings | None = None, image: str | None = N
     def training(
         data_uri: str = "data/mnist5k",
         store_uri: str = "model-store",
+        new_data_uri: str = "",
+        new_holdout_fraction: float = 0.3,
+        init_from: str = "",
         task: str = "classify",
         architecture: str = "auto",
         img_size: int = 0,
@@ -109,6 +112,7 @@ def build_pipeline(cluster: ClusterSettings | None = None, image: str | None = N
         gate_min_improvement: float = 0.002,
         gate_max_class_regression: float = 0.05,
         gate_absolute_floor: float = 0.5,
+        gate_max_base_drop: float = 0.005,
         labels: str = "",
         min_images: int = 10,
         max_unreadable_fraction: float = 0.05,
@@ -126,7 +130,14 @@ def build_pipeline(cluster: ClusterSettings | None = None, image: str | None = N
     ) -> NamedTuple(  # type: ignore[valid-type]
         "TrainingOutputs", [("registered_version", int), ("gate", dict), ("metrics", dict)]
     ):
-        ingest = ops["ingest"](data_uri=data_uri, task=task, val_fraction=val_fraction, seed=seed)
+        ingest = ops["ingest"](
+            data_uri=data_uri,
+            task=task,
+            val_fraction=val_fraction,
+            seed=seed,
+            new_data_uri=new_data_uri,
+            new_holdout_fraction=new_holdout_fraction,
+        )
         manifest = ingest.outputs["manifest"]
         check = ops["validate"](
             manifest=manifest,
@@ -148,6 +159,8 @@ def build_pipeline(cluster: ClusterSettings | None = None, image: str | None = N
             epochs=epochs,
             device=device,
             overrides=train_overrides,
+            init_from=init_from,
+            store_uri=store_uri,
         ).after(check)
         train = ops["train"](data=pre.outputs["data"], device=device, threads=train_threads)
         if cluster is not None:
@@ -157,6 +170,7 @@ def build_pipeline(cluster: ClusterSettings | None = None, image: str | None = N
         )
         gate = ops["gate"](
             candidate=evaluate.outputs["Output"],
+            model=train.outputs["model"],
             manifest=manifest,
             store_uri=store_uri,
             split=eval_split,
@@ -164,6 +178,7 @@ def build_pipeline(cluster: ClusterSettings | None = None, image: str | None = N
             min_improvement=gate_min_improvement,
             max_class_regression=gate_max_class_regression,
             absolute_floor=gate_absolute_floor,
+            max_base_drop=gate_max_base_drop,
         )
         with dsl.If(gate.outputs["passed"] == True, name="gate-passed"):  # noqa: E712
             register = ops["register"](

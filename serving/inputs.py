@@ -11,12 +11,12 @@ is bit-identical to ``eval_transform(pre)(image)`` (tested). JPEGs are decoded w
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image
 
+from imgrec.data.captures import fingerprint
 from imgrec.data.images import decode_image, source_size
 from imgrec.data.transforms import resize_ops
 from imgrec.errors import ImgrecError
@@ -46,6 +46,7 @@ class PreparedImage:
     size: tuple[int, int] | None = None  # (width, height) of the encoded image, EXIF-oriented
     stats: ImageStats | None = None  # only when asked for (the prediction log is on)
     image: Image.Image | None = field(default=None, repr=False)  # kept only to annotate
+    data: bytes | None = field(default=None, repr=False)  # encoded bytes, kept only to capture
 
 
 def draft_size(pre: Preprocessing) -> tuple[int, int]:
@@ -87,7 +88,7 @@ def image_stats(data: bytes, image: Image.Image) -> ImageStats:
         sharpness = float(lap.var())
     width, height = source_size(image)  # the file's size, not the draft-reduced decode's
     return ImageStats(
-        fingerprint="sha256:" + hashlib.sha256(data).hexdigest()[:16],
+        fingerprint=fingerprint(data),
         width=width,
         height=height,
         brightness=round(float(lum.mean()), 4),

@@ -5,7 +5,10 @@ the bounded queue (503 + ``Retry-After`` when full) -> decode + resize each imag
 pool -> the :class:`~serving.batcher.DynamicBatcher` runs the network in its own thread ->
 response built on the loop; prediction records go to the background log writer. The whole
 inference is bounded by ``timeout_s`` (504). ``swap()`` hot-swaps the model version: requests
-already decoded finish on the runtime they were decoded for.
+already decoded finish on the runtime they were decoded for. ``swap(model, canary_percent=P)``
+loads a canary beside the served version and sends P % of the requests to it (what KServe's
+``canaryTrafficPercent`` does in Serverless mode); a later ``swap`` of the canary's model
+promotes it without reloading.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import numpy as np
 from imgrec.errors import ConfigError, ImgrecError
 from serving._kserve import InferRequest, kserve
 from serving.batcher import DynamicBatcher
+from serving.capture import ImageCapture
 from serving.errors import InferenceTimeoutError, OverloadedError
 from serving.inputs import PreparedImage, prepare_image
 from serving.prediction_log import PredictionLog, prediction_record
@@ -55,6 +59,8 @@ class ServingOptions:
     decode_threads: int = 2
     top_k: int = 5
     prediction_log: str | None = None
+    capture: str | None = None  # folder or s3:// prefix for a sample of served images
+    capture_rate: float = 1.0  # fraction of distinct images kept (docs/capture.md)
     retry_after_s: int = 1
 
     def __post_init__(self) -> None:
@@ -70,6 +76,11 @@ class ServingOptions:
                 f"timeout_s must be > 0 and max_wait_ms >= 0, got {self.timeout_s!r} and "
                 f"{self.max_wait_ms!r}",
                 hint="fix --timeout / --max-wait-ms",
+            )
+        if not 0.0 < self.capture_rate <= 1.0:
+            raise ConfigError(
+                f"capture rate must be in (0, 1], got {self.capture_rate!r}",
+                hint="fix --capture-rate (0.1 keeps one image in ten)",
             )
 
 
@@ -95,8 +106,12 @@ class ImgrecModel(kserve.Model):
         self.batcher: DynamicBatcher | None = None
         self.pool: ThreadPoolExecutor | None = None
         self.prediction_log: PredictionLog | None = None
+        self.capture: ImageCapture | None = None
         self.inflight_images = 0
         self.swaps = 0
+        self.canary: Runtime | None = None
+        self.canary_percent = 0
+        self._requests = 0  # counts requests for the canary split
 
     # --- lifecycle -------------------------------------------------------------------------
     def load(self) -> bool:
@@ -123,6 +138,8 @@ class ImgrecModel(kserve.Model):
         self.pool = ThreadPoolExecutor(self.options.decode_threads, "imgrec-decode")
         if self.options.prediction_log:
             self.prediction_log = PredictionLog(self.options.prediction_log)
+        if self.options.capture:
+            self.capture = ImageCapture(self.options.capture, rate=self.options.capture_rate)
         self.ready = True
         return self.ready
 
@@ -134,13 +151,40 @@ class ImgrecModel(kserve.Model):
             self.pool.shutdown(wait=False, cancel_futures=True)
         if self.prediction_log:
             self.prediction_log.close()
+        if self.capture:
+            self.capture.close()
 
-    def swap(self, model: str | ModelRef) -> Runtime:
+    def swap(self, model: str | ModelRef, *, canary_percent: int | None = None) -> Runtime:
         """Load ``model`` and make it the served version; blocking, call off the event loop.
 
         The new runtime is fully built before one reference assignment switches to it, so no
         request sees a half-loaded model; if loading fails the old version keeps serving.
+        With ``canary_percent`` (1-99) the new runtime becomes the canary instead and takes
+        that share of the requests; without it any canary is dropped (or, when ``model`` is
+        the canary's, promoted as it is).
         """
+        if canary_percent is not None and not 0 < canary_percent < 100:
+            raise ConfigError(
+                f"canary_percent must be 1-99, got {canary_percent!r}",
+                hint="0 keeps the served version, 100 is a plain swap",
+            )
+        canary = self.canary
+        if (
+            canary_percent is None
+            and canary is not None
+            and self.runtime is not None
+            and (_same_model(self.runtime.ref, model))
+        ):  # back to the served version only (a revert of a canary commit): drop the canary
+            self.canary, self.canary_percent = None, 0
+            log.info("dropped canary %s: version %s", self.name, canary.version)
+            return self.runtime
+        if canary_percent is None and canary is not None and _same_model(canary.ref, model):
+            old, self.runtime, self.canary = self.runtime, canary, None
+            self.model_ref, self.canary_percent = canary.ref, 0
+            self.swaps += 1
+            log.info("promoted canary %s: version %s -> %s", self.name, old and old.version,
+                     canary.version)  # fmt: skip
+            return canary
         new = load_runtime(
             model,
             backend=self.options.backend,
@@ -148,11 +192,25 @@ class ImgrecModel(kserve.Model):
             precision=self.options.precision,
             calibration=self.options.calibration,
         )
-        old, self.runtime = self.runtime, new
+        if canary_percent is not None:
+            self.canary, self.canary_percent = new, canary_percent
+            log.info("canary %s: version %s takes %d%%", self.name, new.version, canary_percent)
+            return new
+        old, self.runtime, self.canary, self.canary_percent = self.runtime, new, None, 0
         self.model_ref = new.ref
         self.swaps += 1
         log.info("swapped %s: version %s -> %s", self.name, old and old.version, new.version)
         return new
+
+    def _pick(self) -> Runtime:
+        """The runtime for the next request: the canary for ``canary_percent`` of them, spread
+        evenly (request n goes to the canary when floor(n*p/100) steps), else the served one."""
+        runtime, canary, percent = self._runtime(), self.canary, self.canary_percent
+        if canary is None or percent <= 0:
+            return runtime
+        self._requests += 1
+        n = self._requests
+        return canary if (n * percent) // 100 > ((n - 1) * percent) // 100 else runtime
 
     @property
     def _workers(self) -> int:
@@ -201,6 +259,7 @@ class ImgrecModel(kserve.Model):
             self.inflight_images -= len(work.raw)
         response = await self.postprocess(work, headers)
         self._log_predictions(work, (time.perf_counter() - started) * 1000)
+        self._capture(work)
         return response, {}
 
     def _admit(self, n: int) -> None:
@@ -214,7 +273,7 @@ class ImgrecModel(kserve.Model):
 
     async def preprocess(self, body: Any, headers: dict[str, str] | None = None) -> Work:  # type: ignore[override]
         """Parse a V1 dict or a V2 ``InferRequest`` into :class:`Work` (no decoding yet)."""
-        runtime = self._runtime()
+        runtime = self._pick()
         request_id = (headers or {}).get("x-request-id")
         limit = self.options.max_images_per_request
         if isinstance(body, InferRequest):
@@ -225,18 +284,22 @@ class ImgrecModel(kserve.Model):
                 work.top_k = self.options.top_k
         if request_id and work.request is not None and not work.request.id:
             work.request_id = request_id
+        work.runtime = runtime
         return work
 
     async def predict(self, work: Work, headers: dict[str, str] | None = None) -> Work:  # type: ignore[override]
         """Decode the images in the pool, run the good ones through the batcher."""
-        runtime = work.runtime = self._runtime()
+        runtime = work.runtime = work.runtime or self._runtime()
         assert self.batcher is not None and self.pool is not None
         loop = asyncio.get_running_loop()
         stats = self.prediction_log is not None and runtime.log_predictions
+        keep = self.capture is not None
         work.items = list(
             await asyncio.gather(
                 *(
-                    loop.run_in_executor(self.pool, self._prepare, runtime, r, work.annotate, stats)
+                    loop.run_in_executor(
+                        self.pool, self._prepare, runtime, r, work.annotate, stats, keep
+                    )
                     for r in work.raw
                 )
             )
@@ -273,20 +336,34 @@ class ImgrecModel(kserve.Model):
 
     # --- helpers (run in the decode pool) --------------------------------------------------
     @staticmethod
-    def _prepare(runtime: Runtime, raw: Any, keep_image: bool, stats: bool) -> PreparedImage:
+    def _prepare(
+        runtime: Runtime, raw: Any, keep_image: bool, stats: bool, keep_bytes: bool = False
+    ) -> PreparedImage:
         if isinstance(raw, np.ndarray) and raw.dtype == np.float32:
             return PreparedImage(pixels=raw)
         try:
             data = raw_to_bytes(raw)
         except ImgrecError as exc:
             return PreparedImage(error=exc)
-        return prepare_image(
+        prepared = prepare_image(
             data, runtime.pre, keep_image=keep_image, draft=runtime.decode_draft, stats=stats
         )
+        if keep_bytes and prepared.error is None:
+            prepared.data = data
+        return prepared
 
     @staticmethod
     def _annotate(runtime: Runtime, work: Work, i: int) -> bytes | None:
         return runtime.annotate(work, i)
+
+    def _capture(self, work: Work) -> None:
+        """Offer the bytes of every successfully predicted image to the capture store."""
+        if self.capture is None:
+            return
+        for item, out in zip(work.items, work.outputs, strict=True):
+            if out is not None and item.data is not None:
+                self.capture.offer(item.data, item.stats.fingerprint if item.stats else None)
+            item.data = None
 
     def _log_predictions(self, work: Work, latency_ms: float) -> None:
         if self.prediction_log is None or work.runtime is None:
@@ -313,3 +390,11 @@ class ImgrecModel(kserve.Model):
                     protocol=work.protocol,
                 )
             )
+
+
+def _same_model(ref: ModelRef, model: str | ModelRef) -> bool:
+    """True when ``model`` (a MODEL argument) names the version ``ref`` was loaded from."""
+    if isinstance(model, ModelRef):
+        return model.uri == ref.uri
+    store, _, version = str(model).rpartition("@")
+    return (store == ref.store and version == ref.version) or str(model) == ref.uri

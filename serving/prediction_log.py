@@ -16,10 +16,6 @@ The record format (``imgrec.predlog/v1``) is documented in docs/prediction-log.m
 from __future__ import annotations
 
 import json
-import logging
-import queue
-import threading
-import time
 import uuid
 from datetime import datetime, timezone
 from functools import lru_cache
@@ -29,10 +25,10 @@ from typing import Any
 import numpy as np
 
 from imgrec import storage
+from serving.background import BackgroundWriter
 
 SCHEMA = "imgrec.predlog/v1"
 EMBEDDING_DIMS = 8
-log = logging.getLogger("imgrec.serving")
 
 
 @lru_cache(maxsize=8)
@@ -50,7 +46,7 @@ def embedding_summary(embedding: np.ndarray) -> tuple[list[float], float]:
     return [round(float(v), 4) for v in unit @ _projection(e.size)], round(norm, 4)
 
 
-class PredictionLog:
+class PredictionLog(BackgroundWriter[dict[str, Any]]):
     """Bounded, batched, background JSONL writer; see the module docstring.
 
     >>> plog = PredictionLog("logs/predictions")      # doctest: +SKIP
@@ -67,67 +63,24 @@ class PredictionLog:
         flush_interval_s: float = 1.0,
     ) -> None:
         self.uri = str(uri)
-        self.max_batch = max_batch
-        self.flush_interval_s = flush_interval_s
-        self.dropped = 0
-        self.written = 0
-        self.failed_writes = 0
-        self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue(maxsize=max_queue)
-        self._thread = threading.Thread(target=self._work, name="imgrec-predlog", daemon=True)
-        self._thread.start()
+        super().__init__(
+            "predlog", max_queue=max_queue, max_batch=max_batch, flush_interval_s=flush_interval_s
+        )
 
-    def append(self, record: dict[str, Any]) -> bool:
-        """Queue ``record``; returns False (and counts a drop) when the queue is full."""
-        try:
-            self._queue.put_nowait(record)
-            return True
-        except queue.Full:
-            self.dropped += 1
-            return False
-
-    def close(self, timeout_s: float = 10.0) -> None:
-        """Write what is queued and stop the writer thread."""
-        try:
-            self._queue.put(None, timeout=timeout_s)
-        except queue.Full:
-            return
-        self._thread.join(timeout_s)
-
-    def _work(self) -> None:
-        done = False
-        while not done:
-            batch: list[dict[str, Any]] = []
-            deadline = time.monotonic() + self.flush_interval_s
-            while len(batch) < self.max_batch:
-                try:
-                    item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
-                except queue.Empty:
-                    break
-                if item is None:
-                    done = True
-                    break
-                batch.append(item)
-            if batch:
-                self._write(batch)
-
-    def _write(self, batch: list[dict[str, Any]]) -> None:
+    def write_batch(self, batch: list[dict[str, Any]]) -> None:
         text = "".join(json.dumps(r, ensure_ascii=True, default=str) + "\n" for r in batch)
         now = datetime.now(timezone.utc)
-        try:
-            if storage.is_s3(self.uri):
-                key = f"{now:%Y/%m/%d/%H%M%S}-{uuid.uuid4().hex[:12]}.jsonl"
-                storage.write_bytes(storage.join(self.uri, key), text.encode())
-            else:
-                path = Path(self.uri)
-                if path.suffix != ".jsonl":
-                    path = path / f"predictions-{now:%Y%m%d}.jsonl"
-                path.parent.mkdir(parents=True, exist_ok=True)
-                with path.open("a", encoding="utf-8") as fh:
-                    fh.write(text)
-            self.written += len(batch)
-        except Exception:  # never let logging take the server down; count and go on
-            self.failed_writes += 1
-            log.exception("prediction log write of %d records to %s failed", len(batch), self.uri)
+        if storage.is_s3(self.uri):
+            key = f"{now:%Y/%m/%d/%H%M%S}-{uuid.uuid4().hex[:12]}.jsonl"
+            storage.write_bytes(storage.join(self.uri, key), text.encode())
+        else:
+            path = Path(self.uri)
+            if path.suffix != ".jsonl":
+                path = path / f"predictions-{now:%Y%m%d}.jsonl"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with path.open("a", encoding="utf-8") as fh:
+                fh.write(text)
+        self.written += len(batch)
 
 
 def prediction_record(

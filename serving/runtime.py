@@ -18,10 +18,10 @@ from typing import Any
 import numpy as np
 
 from imgrec import storage
-from imgrec.errors import NotFoundError
 from imgrec.models.card import Preprocessing
 from imgrec.quantize import require_fp32
 from imgrec.registry import Registry
+from imgrec.store import resolve_store_ref
 from serving.backends import BACKENDS, Backend
 from serving.inputs import normalize_batch
 from serving.protocol import Work, output_metadata, topk, v1_response, v2_response
@@ -41,27 +41,9 @@ class ModelRef:
 def resolve_model(ref: str | os.PathLike[str]) -> ModelRef:
     """Resolve a MODEL argument (see the module docstring) to a loadable URI and a version."""
     text = os.fspath(ref)
-    store_uri, _, selector = text.rpartition("@") if "@" in text else (text, "", "")
-    if not selector:
-        store_uri = text
-    if selector or storage.exists(storage.join(store_uri, "production.json")):
-        from imgrec.store import ModelStore
-
-        store = ModelStore(store_uri)
-        if selector in ("", "production"):
-            version = store.production()
-            if version is None:
-                raise NotFoundError(
-                    f"model store {store_uri} has no production version yet",
-                    hint=f"promote one: `imgrec models promote VERSION --store {store_uri}`",
-                )
-        elif selector.isdigit():
-            version = store.get(int(selector))
-        else:
-            raise NotFoundError(
-                f"unknown version selector {selector!r} in {text!r}",
-                hint="use STORE@production or STORE@<number>",
-            )
+    version = resolve_store_ref(text)
+    if version is not None:
+        store_uri = text.rpartition("@")[0] if "@" in text else text
         return ModelRef(version.model_uri, str(version.version), store=store_uri)
     return ModelRef(text, "pretrained" if not storage.exists(text) else "local")
 

@@ -23,7 +23,12 @@ def dashboard_command(
     server: str = typer.Option(
         "", "--server", help="Model server URL for Try it, e.g. http://127.0.0.1:8080."
     ),
-    capture: str = typer.Option("", "--capture", help="Captured images and labels (review)."),
+    capture: str = typer.Option(
+        "", "--capture", help="Captured images (imgrec serve --capture DEST) for the review queue."
+    ),
+    labels: str = typer.Option(
+        "", "--labels", help="Labels that came back (imgrec label import OUT, or a CSV)."
+    ),
     port: int = typer.Option(8050, "--port", help="Port on 127.0.0.1 (0 = a free one)."),
     allow_actions: bool = typer.Option(
         False,
@@ -45,6 +50,7 @@ def dashboard_command(
         reports=reports,
         server=server or None,
         capture=capture or None,
+        labels=labels or None,
         port=port,
         allow_actions=allow_actions,
         **extra,

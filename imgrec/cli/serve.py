@@ -53,6 +53,16 @@ def serve_command(
     prediction_log: str = typer.Option(
         "", "--prediction-log", help="Folder, .jsonl file or s3:// prefix for prediction records."
     ),
+    capture: str = typer.Option(
+        "",
+        "--capture",
+        help="Folder or s3:// prefix keeping the bytes of a sample of served images, named by "
+        "their fingerprint (for `imgrec label export`). Off by default: images may be "
+        "personal data (docs/capture.md).",
+    ),
+    capture_rate: float = typer.Option(
+        1.0, "--capture-rate", help="Fraction of distinct images --capture keeps, in (0, 1]."
+    ),
     log_level: LogLevel = typer.Option(
         "info",
         "--log-level",
@@ -106,6 +116,8 @@ def serve_command(
         max_queue_images=max_queue,
         timeout_s=timeout,
         prediction_log=prediction_log or None,
+        capture=capture or None,
+        capture_rate=capture_rate,
     )
     limits = RequestLimits(max_body_bytes=int(max_body_mb * 1024 * 1024))
     typer.echo(f"serving {model} as {name!r} on http://{host}:{port}")

@@ -13,7 +13,7 @@ Every reason is a readable sentence with the numbers that led to it.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from imgrec.errors import ConfigError
@@ -46,6 +46,9 @@ class GatePolicy:
     per_class_metric: str = "recall"
     absolute_floor: float = 0.5
     """Every candidate must reach this on ``metric`` (for ``ece``: stay at or below it)."""
+    max_base_drop: float = 0.005
+    """With new data (:func:`decide_with_new_data`): how far ``metric`` on the base validation
+    set may fall; ``min_improvement`` then applies to the held-out new data."""
 
     def __post_init__(self) -> None:
         if self.metric not in GATE_METRICS:
@@ -85,6 +88,9 @@ class GateDecision:
     production_version: int | None = None
     class_deltas: dict[str, float] = field(default_factory=dict)
     policy: dict[str, Any] = field(default_factory=dict)
+    evaluations: dict[str, Any] = field(default_factory=dict)
+    """With new data: ``{"base_val": ..., "new_holdout": ...}``, each with ``passed``,
+    ``candidate``, ``production``, ``class_deltas`` and ``reasons``."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -98,6 +104,20 @@ class GateDecision:
             else "no production model yet"
         )
         lines = [f"## Gate {verdict}", "", f"Candidate vs {against} on `{self.metric}`.", ""]
+        if self.evaluations:
+            lines += ["| data | candidate | production | worst class change | verdict |",
+                      "|---|---|---|---|---|"]  # fmt: skip
+            for name, ev in self.evaluations.items():
+                deltas = ev.get("class_deltas") or {}
+                worst = min(deltas.items(), key=lambda kv: kv[1]) if deltas else None
+                prod = ev.get("production")
+                lines.append(
+                    f"| {name} | {ev['candidate']:.4f} | "
+                    f"{'-' if prod is None else f'{prod:.4f}'} | "
+                    f"{f'{worst[0]} {worst[1]:+.4f}' if worst else '-'} | "
+                    f"{'pass' if ev['passed'] else 'FAIL'} |"
+                )
+            lines.append("")
         lines += [f"- {r}" for r in self.reasons]
         return "\n".join(lines) + "\n"
 
@@ -189,3 +209,47 @@ def decide(
             f"removed {sorted(prod_classes - cand_classes)}"
         )
     return GateDecision(passed, reasons, m, cand, prod, production_version, deltas, asdict(p))
+
+
+def _evaluation(decision: GateDecision) -> dict[str, Any]:
+    keys = ("passed", "candidate", "production", "class_deltas", "reasons")
+    return {k: getattr(decision, k) for k in keys}
+
+
+def decide_with_new_data(
+    candidate: dict[str, Any],
+    production: dict[str, Any] | None,
+    candidate_new: dict[str, Any],
+    production_new: dict[str, Any] | None,
+    policy: GatePolicy | None = None,
+    *,
+    production_version: int | None = None,
+) -> GateDecision:
+    """The retraining gate: on the base validation set the candidate may fall by at most
+    ``max_base_drop``; on the held-out new data it must improve by ``min_improvement``; on
+    both no class may regress by more than ``max_class_regression``; both clear the floor.
+
+    >>> d = decide_with_new_data(base_c, base_p, new_c, new_p, GatePolicy())  # doctest: +SKIP
+    >>> d.evaluations["new_holdout"]["passed"], d.reasons
+    """
+    p = policy or GatePolicy()
+    base = decide(
+        candidate,
+        production,
+        replace(p, min_improvement=-p.max_base_drop),
+        production_version=production_version,
+    )
+    new = decide(candidate_new, production_new, p, production_version=production_version)
+    reasons = [f"base val: {r}" for r in base.reasons]
+    reasons += [f"new data (held out): {r}" for r in new.reasons]
+    return GateDecision(
+        passed=base.passed and new.passed,
+        reasons=reasons,
+        metric=base.metric,
+        candidate=base.candidate,
+        production=base.production,
+        production_version=production_version,
+        class_deltas=base.class_deltas,
+        policy=asdict(p),
+        evaluations={"base_val": _evaluation(base), "new_holdout": _evaluation(new)},
+    )

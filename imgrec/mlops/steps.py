@@ -21,10 +21,12 @@ recorded in the manifest; every later step takes what differs per task from the 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -48,13 +50,28 @@ def ingest_step(
     val_fraction: float = 0.2,
     seed: int = 0,
     task: str = "classify",
+    new_data_uri: str = "",
+    new_holdout_fraction: float = 0.3,
 ) -> dict:
     """Ingest ``data_uri`` into a manifest folder for ``task``; returns ``manifest.json``'s
-    content (with ``task``). Detection data keep their own splits (``val_fraction`` unused)."""
+    content (with ``task``). Detection data keep their own splits (``val_fraction`` unused).
+    ``new_data_uri``: new labelled images joining train, ``new_holdout_fraction`` of them held
+    out for the gate (:mod:`imgrec.mlops.new_data`; classification)."""
     spec = get_task(task)
     meta = {**_steps(spec).ingest(data_uri, out_dir, val_fraction, seed), "task": spec.name}
     _stamp_task(storage.join(out_dir, MANIFEST_META), spec.name)
-    return meta
+    if not new_data_uri:
+        return meta
+    if spec.name != "classify":
+        raise ConfigError(
+            f"new_data_uri is supported for task=classify, not {task!r}",
+            hint="merge the new boxes into the detection dataset's train split instead",
+        )
+    from imgrec.mlops.new_data import add_new_data
+
+    merged = add_new_data(out_dir, new_data_uri, holdout_fraction=new_holdout_fraction, seed=seed)
+    _stamp_task(storage.join(out_dir, MANIFEST_META), spec.name)
+    return {**merged, "task": spec.name}
 
 
 def _steps(spec: TaskSpec) -> PipelineSteps:
@@ -96,15 +113,24 @@ def preprocess_step(
     epochs: int = 0,
     device: str = "cpu",
     overrides: str = "",
+    init_from: str = "",
+    store_uri: str = "",
 ) -> dict:
     """Resolve the training config (and, for classification, shrink the images); returns the
-    stats and the resolved config. ``overrides``: ``key=value,...`` training options."""
+    stats and the resolved config. ``overrides``: ``key=value,...`` training options.
+    ``init_from="production"``: warm start from the store's production model (its
+    architecture, input size, preprocessing and weights; from scratch when there is none)."""
     ingested = manifest_task(manifest_dir)
     if task != ingested:
         raise ConfigError(
             f"preprocess got task={task!r} but the data were ingested for task={ingested!r}",
             hint="pass the same task to every step",
         )
+    options = parse_overrides(overrides)
+    warm = warm_start(init_from, store_uri, task)
+    if warm:
+        model, img_size = warm.pop("model"), warm.pop("img_size")
+        options.update(warm)
     result = _steps(get_task(task)).preprocess(
         manifest_dir,
         out_dir,
@@ -112,10 +138,41 @@ def preprocess_step(
         img_size=img_size,
         epochs=epochs,
         device=device,
-        **parse_overrides(overrides),
+        **options,
     )
+    if warm:
+        result.setdefault("notes", []).append(f"warm start from {options['weights']}")
     _stamp_task(storage.join(out_dir, CONFIG_JSON), task)
     return result
+
+
+def warm_start(init_from: str, store_uri: str, task: str) -> dict[str, Any]:
+    """Training options that start from the production model (``{}``: from scratch)."""
+    if init_from in ("", "none"):
+        return {}
+    if init_from != "production":
+        raise ConfigError(
+            f"unknown init_from {init_from!r}", hint="use production, or leave it empty"
+        )
+    from imgrec.models.card import read_card
+    from imgrec.store import ModelStore
+
+    current = ModelStore(store_uri).production()
+    if current is None:  # the very first run: nothing to start from
+        return {}
+    card = read_card(current.model_uri)
+    if card.task != task:
+        raise ConfigError(
+            f"init_from=production: the production model is a {card.task!r} model, "
+            f"this run trains {task!r}",
+            hint="use a separate model store per task",
+        )
+    return {
+        "model": card.architecture,
+        "img_size": card.preprocessing.input_size,
+        "arch_kwargs": dict(card.arch_kwargs),
+        "weights": storage.join(current.model_uri, "weights.safetensors"),
+    }
 
 
 def parse_overrides(text: str) -> dict[str, Any]:
@@ -197,21 +254,20 @@ def confusion_labels(metrics: dict[str, Any]) -> list[str]:
     return classes + ["background"] * extra
 
 
-def _production_metrics(
-    store_uri: str, manifest_dir: str, split: str
-) -> tuple[int | None, dict[str, Any] | None]:
-    """Evaluate the store's production model on the same data (``(None, None)`` if none)."""
+@contextlib.contextmanager
+def _production_model(store_uri: str) -> Iterator[tuple[int | None, str | None]]:
+    """``(version, local model dir)`` of the store's production model; ``(None, None)``."""
     from imgrec.store import ModelStore
 
     store = ModelStore(store_uri)
     current = store.production()
     if current is None:
-        return None, None
-    if storage.is_s3(current.model_uri):
+        yield None, None
+    elif storage.is_s3(current.model_uri):
         with tempfile.TemporaryDirectory(prefix="imgrec-prod-") as tmp:
-            local = store.fetch(current.version, tmp)
-            return current.version, _evaluate_same_task(str(local), manifest_dir, split)
-    return current.version, _evaluate_same_task(current.model_uri, manifest_dir, split)
+            yield current.version, str(store.fetch(current.version, tmp))
+    else:
+        yield current.version, current.model_uri
 
 
 def _evaluate_same_task(model_dir: str, manifest_dir: str, split: str) -> dict[str, Any]:
@@ -235,9 +291,15 @@ def gate_step(
     policy: dict[str, Any],
     *,
     split: str = "val",
+    model_dir: str | None = None,
 ) -> dict:
-    """Decide candidate vs production on the same data; writes ``gate.json``/``gate.md``."""
-    from imgrec.mlops.gate import GatePolicy, decide
+    """Decide candidate vs production on the same data; writes ``gate.json``/``gate.md``.
+
+    When the manifest holds new data (:mod:`imgrec.mlops.new_data`) and ``model_dir`` (the
+    candidate) is given, both models are also scored on the held-out new data and the gate is
+    :func:`~imgrec.mlops.gate.decide_with_new_data`."""
+    from imgrec.mlops.gate import GatePolicy, decide, decide_with_new_data
+    from imgrec.mlops.new_data import HOLDOUT_SPLIT, has_holdout
 
     spec = get_task(manifest_task(manifest_dir))
     policy = dict(policy)
@@ -245,8 +307,22 @@ def gate_step(
         policy["metric"] = spec.gate_metric
     policy.setdefault("per_class_metric", spec.per_class_metric)
     gate_policy = GatePolicy.from_dict(policy)  # checked before the production model is scored
-    version, production = _production_metrics(store_uri, manifest_dir, split)
-    decision = decide(candidate, production, gate_policy, production_version=version)
+    two_sets = model_dir is not None and has_holdout(manifest_dir)
+    production = production_new = None
+    with _production_model(store_uri) as (version, prod_dir):
+        if prod_dir is not None:
+            production = _evaluate_same_task(prod_dir, manifest_dir, split)
+            if two_sets:
+                production_new = _evaluate_same_task(prod_dir, manifest_dir, HOLDOUT_SPLIT)
+    if two_sets:
+        assert model_dir is not None
+        candidate_new = _evaluate_same_task(model_dir, manifest_dir, HOLDOUT_SPLIT)
+        decision = decide_with_new_data(
+            candidate, production, candidate_new, production_new, gate_policy,
+            production_version=version,
+        )  # fmt: skip
+    else:
+        decision = decide(candidate, production, gate_policy, production_version=version)
     out = decision.to_dict()
     if production is not None:
         out["production_metrics"] = {k: production[k] for k in SCALAR_METRICS if k in production}

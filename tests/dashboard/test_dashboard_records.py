@@ -65,6 +65,13 @@ def test_drift_reports_in_window_order_with_problems_listed(tmp_path: Path) -> N
     ]
     assert reports[-1].drift is True and series["emb"][0][1].value_kind == "score"
 
+    small = write_drift_report(tmp_path, "small", hours_ago(3), [])
+    doc = json.loads((small / "summary.json").read_text())
+    doc.update(drift=False, verdict="window too small (n < 30): no verdict")
+    (small / "summary.json").write_text(json.dumps(doc))
+    first = find_reports(tmp_path)[1]
+    assert first.rel == "small" and first.drift is None and "too small" in first.note
+
 
 def test_run_steps_from_the_kfp_log(tmp_path: Path) -> None:
     run = tmp_path / "20261130-100000-000001"

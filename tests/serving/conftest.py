@@ -38,15 +38,21 @@ def chelsea_jpeg() -> bytes:
 
 @pytest.fixture(scope="session")
 def default_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """The pretrained EfficientNet-Lite0 on ONNX Runtime with small limits, a prediction log."""
+    """The pretrained EfficientNet-Lite0 on ONNX Runtime with small limits, a prediction log
+    and image capture (every image)."""
     tmp = tmp_path_factory.mktemp("default-server")
     server = start_server(
         "efficientnet_lite0",
         tmp,
-        options={"prediction_log": str(tmp / "predlog"), "max_images_per_request": 8},
+        options={
+            "prediction_log": str(tmp / "predlog"),
+            "capture": str(tmp / "capture"),
+            "max_images_per_request": 8,
+        },
         limits={"max_body_bytes": 2 * 1024 * 1024, "read_timeout_s": 1.0},
     )
     server.log_dir = tmp / "predlog"  # type: ignore[attr-defined]
+    server.capture_dir = tmp / "capture"  # type: ignore[attr-defined]
     try:
         yield server
     finally:

@@ -59,11 +59,26 @@ def build_network(cfg: TrainConfig, num_classes: int) -> nn.Module:
     return build_model(cfg.model, num_classes, pretrained=pretrained, **cfg.arch_kwargs)
 
 
+def _card_beside(weights: str) -> Any:
+    """The model card of the model directory holding ``weights``, or ``None``."""
+    from imgrec import storage
+    from imgrec.models.card import read_card
+
+    folder = storage.parent(weights)
+    if not storage.exists(storage.join(folder, "model.json")):
+        return None
+    return read_card(folder)
+
+
 def preprocessing(cfg: TrainConfig, images: torch.Tensor | None) -> Preprocessing:
     """Eval preprocessing: the pretrained weights' for transfer, data statistics from scratch."""
     spec = ARCHITECTURES.get(cfg.model or "")
     assert cfg.img_size is not None
     base = spec.default_preprocessing(cfg.img_size)
+    if cfg.weights:  # weights from a model directory carry their preprocessing (warm start)
+        card = _card_beside(cfg.weights)
+        if card is not None and card.preprocessing.input_size == cfg.img_size:
+            return card.preprocessing
     if cfg.pretrained or cfg.weights or images is None or not len(images):
         return base
     sample = images[:: max(1, len(images) // 2000)].float() / 255.0  # (n, 3, S, S)

@@ -1,0 +1,106 @@
+"""Retraining: new labelled data beside the base dataset, warm start from production, and the
+two-set gate (base val + held-out new data)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from pipeline_helpers import make_imagefolder
+
+from imgrec.errors import DatasetError
+from imgrec.mlops import run_local
+from imgrec.mlops.gate import GatePolicy, decide_with_new_data
+from imgrec.store import ModelStore
+
+
+def _metrics(acc: float, per_class: dict[str, float]) -> dict:
+    return {"accuracy": acc, "classes": sorted(per_class),
+            "per_class": {c: {"recall": r} for c, r in per_class.items()}}  # fmt: skip
+
+
+BASE_P = _metrics(0.95, {"a": 0.95, "b": 0.95})
+NEW_P = _metrics(0.60, {"a": 0.70, "b": 0.50})
+
+
+@pytest.mark.parametrize(
+    ("base_c", "new_c", "passed", "text"),
+    [
+        (_metrics(0.948, {"a": 0.94, "b": 0.956}), _metrics(0.93, {"a": 0.93, "b": 0.93}), True,
+         "new data (held out): accuracy 0.9300 vs production v4 0.6000: improvement +0.3300 meets"),
+        (_metrics(0.90, {"a": 0.90, "b": 0.90}), _metrics(0.93, {"a": 0.93, "b": 0.93}), False,
+         "base val: accuracy 0.9000 vs production v4 0.9500: improvement -0.0500 misses the "
+         "required -0.0050"),
+        (_metrics(0.95, {"a": 0.99, "b": 0.91}), _metrics(0.90, {"a": 0.95, "b": 0.85}), True,
+         "new data (held out): no class regresses"),
+        (_metrics(0.95, {"a": 0.99, "b": 0.91}), _metrics(0.61, {"a": 0.62, "b": 0.60}), False,
+         "new data (held out): 1 classes regress on recall by more than 0.05: 'a' -0.0800"),
+        (_metrics(0.95, {"a": 0.95, "b": 0.95}), _metrics(0.601, {"a": 0.70, "b": 0.50}), False,
+         "new data (held out): accuracy 0.6010 vs production v4 0.6000: improvement +0.0010 "
+         "misses"),
+    ],
+)  # fmt: skip
+def test_two_set_gate(base_c: dict, new_c: dict, passed: bool, text: str) -> None:
+    d = decide_with_new_data(base_c, BASE_P, new_c, NEW_P, GatePolicy(), production_version=4)
+    assert d.passed is passed
+    assert any(text in r for r in d.reasons), d.reasons
+    assert set(d.evaluations) == {"base_val", "new_holdout"}
+    assert "| new_holdout |" in d.markdown() and "| base_val |" in d.markdown()
+
+
+def _new_camera(root: Path, classes: tuple[str, ...], n: int) -> Path:
+    """Class folders (no splits) like `imgrec label import` writes: the same patterns, shifted."""
+    src = make_imagefolder(
+        root.parent / f"{root.name}-src", classes=classes, n_train=n, n_val=0, seed=5
+    )
+    for path in (src / "train").rglob("*.png"):
+        img = np.asarray(Image.open(path), dtype=np.float32)
+        shifted = np.clip(img * 0.5 + 60, 0, 255).astype(np.uint8)  # washed-out new camera
+        target = root / path.parent.name / path.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(shifted).save(target)
+    return root
+
+
+FAST = {"epochs": "2", "train_threads": "2", "min_images": "8", "gate_absolute_floor": "0.0"}
+
+
+@pytest.mark.slow
+def test_retraining_run_gates_on_both_sets(tmp_path: Path) -> None:
+    data = make_imagefolder(tmp_path / "base", n_train=16, n_val=6)
+    store, runs = str(tmp_path / "store"), str(tmp_path / "runs")
+    first = run_local(str(data), store, FAST, runs_dir=runs)
+    assert first["status"] == "succeeded" and first["registered_version"] == 1, first
+    new = _new_camera(tmp_path / "new", ("circle", "square"), 10)
+    params = {**FAST, "new_data_uri": str(new), "init_from": "production",
+              "gate_min_improvement": "-1.0", "gate_max_base_drop": "1.0",
+              "gate_max_class_regression": "1.0"}  # fmt: skip
+    second = run_local(str(data), store, params, runs_dir=runs)
+    assert second["status"] == "succeeded", second
+    gate = second["gate"]
+    assert set(gate["evaluations"]) == {"base_val", "new_holdout"}
+    assert any(r.startswith("base val: ") for r in gate["reasons"])
+    assert any(r.startswith("new data (held out): ") for r in gate["reasons"])
+    assert gate["passed"] and second["registered_version"] == 2
+    md = Path(second["reports"]["gate"]).read_text()
+    assert "| new_holdout |" in md and "| base_val |" in md
+    prep = Path(second["reports"]["preprocessing"]).read_text()
+    assert "warm start from" in prep and "versions/0001/model/weights.safetensors" in prep
+    v2 = ModelStore(store).get(2)
+    assert v2.metadata["dataset"]["n_images"] == 2 * 22 + 20  # base + all new images
+
+
+def test_new_data_with_an_unknown_class_is_refused(tmp_path: Path) -> None:
+    from imgrec.mlops.new_data import add_new_data
+    from imgrec.mlops.steps import ingest_step
+
+    ingest_step(str(make_imagefolder(tmp_path / "base", n_train=4, n_val=2)), str(tmp_path / "m"))
+    odd = _new_camera(tmp_path / "odd", ("circle", "triangle"), 4)
+    with pytest.raises(DatasetError, match=r"classes the base dataset lacks: \['triangle'\]"):
+        add_new_data(str(tmp_path / "m"), str(odd))
+    ok = _new_camera(tmp_path / "ok", ("circle", "square"), 10)
+    meta = add_new_data(str(tmp_path / "m"), str(ok), holdout_fraction=0.3, seed=0)
+    assert meta["new_data"]["train"] + meta["new_data"]["holdout"] == 20
+    assert meta["new_data"]["holdout"] == 6 and meta["counts"]["test"] == {"circle": 3, "square": 3}
