@@ -24,6 +24,7 @@ def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     return code, out.out, out.err
 
 
+@pytest.mark.slow
 def test_clean_and_shifted_windows(
     monitored: Monitored, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
