@@ -23,17 +23,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from imgrec.errors import ImgrecError
+from imgrec.errors import DeployError, ImgrecError
 from imgrec.registry import Registry
 from serving.server import DEFAULT_NAME, state_path
 
 IMAGE = os.environ.get("IMGREC_IMAGE", "ghcr.io/imgrec/imgrec:0.1.0")
 PREDICTOR_RUNTIME = "imgrec-predictor"  # the ClusterServingRuntime in manifests/base
-
-
-class DeployError(ImgrecError):
-    code = "deploy_failed"
-    http_status = 502
 
 
 DEPLOY_TARGETS: Registry[Callable[..., dict[str, Any]]] = Registry("deploy target")
@@ -55,13 +50,23 @@ def _running_server(port: int) -> dict[str, Any] | None:
     return None
 
 
-def swap_local(state: dict[str, Any], model: str, name: str = DEFAULT_NAME) -> dict[str, Any]:
-    """Ask the running server described by ``state`` to load ``model`` (blocks until done)."""
+def swap_local(
+    state: dict[str, Any],
+    model: str,
+    name: str = DEFAULT_NAME,
+    *,
+    canary_percent: int | None = None,
+) -> dict[str, Any]:
+    """Ask the running server described by ``state`` to load ``model`` (blocks until done);
+    with ``canary_percent`` as a canary taking that share of the requests."""
     import httpx
 
+    body: dict[str, Any] = {"model": model}
+    if canary_percent is not None:
+        body["canary_percent"] = canary_percent
     r = httpx.post(
         f"{state['url']}/imgrec/admin/models/{name}/load",
-        json={"model": model},
+        json=body,
         headers={"Authorization": f"Bearer {state['token']}"},
         timeout=600,
     )

@@ -24,13 +24,13 @@ from rich.progress import (
 
 from imgrec.engine.checkpoint import (
     CHECKPOINT_FILE,
-    atomic_write_bytes,
     rng_state,
     save_checkpoint,
     set_rng_state,
 )
 from imgrec.engine.distributed import unwrap
 from imgrec.engine.loop import Callback, TrainState
+from imgrec.storage import write_bytes
 
 
 class ProgressBar(Callback):
@@ -110,7 +110,7 @@ class HistoryWriter(Callback):
     def on_fit_start(self, state: TrainState, steps_per_epoch: int) -> None:
         # A killed run may have logged an epoch its checkpoint never saw: keep the checkpoint's.
         text = "".join(json.dumps(r) + "\n" for r in state.history)
-        atomic_write_bytes(self.path, text.encode())
+        write_bytes(self.path, text.encode())
 
     def on_epoch_end(self, state: TrainState, record: dict[str, Any]) -> None:
         with open(self.path, "a", encoding="utf-8") as fh:

@@ -16,7 +16,7 @@ on. Speed on a CPU (``benchmarks/batch_predict.py``, BENCHMARKS.md "Batch predic
 2. resize and crop in one Pillow resample (the geometric half of ``eval_transform``), then
    normalization by a per-channel table lookup in numpy (``normalize_table``: the floats of
    ``normalize_uint8`` bit for bit), straight into ``(3, H, W)`` float32;
-3. ONNX Runtime on CPU (``imgrec.runtime``, checked against PyTorch within 1e-4) with one
+3. ONNX Runtime on CPU (``imgrec.inference``, checked against PyTorch within 1e-4) with one
    intra-op thread per call, its calls on batches of ``PARALLEL_BATCH_SIZE`` running as tasks
    on the same pool as 1-2 (``imgrec.tasks.classify.batching.inferred_batches``): one thread
    per core that decodes or infers, never two thread pools competing for the cores, no torch
@@ -39,10 +39,16 @@ from PIL import Image
 
 from imgrec import storage
 from imgrec.data.images import IMAGE_SUFFIXES, load_image
-from imgrec.data.transforms import normalize_uint8, resize_ops
+from imgrec.data.transforms import (
+    draft_size,
+    normalize_lookup,
+    normalize_table,
+    resize_ops,
+)
 from imgrec.errors import ImgrecError, NotFoundError
+from imgrec.inference.onnx import cache_path
+from imgrec.inference.runners import check_runtime_precision, make_runner, runs_in_parallel
 from imgrec.quantize import CalibrationSource
-from imgrec.runtime import check_runtime_precision, make_runner, onnx_path, runs_in_parallel
 from imgrec.tasks.classify.batching import inferred_batches
 from imgrec.visualize import draw_label
 
@@ -112,32 +118,6 @@ def _expand_one(text: str) -> list[str]:
     raise NotFoundError(f"{text} does not exist", hint="pass image files, folders or globs")
 
 
-def draft_size(card: Any) -> tuple[int, int]:
-    """Smallest decode size that keeps the model's resize step exact in geometry."""
-    pre = card.preprocessing
-    side = pre.resize_size if pre.crop == "center" else pre.input_size
-    return (side, side)
-
-
-def normalize_table(pre: Any) -> np.ndarray:
-    """``float32 (3, 256)``: row ``c`` holds ``normalize_uint8``'s value for channel ``c`` and
-    each uint8 level, computed by ``normalize_uint8`` itself, so looking pixels up in it gives
-    the same floats bit for bit (the normalization is elementwise)."""
-    levels = torch.arange(256, dtype=torch.uint8).view(1, 1, 1, 256).expand(1, 3, 1, 256)
-    return normalize_uint8(levels.contiguous(), pre)[0, :, 0, :].numpy().copy()
-
-
-def normalize_lookup(pixels: np.ndarray, table: np.ndarray) -> np.ndarray:
-    """``uint8 (H, W, 3)`` pixels to normalized ``float32 (3, H, W)`` through ``table``
-    (:func:`normalize_table`): one gather per channel, no temporaries, no transpose copy."""
-    if pixels.dtype != np.uint8 or pixels.ndim != 3 or pixels.shape[2] != 3:
-        raise ValueError(f"expected uint8 (H, W, 3), got {pixels.dtype} {pixels.shape}")
-    out = np.empty((3, pixels.shape[0], pixels.shape[1]), dtype=np.float32)
-    for channel in range(3):
-        np.take(table[channel], pixels[:, :, channel], out=out[channel])
-    return out
-
-
 def saved_name(index: int, source: str) -> str:
     """A safe file name for the annotated copy of ``source``: ``00012_<cleaned stem>.jpg``.
 
@@ -155,7 +135,7 @@ def _choose_runtime(clf: Any, runtime: str, n_images: int, precision: str = "fp3
         return "onnx" if runtime == "auto" else runtime  # int8 runs in ONNX Runtime only
     if runtime != "auto" or n_images >= ONNX_MIN_IMAGES or clf.device.type != "cpu":
         return runtime
-    return runtime if onnx_path(clf).exists() else "torch"
+    return runtime if cache_path(clf).exists() else "torch"
 
 
 def _source_text(source: str | ImgrecError) -> str:
@@ -261,7 +241,7 @@ def _loader(
     """The per-image work of the pool: read, decode (reduced with ``draft``), resize and crop
     (Pillow), normalize (a numpy table lookup) -> ``float32 (3, H, W)``, and the decoded image
     when it is to be drawn on. No torch ops: their intra-op pool would fight the pool."""
-    size = draft_size(clf.card) if draft else None
+    size = draft_size(clf.card.preprocessing) if draft else None
     pre = clf.card.preprocessing
     geometry = resize_ops(pre)  # called in turn: T.Compose is an nn.Module, slower to call
     table = normalize_table(pre)

@@ -35,7 +35,7 @@ from imgrec.engine.callbacks import (
     ProgressBar,
     restore_state,
 )
-from imgrec.engine.checkpoint import atomic_write_bytes, seed_everything
+from imgrec.engine.checkpoint import seed_everything
 from imgrec.engine.distributed import (
     World,
     barrier,
@@ -56,6 +56,7 @@ from imgrec.engine.run import (
 )
 from imgrec.errors import DatasetError
 from imgrec.models.card import ModelCard, read_model_dir, save_model_dir
+from imgrec.storage import write_bytes
 from imgrec.tasks.classify.recipe import inspect_images, resolve
 from imgrec.tasks.classify.session import Session, feature_session, pixel_session
 
@@ -250,7 +251,7 @@ def _restore(state: TrainState, run_dir: Path, data: ClassificationData, console
 def _finish(cfg: TrainConfig, session: Session, data: ClassificationData, run_dir: Path,
             state: TrainState) -> dict[str, Any]:  # fmt: skip
     """Evaluate the best model on val (metrics.json, figures, report) and record it in its card."""
-    from imgrec.models.card import build_from_card
+    from imgrec.models.weights import build_from_card
     from imgrec.tasks.classify.evaluate import evaluate
 
     model_dir = run_dir / "model"
@@ -258,7 +259,7 @@ def _finish(cfg: TrainConfig, session: Session, data: ClassificationData, run_di
         metrics = evaluate(model_dir, data, split="val", out_dir=run_dir, history=state.history)
     else:
         metrics = evaluate(model_dir, data, split="val")
-        atomic_write_bytes(run_dir / "metrics.json", json.dumps(metrics, indent=2).encode())
+        write_bytes(run_dir / "metrics.json", json.dumps(metrics, indent=2).encode())
     card, weights = read_model_dir(model_dir)
     card.metrics = {k: metrics[k] for k in CARD_METRICS if k in metrics}
     card.metrics["best_epoch"] = state.best_epoch
