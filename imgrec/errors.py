@@ -245,3 +245,31 @@ class TriggerError(ImgrecError):
 
     code = "trigger_failed"
     http_status = 502
+
+
+# --- the dashboard (imgrec dashboard, BAD-INPUTS rows 40-41) ------------------------------
+class ForbiddenError(ImgrecError):
+    """An action the dashboard refuses: actions off, a missing or wrong token, another origin."""
+
+    code = "forbidden"
+    http_status = 403
+
+
+class UploadTooLargeError(ImgrecError):
+    """An upload larger than the dashboard's limit (the API's code for a too-large body)."""
+
+    code = "payload_too_large"
+    http_status = 413
+
+
+class NoFilesError(ImgrecError):
+    """An upload that carries no files."""
+
+    code = "no_files"
+
+
+class EndpointUnavailableError(ImgrecError):
+    """The model server the dashboard sends images to is not configured or does not answer."""
+
+    code = "endpoint_unavailable"
+    http_status = 502
