@@ -34,6 +34,7 @@ app.add_typer(label_app, name="label")
 app.add_typer(monitor_app, name="monitor")
 
 DEBUG = {"on": False}
+ARGV: list[str] = []  # the arguments of this invocation (`train --nproc` relaunches with them)
 
 
 def _print_version(value: bool) -> None:
