@@ -30,6 +30,7 @@ def _report(tmp_path: Path, store: str, log: Path, *extra: str) -> int:
                  "--github-repo", "acme/digits", *extra])  # fmt: skip
 
 
+@pytest.mark.slow
 def test_on_drift_github_once_per_version(
     tmp_path: Path,
     monitored: Any,
@@ -59,6 +60,7 @@ def test_on_drift_github_once_per_version(
     assert record["status"] == "accepted"
 
 
+@pytest.mark.slow
 def test_on_drift_failures_are_one_line_errors(
     tmp_path: Path,
     monitored: Any,
