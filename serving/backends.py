@@ -18,7 +18,9 @@ them too) and are re-exported here.
 
 from __future__ import annotations
 
+import logging
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -33,6 +35,8 @@ from imgrec.quantize import check_precision as check_precision
 from imgrec.quantize import require_fp32
 from imgrec.registry import Registry
 from imgrec.runtime import cpu_session, export_onnx_file, model_digest
+
+log = logging.getLogger("imgrec.serving")
 
 
 class Backend(Protocol):
@@ -154,8 +158,11 @@ class OnnxBackend:
     ) -> None:
         to_precision = PRECISIONS.get(precision)
         path = Path(onnx_path) if onnx_path else onnx_cache_path(classifier)
-        if not path.exists():
+        if not path.exists():  # a one-time cost per model: say so
+            log.info("exporting the model to ONNX once (cached in %s) ...", path.parent)
+            start = time.perf_counter()
             export_onnx(classifier, path)
+            log.info("exported in %.1f s", time.perf_counter() - start)
         pre = classifier.card.preprocessing
         path = to_precision(path, calibration, pre, cache_dir=onnx_cache_path(classifier).parent)
         self.session = cpu_session(path, threads or (os.cpu_count() or 1))
