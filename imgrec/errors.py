@@ -107,6 +107,13 @@ class UnsafeArchiveError(ImgrecError):
     code = "unsafe_archive_entry"
 
 
+class ContainerEngineError(ImgrecError):
+    """No container engine answers, or the image a pipeline step runs in is missing."""
+
+    code = "container_unavailable"
+    http_status = 503
+
+
 class ValidationFailedError(ImgrecError):
     """A data validation step found critical problems."""
 

@@ -55,13 +55,23 @@ def _running_server(port: int) -> dict[str, Any] | None:
     return None
 
 
-def swap_local(state: dict[str, Any], model: str, name: str = DEFAULT_NAME) -> dict[str, Any]:
-    """Ask the running server described by ``state`` to load ``model`` (blocks until done)."""
+def swap_local(
+    state: dict[str, Any],
+    model: str,
+    name: str = DEFAULT_NAME,
+    *,
+    canary_percent: int | None = None,
+) -> dict[str, Any]:
+    """Ask the running server described by ``state`` to load ``model`` (blocks until done);
+    with ``canary_percent`` as a canary taking that share of the requests."""
     import httpx
 
+    body: dict[str, Any] = {"model": model}
+    if canary_percent is not None:
+        body["canary_percent"] = canary_percent
     r = httpx.post(
         f"{state['url']}/imgrec/admin/models/{name}/load",
-        json={"model": model},
+        json=body,
         headers={"Authorization": f"Bearer {state['token']}"},
         timeout=600,
     )

@@ -5,7 +5,10 @@ the bounded queue (503 + ``Retry-After`` when full) -> decode + resize each imag
 pool -> the :class:`~serving.batcher.DynamicBatcher` runs the network in its own thread ->
 response built on the loop; prediction records go to the background log writer. The whole
 inference is bounded by ``timeout_s`` (504). ``swap()`` hot-swaps the model version: requests
-already decoded finish on the runtime they were decoded for.
+already decoded finish on the runtime they were decoded for. ``swap(model, canary_percent=P)``
+loads a canary beside the served version and sends P % of the requests to it (what KServe's
+``canaryTrafficPercent`` does in Serverless mode); a later ``swap`` of the canary's model
+promotes it without reloading.
 """
 
 from __future__ import annotations
@@ -106,6 +109,9 @@ class ImgrecModel(kserve.Model):
         self.capture: ImageCapture | None = None
         self.inflight_images = 0
         self.swaps = 0
+        self.canary: Runtime | None = None
+        self.canary_percent = 0
+        self._requests = 0  # counts requests for the canary split
 
     # --- lifecycle -------------------------------------------------------------------------
     def load(self) -> bool:
@@ -148,12 +154,37 @@ class ImgrecModel(kserve.Model):
         if self.capture:
             self.capture.close()
 
-    def swap(self, model: str | ModelRef) -> Runtime:
+    def swap(self, model: str | ModelRef, *, canary_percent: int | None = None) -> Runtime:
         """Load ``model`` and make it the served version; blocking, call off the event loop.
 
         The new runtime is fully built before one reference assignment switches to it, so no
         request sees a half-loaded model; if loading fails the old version keeps serving.
+        With ``canary_percent`` (1-99) the new runtime becomes the canary instead and takes
+        that share of the requests; without it any canary is dropped (or, when ``model`` is
+        the canary's, promoted as it is).
         """
+        if canary_percent is not None and not 0 < canary_percent < 100:
+            raise ConfigError(
+                f"canary_percent must be 1-99, got {canary_percent!r}",
+                hint="0 keeps the served version, 100 is a plain swap",
+            )
+        canary = self.canary
+        if (
+            canary_percent is None
+            and canary is not None
+            and self.runtime is not None
+            and (_same_model(self.runtime.ref, model))
+        ):  # back to the served version only (a revert of a canary commit): drop the canary
+            self.canary, self.canary_percent = None, 0
+            log.info("dropped canary %s: version %s", self.name, canary.version)
+            return self.runtime
+        if canary_percent is None and canary is not None and _same_model(canary.ref, model):
+            old, self.runtime, self.canary = self.runtime, canary, None
+            self.model_ref, self.canary_percent = canary.ref, 0
+            self.swaps += 1
+            log.info("promoted canary %s: version %s -> %s", self.name, old and old.version,
+                     canary.version)  # fmt: skip
+            return canary
         new = load_runtime(
             model,
             backend=self.options.backend,
@@ -161,11 +192,25 @@ class ImgrecModel(kserve.Model):
             precision=self.options.precision,
             calibration=self.options.calibration,
         )
-        old, self.runtime = self.runtime, new
+        if canary_percent is not None:
+            self.canary, self.canary_percent = new, canary_percent
+            log.info("canary %s: version %s takes %d%%", self.name, new.version, canary_percent)
+            return new
+        old, self.runtime, self.canary, self.canary_percent = self.runtime, new, None, 0
         self.model_ref = new.ref
         self.swaps += 1
         log.info("swapped %s: version %s -> %s", self.name, old and old.version, new.version)
         return new
+
+    def _pick(self) -> Runtime:
+        """The runtime for the next request: the canary for ``canary_percent`` of them, spread
+        evenly (request n goes to the canary when floor(n*p/100) steps), else the served one."""
+        runtime, canary, percent = self._runtime(), self.canary, self.canary_percent
+        if canary is None or percent <= 0:
+            return runtime
+        self._requests += 1
+        n = self._requests
+        return canary if (n * percent) // 100 > ((n - 1) * percent) // 100 else runtime
 
     @property
     def _workers(self) -> int:
@@ -228,7 +273,7 @@ class ImgrecModel(kserve.Model):
 
     async def preprocess(self, body: Any, headers: dict[str, str] | None = None) -> Work:  # type: ignore[override]
         """Parse a V1 dict or a V2 ``InferRequest`` into :class:`Work` (no decoding yet)."""
-        runtime = self._runtime()
+        runtime = self._pick()
         request_id = (headers or {}).get("x-request-id")
         limit = self.options.max_images_per_request
         if isinstance(body, InferRequest):
@@ -239,11 +284,12 @@ class ImgrecModel(kserve.Model):
                 work.top_k = self.options.top_k
         if request_id and work.request is not None and not work.request.id:
             work.request_id = request_id
+        work.runtime = runtime
         return work
 
     async def predict(self, work: Work, headers: dict[str, str] | None = None) -> Work:  # type: ignore[override]
         """Decode the images in the pool, run the good ones through the batcher."""
-        runtime = work.runtime = self._runtime()
+        runtime = work.runtime = work.runtime or self._runtime()
         assert self.batcher is not None and self.pool is not None
         loop = asyncio.get_running_loop()
         stats = self.prediction_log is not None and runtime.log_predictions
@@ -344,3 +390,11 @@ class ImgrecModel(kserve.Model):
                     protocol=work.protocol,
                 )
             )
+
+
+def _same_model(ref: ModelRef, model: str | ModelRef) -> bool:
+    """True when ``model`` (a MODEL argument) names the version ``ref`` was loaded from."""
+    if isinstance(model, ModelRef):
+        return model.uri == ref.uri
+    store, _, version = str(model).rpartition("@")
+    return (store == ref.store and version == ref.version) or str(model) == ref.uri

@@ -11,7 +11,8 @@ admin route used for hot swaps::
 
 The admin route ``POST /imgrec/admin/models/{name}/load`` (body ``{"model": "STORE@production"}``,
 header ``Authorization: Bearer TOKEN``) loads a new version and switches to it without failing
-in-flight requests. The token comes from ``IMGREC_ADMIN_TOKEN`` or is generated; either way it
+in-flight requests; ``"canary_percent": P`` loads it as a canary taking P % of the requests.
+The token comes from ``IMGREC_ADMIN_TOKEN`` or is generated; either way it
 is written, with the URL and pid, to a ``0600`` state file (:func:`state_path`) so that the local
 deploy step can find the running server.
 """
@@ -19,6 +20,7 @@ deploy step can find the running server.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 import json
 import logging
@@ -126,6 +128,8 @@ class _Admin:
             "name": model_name,
             "version": runtime.version,
             "model": runtime.ref.uri,
+            "store": runtime.ref.store,
+            "canary": _canary_info(model),
             "swaps": model.swaps,
             "backend": model.options.backend,
             "precision": model.options.precision,
@@ -141,11 +145,27 @@ class _Admin:
             body = None
         if not isinstance(body, dict) or not isinstance(body.get("model"), str):
             raise BadRequestError('expected {"model": "<model dir | STORE@version>"}')
+        canary = body.get("canary_percent")
+        if canary is not None and (isinstance(canary, bool) or not isinstance(canary, int)):
+            raise BadRequestError("canary_percent must be a whole number 1-99")
         async with self.lock:  # one swap at a time; serving continues meanwhile
             runtime = await asyncio.get_running_loop().run_in_executor(
-                None, model.swap, body["model"]
+                None, functools.partial(model.swap, body["model"], canary_percent=canary)
             )
-        return {"name": model_name, "version": runtime.version, "model": runtime.ref.uri}
+        return {
+            "name": model_name,
+            "version": runtime.version,
+            "model": runtime.ref.uri,
+            "canary_percent": canary,
+        }
+
+
+def _canary_info(model: ImgrecModel) -> dict[str, Any] | None:
+    canary = model.canary
+    if canary is None:
+        return None
+    return {"version": canary.version, "model": canary.ref.uri, "store": canary.ref.store,
+            "percent": model.canary_percent}  # fmt: skip
 
 
 class _DataPlane(DataPlane):  # type: ignore[misc]

@@ -34,6 +34,7 @@ COMMAND_MODULES = (
     "imgrec.cli.export",
     "imgrec.cli.models",
     "imgrec.cli.pipeline",
+    "imgrec.cli.deploy",
     "imgrec.cli.dashboard",
     "imgrec.cli.label",
 )

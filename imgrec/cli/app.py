@@ -14,6 +14,10 @@ app = typer.Typer(
 data_app = typer.Typer(help="Datasets: sample data, reports, conversion.", no_args_is_help=True)
 models_app = typer.Typer(help="The model store: list, promote, rollback.", no_args_is_help=True)
 pipeline_app = typer.Typer(help="The Kubeflow training pipeline.", no_args_is_help=True)
+deploy_app = typer.Typer(
+    help="Deployment from git: sync the local server to an overlay, set the image tag.",
+    no_args_is_help=True,
+)
 app.add_typer(data_app, name="data")
 app.add_typer(models_app, name="models")
 label_app = typer.Typer(
@@ -21,6 +25,7 @@ label_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(pipeline_app, name="pipeline")
+app.add_typer(deploy_app, name="deploy")
 app.add_typer(label_app, name="label")
 
 DEBUG = {"on": False}

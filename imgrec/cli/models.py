@@ -133,9 +133,13 @@ def status(
     overlays: str = typer.Option(
         "manifests/overlays", "--overlays", help="An overlay, or a folder of overlays."
     ),
+    port: int = typer.Option(
+        8080, "--port", help="Also report what `imgrec deploy sync` serves on this local port."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON line per overlay."),
 ) -> None:
-    """What each overlay deploys (store, version, canary) and whether the store agrees.
+    """What each overlay deploys (store, version, canary) and whether the store agrees; and
+    what the local server synced from git serves, when `imgrec deploy sync` runs for --port.
 
     Exits with error[production_mismatch] naming every overlay whose version differs from its
     store's production pointer or is missing from the store.
@@ -158,6 +162,7 @@ def status(
             f"v{row.get('store_version')} ({row.get('store', '?')}): {row['state']}"
             + (f" - {row['problem']}" if row.get("problem") else "")
         )
+    _print_local(port, as_json)
     bad = [r for r in rows if r["state"] in ("mismatch", "missing_version", "invalid_overlay")]
     if bad:
         raise ProductionMismatchError(
@@ -180,6 +185,20 @@ def history(
         else:
             extra = f" ({event['reason']})" if event.get("reason") else ""
             typer.echo(f"{event['time']}  {event['event']:<8} v{event['version']}{extra}")
+
+
+def _print_local(port: int, as_json: bool) -> None:
+    from serving.gitops_sync import describe, status_path
+
+    path = status_path(port)
+    if not path.is_file():
+        return
+    sync = json.loads(path.read_text())
+    if as_json:
+        typer.echo(json.dumps({"local_server": port, **sync}))
+    else:
+        typer.echo(f"local server :{port} ({sync.get('overlay')} at {sync.get('ref')}): "
+                   f"{describe(sync)}")  # fmt: skip
 
 
 def _report(doc: dict, as_json: bool, text: str) -> None:

@@ -87,6 +87,12 @@ def run_cmd(
     store: str = typer.Option("model-store", "--store", help="Model store folder or s3://."),
     param: list[str] = typer.Option(None, "--param", help="NAME=VALUE pipeline parameter."),
     runs_dir: str = typer.Option("runs/pipeline", "--runs-dir", help="Where run folders go."),
+    runner: str = typer.Option(
+        "subprocess",
+        "--runner",
+        help="Where steps run: subprocess (this venv) or container (the component image, "
+        "via podman; build it with `make image`).",
+    ),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Stream component logs."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
 ) -> None:
@@ -99,8 +105,13 @@ def run_cmd(
             hint="use `imgrec pipeline run --local`, or `imgrec pipeline submit --host URL`",
         )
     if not as_json:
-        typer.echo(f"running the training pipeline on {data} (store {store}) ...", err=True)
-    summary = run_local(data, store, parse_params(param), runs_dir=runs_dir, echo=verbose)
+        typer.echo(
+            f"running the training pipeline on {data} (store {store}, {runner} runner) ...",
+            err=True,
+        )
+    summary = run_local(
+        data, store, parse_params(param), runs_dir=runs_dir, echo=verbose, runner=runner
+    )
     if as_json:
         typer.echo(json.dumps(summary, default=str))
     else:
@@ -139,27 +150,66 @@ def print_summary(summary: dict[str, Any]) -> None:
     typer.echo(f"log: {summary['log']}")
 
 
+def _package(package: str | None, image: str | None, tmp: str) -> str:
+    from pipelines.training import compile_pipeline
+
+    if package:
+        if image:
+            raise ConfigError("--image and --package exclude each other",
+                              hint="the image is set when compiling")  # fmt: skip
+        return package
+    return compile_pipeline(f"{tmp}/training.yaml", image=image)
+
+
+@pipeline_app.command("upload")
+def upload_cmd(
+    host: str = typer.Option(..., "--host", help="Kubeflow Pipelines API endpoint URL."),
+    name: str = typer.Option("imgrec-training", "--name", help="Pipeline name."),
+    version: str = typer.Option(..., "--version", help="Version name, e.g. the commit SHA."),
+    image: str = typer.Option(None, "--image", help="Component image to compile with."),
+    package: str = typer.Option(None, "--package", help="Compiled YAML (default: compile now)."),
+    namespace: str = typer.Option(None, "--namespace", help="Kubeflow namespace (multi-user)."),
+) -> None:
+    """Upload the pipeline as a new version of NAME (created on first use); cd.yml runs this."""
+    from pipelines.submit import upload
+
+    with tempfile.TemporaryDirectory() as tmp:
+        ids = upload(host, _package(package, image, tmp), name=name, version=version,
+                     namespace=namespace)  # fmt: skip
+    typer.echo(f"uploaded {name} version {version} to {host}: {json.dumps(ids)}")
+
+
 @pipeline_app.command("submit")
 def submit_cmd(
     host: str = typer.Option(..., "--host", help="Kubeflow Pipelines API endpoint URL."),
     experiment: str = typer.Option("imgrec", "--experiment", help="Experiment name."),
     run_name: str = typer.Option(None, "--run-name", help="Run name (default: generated)."),
+    name: str = typer.Option("imgrec-training", "--name", help="Pipeline name."),
+    version: str = typer.Option(None, "--version", help="Version name (default: generated)."),
+    image: str = typer.Option(None, "--image", help="Component image to compile with."),
     package: str = typer.Option(None, "--package", help="Compiled YAML (default: compile now)."),
     namespace: str = typer.Option(None, "--namespace", help="Kubeflow namespace (multi-user)."),
     param: list[str] = typer.Option(None, "--param", help="NAME=VALUE pipeline parameter."),
+    wait: float = typer.Option(0, "--wait", help="Wait up to SECONDS for the run to end."),
+    as_json: bool = typer.Option(False, "--json", help="Print the ids and state as JSON."),
 ) -> None:
-    """Submit the training pipeline to a Kubeflow Pipelines endpoint (kfp.Client)."""
-    import kfp
+    """Upload the pipeline as a new version, start a run of it, and report the run's state."""
+    import time
 
     from imgrec.mlops.local_run import coerce_params
-    from pipelines.training import compile_pipeline
+    from pipelines.submit import submit
 
     arguments = coerce_params(parse_params(param))
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     with tempfile.TemporaryDirectory() as tmp:
-        path = package or compile_pipeline(f"{tmp}/training.yaml")
-        client = kfp.Client(host=host, namespace=namespace)
-        run = client.create_run_from_pipeline_package(
-            path, arguments=arguments, run_name=run_name, experiment_name=experiment,
-            namespace=namespace,
-        )  # fmt: skip
-    typer.echo(f"submitted run {run.run_id} to {host} (experiment {experiment})")
+        result = submit(host, _package(package, image, tmp), name=name,
+                        version=version or stamp, experiment=experiment,
+                        run_name=run_name or f"imgrec-{stamp}", arguments=arguments,
+                        namespace=namespace, wait_s=wait)  # fmt: skip
+    if as_json:
+        typer.echo(json.dumps(result))
+    else:
+        typer.echo(f"submitted run {result['run_id']} to {host} (experiment {experiment}, "
+                   f"state {result['state'] or 'unknown'})")  # fmt: skip
+    if wait and result["state"] != "SUCCEEDED":
+        raise typer.Exit(1)

@@ -22,25 +22,32 @@ from imgrec.errors import GitOpsError
 _IDENTITY = ("-c", "user.name=imgrec", "-c", "user.email=imgrec@localhost")
 
 
-def git(*args: str, cwd: str | Path | None = None, check: bool = True) -> str:
-    """Run ``git ARGS`` and return stdout; ``GitOpsError`` (code ``git_failed``) on failure."""
+def run_tool(cmd: list[str], *, what: str, code: str, hint: str, cwd: str | Path | None = None,
+             timeout_s: float = 120, check: bool = True) -> str:  # fmt: skip
+    """Run ``cmd`` and return stdout; ``GitOpsError(code)`` naming ``what`` and the tool's last
+    line of error output when it fails, times out or is not installed."""
     env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
     try:
         proc = subprocess.run(
-            ["git", *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=120
+            cmd, cwd=cwd, capture_output=True, text=True, env=env, timeout=timeout_s
         )
     except FileNotFoundError as exc:
-        raise GitOpsError("git is not installed", hint="install git", code="git_failed") from exc
+        raise GitOpsError(f"{cmd[0]} is not installed", hint=hint, code=code) from exc
     except subprocess.TimeoutExpired as exc:
-        raise GitOpsError(f"git {args[0]} timed out", code="git_failed") from exc
+        raise GitOpsError(f"{what} timed out after {timeout_s:g} s", hint=hint, code=code) from exc
     if check and proc.returncode != 0:
         reason = (proc.stderr or proc.stdout).strip().splitlines()
         raise GitOpsError(
-            f"git {' '.join(args[:2])} failed: {reason[-1] if reason else proc.returncode}",
-            hint="check the repository path/URL, the ref and your access",
-            code="git_failed",
+            f"{what} failed: {reason[-1] if reason else proc.returncode}", hint=hint, code=code
         )
     return proc.stdout
+
+
+def git(*args: str, cwd: str | Path | None = None, check: bool = True) -> str:
+    """Run ``git ARGS`` and return stdout; ``GitOpsError`` (code ``git_failed``) on failure."""
+    return run_tool(["git", *args], what=f"git {' '.join(args[:2])}", code="git_failed",
+                    hint="check the repository path/URL, the ref and your access", cwd=cwd,
+                    check=check)  # fmt: skip
 
 
 def toplevel(path: str | Path) -> Path:
@@ -67,6 +74,16 @@ def commit(root: Path, paths: list[Path], message: str, *, branch: str | None = 
     identity = () if git("config", "user.email", cwd=root, check=False).strip() else _IDENTITY
     git(*identity, "commit", "--quiet", "-m", message, "--", *rel, cwd=root)
     return git("rev-parse", "HEAD", cwd=root).strip()
+
+
+def push(root: Path, remote: str) -> str:
+    """Push the current branch to the same branch of ``remote`` (a name, path or URL)."""
+    branch = git("branch", "--show-current", cwd=root).strip()
+    if not branch:
+        raise GitOpsError("HEAD is detached: nothing to push", hint="check out a branch",
+                          code="git_failed")  # fmt: skip
+    git("push", "--quiet", remote, f"HEAD:refs/heads/{branch}", cwd=root)
+    return branch
 
 
 class Remote:

@@ -6,7 +6,11 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from model_fixtures import png_b64, servable_model
+
 from imgrec.gitops.overlay import write_production
+
+__all__ = ["make_checkout", "png_b64", "run_git", "servable_model"]
 
 MANIFESTS = Path(__file__).resolve().parents[2] / "manifests"
 

@@ -3,8 +3,6 @@ request; a version that cannot load leaves the old one serving and rolls ``produ
 
 from __future__ import annotations
 
-import base64
-import io
 import json
 import os
 import signal
@@ -13,37 +11,13 @@ import time
 from pathlib import Path
 
 import httpx
-import numpy as np
 import pytest
-from PIL import Image
+from model_fixtures import png_b64 as _png
+from model_fixtures import servable_model as _model_dir
 from serving_helpers import free_port
 
-from imgrec.models.card import ModelCard, Preprocessing, save_model_dir
-from imgrec.models.registry import build_model
 from imgrec.store import ModelStore
 from serving.deploy import DeployError, deploy_step
-
-
-def _model_dir(root: Path, classes: list[str], seed: int) -> Path:
-    import torch
-
-    torch.manual_seed(seed)
-    net = build_model("small_resnet", num_classes=len(classes))
-    card = ModelCard(
-        architecture="small_resnet",
-        classes=classes,
-        preprocessing=Preprocessing(input_size=32, resize_size=32),
-    )
-    out = root / f"model-{seed}"
-    save_model_dir(net, card, out)
-    return out
-
-
-def _png(seed: int) -> str:
-    arr = np.random.default_rng(seed).integers(0, 256, (40, 40, 3), dtype=np.uint8)
-    buf = io.BytesIO()
-    Image.fromarray(arr).save(buf, format="PNG")
-    return base64.b64encode(buf.getvalue()).decode()
 
 
 @pytest.mark.slow

@@ -1,0 +1,93 @@
+"""`imgrec pipeline submit|upload` against a KFP v2 REST server on loopback (kfp_api_server.py):
+the real kfp.Client sends real HTTP; every JSON body is checked against kfp-server-api's
+models, the uploaded file is the compiled pipeline, and the run references the new version."""
+
+from __future__ import annotations
+
+import json
+import socket
+from typing import Any
+
+import kfp_server_api
+import pytest
+import yaml
+from kfp_api_server import KfpApiServer
+
+from imgrec.cli import main
+
+PRIMITIVES = {"str": str, "int": int, "bool": bool, "datetime": str, "object": object}
+
+
+def model_problems(value: Any, type_name: str, path: str = "") -> list[str]:
+    """Fields of ``value`` (JSON) that kfp-server-api's model ``type_name`` does not have."""
+    if type_name.startswith("list["):
+        return [
+            p
+            for i, v in enumerate(value)
+            for p in model_problems(v, type_name[5:-1], f"{path}[{i}]")
+        ]
+    if type_name.startswith("dict("):
+        inner = type_name[5:-1].split(", ", 1)[1]
+        return [p for k, v in value.items() for p in model_problems(v, inner, f"{path}.{k}")]
+    if type_name in PRIMITIVES:
+        ok = isinstance(value, PRIMITIVES[type_name])
+        return [] if ok else [f"{path}: expected {type_name}, got {value!r}"]
+    cls = getattr(kfp_server_api, type_name)
+    if not hasattr(cls, "attribute_map"):  # enums (V2beta1RuntimeState, ...) are strings
+        allowed = [v for k, v in vars(cls).items() if k.isupper()]
+        return [] if value in allowed else [f"{path}: {value!r} not in {type_name}"]
+    by_json = {json_key: attr for attr, json_key in cls.attribute_map.items()}
+    problems = []
+    for key, item in value.items():
+        if key not in by_json:
+            problems.append(f"{path}.{key}: not a field of {type_name}")
+        elif item is not None:
+            problems += model_problems(item, cls.openapi_types[by_json[key]], f"{path}.{key}")
+    return problems
+
+
+def test_submit_then_upload_a_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with KfpApiServer(run_states=("PENDING", "SUCCEEDED")) as kfp:
+        args = ["pipeline", "submit", "--host", kfp.url, "--version", "v1", "--experiment",
+                "nightly", "--param", "epochs=2", "--wait", "30", "--json"]  # fmt: skip
+        assert main(args) == 0
+        result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        assert main(["pipeline", "upload", "--host", kfp.url, "--version", "abc123"]) == 0
+        assert "uploaded imgrec-training version abc123" in capsys.readouterr().out
+
+    assert result["state"] == "SUCCEEDED" and result["run_id"] == "run-4"
+    [upload] = kfp.of("POST", "/apis/v2beta1/pipelines/upload")
+    assert upload.query["name"] == ["imgrec-training"]
+    compiled = yaml.safe_load(upload.files["uploadfile"])
+    assert compiled["pipelineInfo"]["name"] == "imgrec-training"
+    [version] = kfp.of("POST", "/apis/v2beta1/pipelines/upload_version")
+    assert version.query["name"] == ["abc123"]
+    assert version.query["pipelineid"] == [result["pipeline_id"]]
+    assert yaml.safe_load(version.files["uploadfile"]) == compiled
+
+    [experiment] = kfp.of("POST", "/apis/v2beta1/experiments")
+    [run] = kfp.of("POST", "/apis/v2beta1/runs")
+    assert not model_problems(experiment.body, "V2beta1Experiment")
+    assert not model_problems(run.body, "V2beta1Run")
+    assert experiment.body["display_name"] == "nightly"
+    assert run.body["experiment_id"] == result["experiment_id"]
+    assert run.body["pipeline_version_reference"] == {
+        "pipeline_id": result["pipeline_id"],
+        "pipeline_version_id": result["version_id"],
+    }
+    assert run.body["runtime_config"]["parameters"] == {"epochs": 2}
+    assert kfp.of("GET", r"/apis/v2beta1/runs/run-4")  # the run was read back
+    # the checker itself catches a field the API does not have
+    assert model_problems({**run.body, "pipelineVersion": "x"}, "V2beta1Run")
+
+
+def test_failed_run_and_unreachable_host(capsys: pytest.CaptureFixture[str]) -> None:
+    with KfpApiServer(run_states=("PENDING", "FAILED")) as kfp:
+        assert main(["pipeline", "submit", "--host", kfp.url, "--wait", "30"]) == 1
+        assert "state FAILED" in capsys.readouterr().out
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    assert main(["pipeline", "upload", "--host", closed, "--version", "x"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error[kfp_failed]:") and len(err.strip().splitlines()) == 1
