@@ -1,36 +1,53 @@
-# The imgrec component image: every Kubeflow component (components/) runs in it.
-#   docker build -t ghcr.io/imgrec/imgrec:0.1.0 .                                  # CPU
+# The imgrec image: every Kubeflow component (components/) and the KServe predictor
+# (`imgrec serve`, manifests/base/servingruntime.yaml) run in it.
+#   make image                                                        # here: podman, local base
+#   docker build -t ghcr.io/imgrec/imgrec:0.1.0 .                       # CPU, python:3.11-slim
 #   docker build --build-arg BASE=nvidia/cuda:12.4.1-cudnn-runtime-ubuntu22.04 \
 #                --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cu124 \
-#                -t ghcr.io/imgrec/imgrec:0.1.0-cuda .                             # GPU
-# Not buildable on the development machine (no Docker there); see README.
+#                -t ghcr.io/imgrec/imgrec:0.1.0-cuda .                  # GPU
+# The build context is whitelisted in .dockerignore (the packages setuptools installs).
 ARG BASE=python:3.11-slim
 FROM ${BASE}
 
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1 GX_ANALYTICS_ENABLED=false
+    PIP_DISABLE_PIP_VERSION_CHECK=1 GX_ANALYTICS_ENABLED=false \
+    VIRTUAL_ENV=/opt/imgrec/venv PATH=/opt/imgrec/venv/bin:$PATH
 
-# The CUDA base images have no Python; the slim Python image already has it.
+# Python: the slim image has it; Debian, Ubuntu and CUDA bases get the distribution's python3
+# (3.11 on bookworm). Whichever it is, imgrec lives in its own venv (PEP 668 bases refuse a
+# system-wide pip). The base decides the apt versions, so they are not pinned here.
+# hadolint ignore=DL3008
 RUN if ! command -v python3 >/dev/null; then \
-      apt-get update && apt-get install -y --no-install-recommends python3 python3-pip python3-venv \
-      && rm -rf /var/lib/apt/lists/* && ln -sf /usr/bin/python3 /usr/local/bin/python; \
-    fi
+      apt-get update \
+      && apt-get install -y --no-install-recommends python3 python3-venv \
+      && apt-get clean && rm -rf /var/lib/apt/lists/*; \
+    fi \
+ && python3 -m venv "${VIRTUAL_ENV}" \
+ && useradd --create-home --uid 1000 imgrec
 
-WORKDIR /opt/imgrec
-COPY pyproject.toml constraints.txt README.md ./
-COPY imgrec ./imgrec
-COPY components ./components
-COPY pipelines ./pipelines
-COPY serving ./serving
-COPY monitoring ./monitoring
+WORKDIR /opt/imgrec/src
+# torch in its own layer, the biggest one (gigabytes when the wheel bundles CUDA): it is
+# rebuilt only when constraints.txt changes, not when the code or its other dependencies do.
+COPY constraints.txt ./
+RUN printf 'torch\ntorchvision\n' > /tmp/torch.txt \
+ && pip install --index-url "${TORCH_INDEX}" -c constraints.txt -r /tmp/torch.txt \
+ && rm /tmp/torch.txt
 
-# torch from the CPU or CUDA wheel index, then imgrec with its pinned dependencies.
-RUN python3 -m pip install --index-url "${TORCH_INDEX}" -c constraints.txt torch torchvision \
- && python3 -m pip install -c constraints.txt . \
- && python3 -c "import imgrec, kfp, great_expectations"
+# The project's dependencies (pyproject.toml), pinned by constraints.txt.
+COPY pyproject.toml ./
+RUN python3 -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies'], sep='\n')" > /tmp/requirements.txt \
+ && pip install -c constraints.txt -r /tmp/requirements.txt \
+ && rm /tmp/requirements.txt
 
-RUN useradd --create-home --uid 1000 imgrec
+# The code. Every module must import here: a module whose import fails stops the build.
+COPY . ./
+WORKDIR /
+RUN pip install --no-deps /opt/imgrec/src \
+ && python3 /opt/imgrec/src/containers/check_imports.py /opt/imgrec/src/pyproject.toml \
+ && pip uninstall -y pip \
+ && rm -rf /opt/imgrec/src /root/.cache
+
 # Numeric, so that Kubernetes runAsNonRoot can verify it (a name cannot be checked).
 USER 1000:1000
 WORKDIR /home/imgrec

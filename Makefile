@@ -14,7 +14,7 @@ TORCH := torch==2.14.1 torchvision==0.29.1
 # to minutes under load); passive waiting keeps the tests and the quickstart predictable.
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: install run test lint format bench clean browser
+.PHONY: install run test lint format bench clean browser image test-image
 
 install: $(STAMP)
 
@@ -53,6 +53,23 @@ $(TOOLS_STAMP): constraints-tools.txt
 format: $(STAMP)
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
+
+# The component + serving image, built with podman (containers/podman holds the machine's
+# flags). BASE: a local Debian bookworm made with debootstrap when no registry is reachable;
+# BASE=python:3.11-slim with one. TORCH_INDEX empty: the CPU wheel index, or PyPI's torch
+# where that index is unreachable (the report says which torch the image holds).
+IMAGE ?= ghcr.io/imgrec/imgrec:0.1.0
+BASE ?= localhost/imgrec-base:bookworm
+TORCH_INDEX ?=
+
+image:
+	PYTHON=$(PYTHON) containers/build-image.sh "$(IMAGE)" "$(BASE)" "$(TORCH_INDEX)"
+
+# The image at work: the pipeline's steps inside it (--runner container) and its predictor.
+# `make image` first (cached: nothing is rebuilt when nothing changed).
+test-image: $(STAMP) image
+	IMGREC_REQUIRE_IMAGE=1 IMGREC_COMPONENT_IMAGE=$(IMAGE) $(PY) -m pytest -q --durations=5 \
+	  tests/containers/test_image_runs.py
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache

@@ -29,6 +29,7 @@ app.add_typer(deploy_app, name="deploy")
 app.add_typer(label_app, name="label")
 
 DEBUG = {"on": False}
+ARGV: list[str] = []  # the arguments of this invocation (`train --nproc` relaunches with them)
 
 
 def _print_version(value: bool) -> None:

@@ -87,6 +87,12 @@ def run_cmd(
     store: str = typer.Option("model-store", "--store", help="Model store folder or s3://."),
     param: list[str] = typer.Option(None, "--param", help="NAME=VALUE pipeline parameter."),
     runs_dir: str = typer.Option("runs/pipeline", "--runs-dir", help="Where run folders go."),
+    runner: str = typer.Option(
+        "subprocess",
+        "--runner",
+        help="Where steps run: subprocess (this venv) or container (the component image, "
+        "via podman; build it with `make image`).",
+    ),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Stream component logs."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
 ) -> None:
@@ -99,8 +105,13 @@ def run_cmd(
             hint="use `imgrec pipeline run --local`, or `imgrec pipeline submit --host URL`",
         )
     if not as_json:
-        typer.echo(f"running the training pipeline on {data} (store {store}) ...", err=True)
-    summary = run_local(data, store, parse_params(param), runs_dir=runs_dir, echo=verbose)
+        typer.echo(
+            f"running the training pipeline on {data} (store {store}, {runner} runner) ...",
+            err=True,
+        )
+    summary = run_local(
+        data, store, parse_params(param), runs_dir=runs_dir, echo=verbose, runner=runner
+    )
     if as_json:
         typer.echo(json.dumps(summary, default=str))
     else:

@@ -1,11 +1,13 @@
 """Run the Kubeflow training pipeline on this machine with kfp's local runner.
 
-``kfp.local.SubprocessRunner(use_venv=False)`` runs each component as a subprocess of this
-Python (where imgrec is installed), so the pipeline runs unchanged: same components, same
-``dsl.If`` on the gate. Each run gets its own folder holding every task's artifacts and the
-log; the summary names the reports::
+The steps run where ``runner`` says (:mod:`imgrec.mlops.step_runners`): ``subprocess`` runs
+each component as a subprocess of this Python (where imgrec is installed), ``container`` runs
+each inside the component image (kfp's DockerRunner on podman). The pipeline runs unchanged
+either way: same components, same ``dsl.If`` on the gate. Each run gets its own folder holding
+every task's artifacts and the log; the summary names the reports::
 
     summary = run_local("data/mnist5k", "model-store", {"epochs": 3})
+    summary = run_local("data/mnist5k", "model-store", runner="container")
     summary["status"], summary["gate"]["passed"], summary["registered_version"]
 """
 
@@ -109,6 +111,7 @@ def run_local(
     *,
     runs_dir: str = DEFAULT_RUNS_DIR,
     echo: bool | str = False,
+    runner: str = "subprocess",
 ) -> dict[str, Any]:
     """Run the training pipeline locally and return its summary.
 
@@ -118,13 +121,17 @@ def run_local(
     (``None`` when nothing was registered), ``production_version``, ``reports`` (paths),
     ``run_dir``, ``log`` and ``seconds``. With ``echo`` the component logs also go to stderr;
     ``echo="steps"`` shows only each task's start and finish there (the log has everything).
+    ``runner`` names where the steps run (``subprocess`` or ``container``).
     """
     from kfp import local
 
+    from components import component_image
+    from imgrec.mlops.step_runners import STEP_RUNNERS, StepPlace
     from imgrec.mlops.steps import scalar_metrics
     from imgrec.store import ModelStore
     from pipelines.training import build_pipeline
 
+    step_runner = STEP_RUNNERS.get(runner)
     values = coerce_params(params or {})
     values["data_uri"] = _absolute(data)
     values["store_uri"] = _absolute(store)
@@ -139,18 +146,20 @@ def run_local(
         "gate": {"passed": False, "reasons": []},
         "metrics": {},
         "registered_version": None,
+        "runner": runner,
         "run_dir": str(run_root),
         "log": str(log_path),
     }
     pipeline = build_pipeline()
-    with open(log_path, "w", encoding="utf-8") as log, warnings.catch_warnings():
-        # The component image is not named "python"; kfp warns, but here tasks run in this venv.
+    place = StepPlace(values["data_uri"], values["store_uri"], component_image())
+    with (
+        open(log_path, "w", encoding="utf-8") as log,
+        warnings.catch_warnings(),
+        step_runner(place) as kfp_runner,
+    ):
+        # The component image is not named "python"; kfp warns, but subprocess tasks run here.
         warnings.filterwarnings("ignore", message="You may be attemping", category=RuntimeWarning)
-        local.init(
-            runner=local.SubprocessRunner(use_venv=False),
-            pipeline_root=str(run_root),
-            raise_on_error=True,
-        )
+        local.init(runner=kfp_runner, pipeline_root=str(run_root), raise_on_error=True)
         stream: Any = _Tee(log, steps_only=echo == "steps") if echo else log
         try:
             with (

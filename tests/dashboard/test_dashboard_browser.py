@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "serving"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "pipeline"))
 
-from conftest import Dashboard, Visit, screenshot
+from browser_helpers import Dashboard, Visit, screenshot
 from dashboard_helpers import EVIL, hours_ago, make_store, write_drift_report
 from pipeline_helpers import make_imagefolder
 from serving_helpers import CAT_CLASSES, Server, jpeg_bytes, start_server, stop_server
@@ -59,7 +59,7 @@ def server(records: dict[str, Any]) -> Any:
     root = records["root"]
     srv = start_server(
         "efficientnet_lite0", root, options={"prediction_log": str(root / "predlog"),
-                                             "threads": 1}
+                                             "capture": str(root / "captures"), "threads": 1}
     )  # fmt: skip
     yield srv
     stop_server(srv)
@@ -71,7 +71,8 @@ def dash(records: dict[str, Any], server: Server, dashboard: Callable[..., Dashb
     started = dashboard(
         "--store", str(root / "store"), "--runs", str(root / "runs"),
         "--log", str(root / "predlog"), "--reports", str(root / "reports"),
-        "--server", server.url, env={"IMGREC_CACHE": str(root / "cache")},
+        "--capture", str(root / "captures"), "--server", server.url,
+        env={"IMGREC_CACHE": str(root / "cache")},
     )  # fmt: skip
     return started.url
 
@@ -201,3 +202,28 @@ def test_overview_shows_production_and_logged_traffic(
     assert "drift" in v.page.locator("#drift").inner_text()
     bars = v.page.locator("svg[data-chart=requests] rect.bar")
     assert sum(float(b.get_attribute("data-y")) for b in bars.all()) >= 3  # the uploads above
+
+
+def test_review_queue_lists_the_served_captures_least_certain_first(
+    dash: str, visit: Callable[[str, str], Visit]
+) -> None:
+    """After the uploads above: the photo (sent twice, captured once) and the webcam frame,
+    captured by the real server, each with its logged guess, the less certain first."""
+    import time
+
+    deadline = time.monotonic() + 30
+    while True:  # the server writes its log and captures off the request path (<= 1 s)
+        v = visit(f"{dash}/review", "review-queue")
+        items = v.page.locator("article.review")
+        confidences = [a.get_attribute("data-confidence") for a in items.all()]
+        if (len(confidences) == 2 and all(confidences)) or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert len(confidences) == 2 and all(confidences), confidences
+    values = [float(c or 0) for c in confidences]
+    assert values == sorted(values)
+    guesses = v.page.locator("article.review strong").all_inner_texts()
+    assert any(g in CAT_CLASSES for g in guesses)
+    for img in items.locator("img").all():  # thumbnails through the decoder
+        assert v.page.evaluate("(i) => i.complete && i.naturalWidth > 0", img.element_handle())
+    assert v.errors == []

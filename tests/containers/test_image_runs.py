@@ -1,0 +1,172 @@
+"""The built image at work (slow): the pipeline's steps inside it with kfp's DockerRunner on
+podman, and its predictor answering V1/V2 and the manifests' health probes.
+
+Needs ``make image``. Without the image these tests skip with the reason; CI builds the image
+first and sets ``IMGREC_REQUIRE_IMAGE=1``, which turns that skip into a failure.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from PIL import Image
+
+from components import component_image
+from imgrec.mlops import run_local
+from imgrec.mlops.podman import podman_command
+from imgrec.store import ModelStore
+
+for _helpers in ("pipeline", "serving"):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / _helpers))
+from pipeline_helpers import make_imagefolder  # noqa: E402
+from serving_helpers import free_port  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+FAST = {"epochs": "3", "train_threads": "2", "min_images": "8", "gate_absolute_floor": "0.0"}
+
+pytestmark = pytest.mark.slow
+
+
+def _image_problem() -> str | None:
+    try:
+        podman = podman_command()
+    except Exception as exc:
+        return str(exc)
+    found = subprocess.run([*podman, "image", "exists", component_image()], check=False)
+    return None if found.returncode == 0 else f"image {component_image()} not built (make image)"
+
+
+@pytest.fixture(scope="module")
+def image() -> str:
+    problem = _image_problem()
+    if problem:
+        if os.environ.get("IMGREC_REQUIRE_IMAGE") == "1":
+            pytest.fail(problem)
+        pytest.skip(problem)
+    return component_image()
+
+
+@pytest.fixture(scope="module")
+def runs(image: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The same tiny dataset through both runners, each into its own store."""
+    root = tmp_path_factory.mktemp("container-runs")
+    data = make_imagefolder(root / "my data", n_train=16, n_val=6)
+    out: dict[str, Any] = {"data": data}
+    for runner in ("subprocess", "container"):
+        store = root / f"store-{runner}"
+        out[runner] = run_local(
+            str(data), str(store), FAST, runs_dir=str(root / "runs"), runner=runner
+        )
+        out[f"{runner}_store"] = store
+    return out
+
+
+def test_container_steps_register_the_same_model_as_subprocess_steps(
+    runs: dict[str, Any],
+) -> None:
+    sub, con = runs["subprocess"], runs["container"]
+    assert con["status"] == "succeeded", (con.get("failed_step"), con.get("error"), con["log"])
+    assert con["runner"] == "container" and sub["runner"] == "subprocess"
+    assert (con["registered_version"], con["production_version"]) == (1, 1)
+    assert con["gate"]["passed"] and con["gate"]["reasons"] == sub["gate"]["reasons"]
+    assert con["metrics"].keys() == sub["metrics"].keys() and con["metrics"]["n"] == 12
+    # Same code, seed and data; the CPU kernels in the image may round differently: within
+    # one validation image of each other.
+    assert abs(con["metrics"]["accuracy"] - sub["metrics"]["accuracy"]) <= 1 / 12 + 1e-9
+    assert set(con["reports"]) == set(sub["reports"])
+    log = Path(con["log"]).read_text()
+    assert log.count(f"Running in image '{component_image()}'") == 7  # every step in the image
+    v1 = ModelStore(runs["container_store"]).get(1)
+    assert v1.metrics["accuracy"] == pytest.approx(con["metrics"]["accuracy"])
+    # Files written by the steps belong to the caller, not to a container user.
+    owners = {p.stat().st_uid for p in Path(runs["container_store"]).rglob("*")}
+    assert owners == {os.getuid()}
+
+
+def test_a_failing_step_in_the_container_fails_the_run(image: str, tmp_path: Path) -> None:
+    data = make_imagefolder(tmp_path / "d", classes=("a", "b", "c"), n_train=8, n_val=3)
+    for f in (data / "val" / "c").iterdir():
+        f.unlink()
+    (data / "val" / "c").rmdir()
+    summary = run_local(str(data), str(tmp_path / "s"), FAST,
+                        runs_dir=str(tmp_path / "runs"), runner="container")  # fmt: skip
+    assert summary["status"] == "failed" and summary["failed_step"] == "validate"
+    assert "class 'c' has 0 images in val" in summary["error"]
+    assert summary["registered_version"] is None
+
+
+def _probes() -> dict[str, str]:
+    """The predictor's probe paths from the manifests (name ``imgrec``)."""
+    spec = yaml.safe_load((REPO / "manifests/base/inferenceservice.yaml").read_text())
+    model = spec["spec"]["predictor"]["model"]
+    return {kind: model[kind]["httpGet"]["path"] for kind in ("readinessProbe", "livenessProbe")}
+
+
+def _serve_args() -> list[str]:
+    """The serving runtime's container command, as the manifests give it."""
+    runtime = yaml.safe_load((REPO / "manifests/base/servingruntime.yaml").read_text())
+    container = runtime["spec"]["containers"][0]
+    args = [a.replace("{{.Name}}", "imgrec") for a in container["args"]]
+    env = [f"--env={e['name']}={e['value']}" for e in container["env"]]
+    return [*env, container["image"], *container["command"], *args]
+
+
+def test_the_image_serves_the_registered_model(runs: dict[str, Any]) -> None:
+    model = ModelStore(runs["container_store"]).get(1).model_uri
+    port = free_port()
+    args = _serve_args()
+    assert args[args.index("--port") + 1] == "8080" and "/mnt/models" in args
+    args[args.index("--port") + 1] = str(port)
+    args[args.index("--host") + 1] = "127.0.0.1"
+    name = f"imgrec-serve-test-{port}"
+    cmd = [*podman_command(), "run", "--rm", "--name", name,
+           "-v", f"{model}:/mnt/models:ro", *args]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        probes = _probes()
+        _wait_ready(url + probes["readinessProbe"], proc)
+        assert httpx.get(url + probes["livenessProbe"], timeout=10).status_code == 200
+        png = io.BytesIO()
+        Image.open(next((runs["data"] / "val" / "circle").iterdir())).save(png, "PNG")
+        b64 = base64.b64encode(png.getvalue()).decode()
+        v1 = httpx.post(f"{url}/v1/models/imgrec:predict", timeout=60,
+                        json={"instances": [{"image": {"b64": b64}}]}).json()  # fmt: skip
+        assert v1["predictions"][0]["labels"][0] in ("circle", "square")
+        assert v1["model_version"] == "1"
+        body = {"inputs": [{"name": "image", "datatype": "BYTES", "shape": [1], "data": [b64]}]}
+        v2 = httpx.post(f"{url}/v2/models/imgrec/infer", json=body, timeout=60).json()
+        labels = {o["name"]: o["data"] for o in v2["outputs"]}["label"]
+        assert labels[0] == v1["predictions"][0]["labels"][0]
+        user = subprocess.run([*podman_command(), "exec", name, "id", "-u"],
+                              capture_output=True, text=True, check=True)  # fmt: skip
+        assert user.stdout.strip() == "1000"  # the image's own non-root user
+    finally:
+        subprocess.run([*podman_command(), "stop", "-t", "10", name],
+                       capture_output=True, check=False)  # fmt: skip
+        out, _ = proc.communicate(timeout=60)
+    assert proc.returncode is not None, out
+
+
+def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 240) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(proc.stdout.read().decode(errors="replace")[-3000:])  # type: ignore[union-attr]
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise AssertionError(f"{url} not ready after {timeout_s} s")

@@ -1,0 +1,185 @@
+"""The Dockerfile keeps up with the code: its COPY sources exist and are in the build
+context, and every top-level package the installed code imports is installed in the image.
+
+The image installs the packages pyproject.toml finds (``tool.setuptools.packages.find``)
+and the project's dependencies; so every third-party module imported anywhere in that code,
+also inside functions, must come from a distribution in the dependency closure of
+``[project].dependencies`` (dev extras are not in the image). The build itself imports every
+module (containers/check_imports.py), which catches module-level imports at build time.
+"""
+
+from __future__ import annotations
+
+import ast
+import fnmatch
+import functools
+import importlib.metadata
+import re
+import shlex
+import sys
+from pathlib import Path
+
+import pytest
+import tomllib
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _pyproject() -> dict:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def installed_packages() -> list[str]:
+    """Top-level packages the image installs that exist in the checkout."""
+    patterns = _pyproject()["tool"]["setuptools"]["packages"]["find"]["include"]
+    roots = [p.rstrip("*") for p in patterns]
+    return [r for r in roots if (ROOT / r / "__init__.py").is_file()]
+
+
+def dockerfile_instructions(text: str) -> list[tuple[str, list[str]]]:
+    """``[(INSTRUCTION, arguments)]`` with continuation lines joined and comments dropped."""
+    joined = re.sub(r"\\\n", " ", "\n".join(
+        line for line in text.splitlines() if not line.lstrip().startswith("#")
+    ))  # fmt: skip
+    out = []
+    for line in joined.splitlines():
+        if line.strip():
+            word, _, rest = line.strip().partition(" ")
+            out.append((word.upper(), shlex.split(rest)))
+    return out
+
+
+def copy_sources(text: str) -> list[str]:
+    """Sources of every COPY/ADD from the build context (not ``--from`` another stage)."""
+    sources = []
+    for word, args in dockerfile_instructions(text):
+        if word not in ("COPY", "ADD") or any(a.startswith("--from") for a in args):
+            continue
+        paths = [a for a in args if not a.startswith("--")]
+        sources += paths[:-1]
+    return sources
+
+
+def context_excludes(path: str, rules: list[str]) -> bool:
+    """Whether .dockerignore ``rules`` leave ``path`` out of the build context (last rule
+    that matches the path or one of its parent folders wins, as in Docker)."""
+    parts = Path(path).parts
+    candidates = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    excluded = False
+    for rule in rules:
+        negate = rule.startswith("!")
+        pattern = rule.removeprefix("!").strip("/")
+        pattern = pattern.removeprefix("**/")
+        if any(fnmatch.fnmatch(c, pattern) or fnmatch.fnmatch(Path(c).name, pattern)
+               for c in candidates):  # fmt: skip
+            excluded = not negate
+    return excluded
+
+
+def dockerignore_rules() -> list[str]:
+    lines = (ROOT / ".dockerignore").read_text().splitlines()
+    return [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
+
+
+def test_every_copy_source_exists_and_is_in_the_build_context() -> None:
+    sources = copy_sources((ROOT / "Dockerfile").read_text())
+    assert sources, "the Dockerfile copies nothing?"
+    rules = dockerignore_rules()
+    for source in sources:
+        assert (ROOT / source).exists(), f"COPY {source}: not in the checkout"
+        if source != ".":
+            assert not context_excludes(source, rules), f"COPY {source}: .dockerignore drops it"
+
+
+def test_build_context_holds_every_installed_package_and_the_import_check() -> None:
+    rules = dockerignore_rules()
+    needed = [*installed_packages(), "pyproject.toml", "constraints.txt", "README.md",
+              "containers/check_imports.py"]  # fmt: skip
+    for path in needed:
+        assert not context_excludes(path, rules), f".dockerignore leaves {path} out of the image"
+    for path in ("data", "runs", "tests", ".venv", "model-store", "imgrec/__pycache__"):
+        assert context_excludes(path, rules), f".dockerignore lets {path} into the image"
+    assert {"imgrec", "components", "pipelines", "serving"} <= set(installed_packages())
+
+
+def test_dockerignore_rules_behave_like_docker() -> None:
+    rules = ["*", "!imgrec", "**/__pycache__"]
+    assert context_excludes("tests", rules) and context_excludes("tests/x.py", rules)
+    assert not context_excludes("imgrec/cli/app.py", rules)
+    assert context_excludes("imgrec/cli/__pycache__", rules)
+
+
+def imported_top_levels(folder: Path) -> dict[str, str]:
+    """``{top-level module: a file importing it}`` for absolute imports under ``folder``."""
+    found: dict[str, str] = {}
+    for path in sorted(folder.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            for name in names:
+                found.setdefault(name.split(".")[0], str(path.relative_to(ROOT)))
+    return found
+
+
+@functools.cache
+def runtime_closure() -> set[str]:
+    """Canonical names of every distribution ``[project].dependencies`` installs (no extras
+    of imgrec itself; markers evaluated for this Python)."""
+    seen: set[tuple[str, frozenset[str]]] = set()  # a name again with other extras counts
+    todo = [Requirement(r) for r in _pyproject()["project"]["dependencies"]]
+    todo = [r for r in todo if r.marker is None or r.marker.evaluate({"extra": ""})]
+    while todo:  # markers of a dependency's requirements are evaluated before they are queued
+        req = todo.pop()
+        key = (canonicalize_name(req.name), frozenset(req.extras))
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            dist = importlib.metadata.distribution(req.name)
+        except importlib.metadata.PackageNotFoundError:
+            continue  # not installed here: a marker-only dependency of another platform
+        envs = [{"extra": e} for e in (req.extras or {""})]
+        for text in dist.requires or []:
+            sub = Requirement(text)
+            if sub.marker is None or any(sub.marker.evaluate(env) for env in envs):
+                todo.append(sub)
+    return {name for name, _ in seen}
+
+
+@functools.cache
+def _providers() -> dict[str, list[str]]:
+    return dict(importlib.metadata.packages_distributions())
+
+
+@pytest.mark.parametrize("package", installed_packages())
+def test_every_imported_package_is_installed_in_the_image(package: str) -> None:
+    first_party = set(installed_packages())
+    closure = runtime_closure()
+    providers = _providers()
+    missing = []
+    for module, where in sorted(imported_top_levels(ROOT / package).items()):
+        if module in sys.stdlib_module_names or module in first_party or module == "__future__":
+            continue
+        dists = {canonicalize_name(d) for d in providers.get(module, [])}
+        if not dists & closure:
+            missing.append(f"{module} (imported in {where}; from {sorted(dists) or '?'})")
+    assert not missing, "not installed in the image: " + "; ".join(missing)
+
+
+@pytest.mark.parametrize("package", installed_packages())
+def test_every_data_file_of_a_package_is_installed(package: str) -> None:
+    """The image installs the packages (not editable): a template, stylesheet or model card
+    the code reads must match ``tool.setuptools.package-data`` or it is missing there."""
+    patterns = _pyproject()["tool"]["setuptools"]["package-data"]["*"]
+    left_out = [
+        str(path.relative_to(ROOT))
+        for path in (ROOT / package).rglob("*")
+        if path.is_file() and path.suffix not in (".py", ".pyc") and "__pycache__" not in path.parts
+        and not any(fnmatch.fnmatch(path.name, p) for p in patterns)
+    ]  # fmt: skip
+    assert not left_out, f"not installed (add to package-data): {left_out}"
