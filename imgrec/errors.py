@@ -211,6 +211,26 @@ class DeployError(ImgrecError):
     http_status = 502
 
 
+# --- drift monitoring (BAD-INPUTS rows 31-35) ------------------------------------------------
+class MonitorError(ImgrecError):
+    """A prediction log or a monitoring reference cannot be used."""
+
+    code = "monitor_error"
+    http_status = 422
+
+
+class EmptyWindowError(MonitorError):
+    """The selected window holds no usable prediction record."""
+
+    code = "empty_window"
+
+
+class ReferenceProfileError(MonitorError):
+    """A monitoring reference profile is missing, corrupt or made for another model."""
+
+    code = "invalid_reference"
+
+
 # --- deployment from git (imgrec.gitops) -------------------------------------------------
 class GitOpsError(ImgrecError):
     """An overlay, a git operation or a git-driven deployment cannot go ahead (BAD-INPUTS 39)."""

@@ -37,6 +37,7 @@ COMMAND_MODULES = (
     "imgrec.cli.deploy",
     "imgrec.cli.dashboard",
     "imgrec.cli.label",
+    "imgrec.cli.monitor",
 )
 
 

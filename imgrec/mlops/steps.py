@@ -351,12 +351,21 @@ def register_metadata(
     }
 
 
-def register_step(model_dir: str, store_uri: str, metadata: dict[str, Any]) -> int:
-    """Store ``model_dir`` as a new version and make it production; returns its number."""
+def register_step(
+    model_dir: str,
+    store_uri: str,
+    metadata: dict[str, Any],
+    attachments: dict[str, bytes] | None = None,
+) -> int:
+    """Store ``model_dir`` as a new version (with ``attachments`` beside it, e.g. the drift
+    monitor's reference) and make it production; returns its number."""
     from imgrec.store import ModelStore
 
     reason = "passed the gate" if metadata.get("gate", {}).get("passed") else "registered"
-    return ModelStore(store_uri).register(model_dir, metadata=metadata, reason=reason).version
+    store = ModelStore(store_uri)
+    return store.register(
+        model_dir, metadata=metadata, reason=reason, attachments=attachments
+    ).version
 
 
 def kfp_safe(value: Any) -> Any:
