@@ -26,10 +26,8 @@ on. Speed on a CPU (``benchmarks/batch_predict.py``, BENCHMARKS.md "Batch predic
 
 from __future__ import annotations
 
-import glob
 import os
-import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,15 +35,15 @@ import numpy as np
 import torch
 from PIL import Image
 
-from imgrec import storage
-from imgrec.data.images import IMAGE_SUFFIXES, load_image
+from imgrec.data.images import load_image
+from imgrec.data.sources import expand_sources, saved_name
 from imgrec.data.transforms import (
     draft_size,
     normalize_lookup,
     normalize_table,
     resize_ops,
 )
-from imgrec.errors import ImgrecError, NotFoundError
+from imgrec.errors import ImgrecError
 from imgrec.inference.onnx import cache_path
 from imgrec.inference.runners import check_runtime_precision, make_runner, runs_in_parallel
 from imgrec.quantize import CalibrationSource
@@ -65,69 +63,6 @@ JPEGs: 98 images/s at 4, 94 at 8 and 2 (medians of 8, load average ~1)."""
 ONNX_MIN_IMAGES = 64
 """With ``runtime="auto"``, fewer images than this run in PyTorch unless the ONNX export is
 already cached: a first export takes seconds, more than it saves on a few images."""
-_GLOB_CHARS = re.compile(r"[*?\[]")
-_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
-
-
-def expand_sources(sources: Iterable[str | os.PathLike[str]]) -> list[str | ImgrecError]:
-    """Files to predict, in argument order: folders and ``s3://`` prefixes are listed
-    recursively (image suffixes only), globs expanded (``**`` allowed), files kept as given.
-
-    A path that does not exist (or a glob or folder without images) becomes a
-    ``NotFoundError`` entry, so it is reported in order like any bad image.
-    """
-    out: list[str | ImgrecError] = []
-    for item in sources:
-        text = os.fspath(item)
-        try:
-            out.extend(_expand_one(text))
-        except ImgrecError as exc:
-            exc.source = text  # type: ignore[attr-defined]
-            out.append(exc)
-    return out
-
-
-def _expand_one(text: str) -> list[str]:
-    if storage.is_s3(text):
-        if text.lower().endswith(IMAGE_SUFFIXES) and storage.exists(text):
-            return [text]
-        files = storage.list_files(text, suffixes=IMAGE_SUFFIXES)
-        if not files:
-            raise NotFoundError(f"no images under {text}", hint="check the bucket and prefix")
-        return files
-    if os.path.isdir(text):
-        files = storage.list_files(text, suffixes=IMAGE_SUFFIXES)
-        if not files:
-            suffixes = ", ".join(IMAGE_SUFFIXES)
-            raise NotFoundError(
-                f"no images in folder {text}", hint=f"image files end in {suffixes}"
-            )
-        return files
-    if os.path.exists(text):
-        return [text]
-    if _GLOB_CHARS.search(text):
-        found: list[str] = []
-        for match in sorted(glob.glob(text, recursive=True)):
-            if os.path.isdir(match):
-                found.extend(storage.list_files(match, suffixes=IMAGE_SUFFIXES))
-            elif match.lower().endswith(IMAGE_SUFFIXES):
-                found.append(match)
-        if not found:
-            raise NotFoundError(f"no image files match {text!r}", hint="check the pattern")
-        return list(dict.fromkeys(found))
-    raise NotFoundError(f"{text} does not exist", hint="pass image files, folders or globs")
-
-
-def saved_name(index: int, source: str) -> str:
-    """A safe file name for the annotated copy of ``source``: ``00012_<cleaned stem>.jpg``.
-
-    Only the last path component is used and reduced to ``[A-Za-z0-9._-]``, so names like
-    ``../../x`` or ``C:\\evil`` cannot leave the save folder (BAD-INPUTS row 10).
-    """
-    base = re.split(r"[\\/]", source.rstrip("/\\"))[-1]
-    stem = os.path.splitext(base)[0]
-    cleaned = _UNSAFE_NAME.sub("_", stem).strip("._")[:60] or "image"
-    return f"{index:05d}_{cleaned}.jpg"
 
 
 def _choose_runtime(clf: Any, runtime: str, n_images: int, precision: str = "fp32") -> str:

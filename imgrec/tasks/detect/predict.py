@@ -88,8 +88,8 @@ def predict(
             print(rec["detections"][:3])
     """
     from imgrec.data.images import load_image
+    from imgrec.data.sources import expand_sources
     from imgrec.quantize import require_fp32
-    from imgrec.tasks.classify.predict import expand_sources
     from imgrec.tasks.detect.evaluate import card_threshold, detect_images
 
     require_fp32(
@@ -155,7 +155,7 @@ def _check_box_options(score: float | None, iou: float | None, max_detections: i
 def _save(
     out_dir: Path, index: int, source: str, image: Image.Image, detections: list[dict[str, Any]]
 ) -> str:
-    from imgrec.tasks.classify.predict import saved_name
+    from imgrec.data.sources import saved_name
 
     path = out_dir / saved_name(index, source).replace(".jpg", ".png")
     draw_detections(image, detections).save(path)  # PNG: drawn pixels stay exact
@@ -168,7 +168,7 @@ def predict_video(
     """Annotate every frame of a video file; returns the record with ``video`` and ``fps``."""
     import cv2
 
-    from imgrec.tasks.classify.predict import saved_name
+    from imgrec.data.sources import saved_name
     from imgrec.tasks.detect.evaluate import detect_images
 
     capture = cv2.VideoCapture(source)
