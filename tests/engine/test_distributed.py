@@ -106,3 +106,14 @@ def test_two_gloo_processes_equal_one_and_resume_at_world_size_one(tmp_path: Pat
     saved = load_checkpoint(two / "checkpoint.pt")
     assert saved["world_size"] == 1 and saved["step"] == 3 * 3
     assert resumed.metrics["accuracy"] == pytest.approx(single.metrics["accuracy"])
+
+
+def test_nproc_is_refused_for_a_task_that_trains_in_one_process(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from imgrec.cli import main
+
+    # before any process is launched: one error line, no torchrun
+    assert main(["train", str(tmp_path), "--task", "detect", "--nproc", "2"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error[invalid_config]: task detect does not train with several")
