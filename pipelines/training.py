@@ -162,6 +162,7 @@ def build_pipeline(cluster: ClusterSettings | None = None, image: str | None = N
         gate_max_class_regression: float = 0.05,
         gate_absolute_floor: float = 0.5,
         gate_max_base_drop: float = 0.005,
+        gate_min_regression_z: float = 1.645,
         labels: str = "",
         min_images: int = 10,
         max_unreadable_fraction: float = 0.05,
@@ -233,6 +234,7 @@ def build_pipeline(cluster: ClusterSettings | None = None, image: str | None = N
             max_class_regression=gate_max_class_regression,
             absolute_floor=gate_absolute_floor,
             max_base_drop=gate_max_base_drop,
+            min_regression_z=gate_min_regression_z,
         )
         with dsl.If(gate.outputs["passed"] == True, name="gate-passed"):  # noqa: E712
             register = ops["register"](
