@@ -131,6 +131,13 @@ class ValidationFailedError(ImgrecError):
     http_status = 422
 
 
+class TrainingJobError(ImgrecError):
+    """A training job on the cluster (a Training Operator PyTorchJob) failed or timed out."""
+
+    code = "training_job_failed"
+    http_status = 502
+
+
 class ServiceError(ImgrecError):
     """Raised by the servers for request-level problems."""
 
@@ -209,6 +216,26 @@ class DeployError(ImgrecError):
 
     code = "deploy_failed"
     http_status = 502
+
+
+# --- drift monitoring (BAD-INPUTS rows 31-35) ------------------------------------------------
+class MonitorError(ImgrecError):
+    """A prediction log or a monitoring reference cannot be used."""
+
+    code = "monitor_error"
+    http_status = 422
+
+
+class EmptyWindowError(MonitorError):
+    """The selected window holds no usable prediction record."""
+
+    code = "empty_window"
+
+
+class ReferenceProfileError(MonitorError):
+    """A monitoring reference profile is missing, corrupt or made for another model."""
+
+    code = "invalid_reference"
 
 
 # --- deployment from git (imgrec.gitops) -------------------------------------------------

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from imgrec.engine.distributed import World
 from imgrec.engine.progress import item_progress
 from imgrec.models.card import Preprocessing
 from imgrec.models.transfer import features
@@ -122,16 +123,18 @@ class FeatureBatches:
         batch_size: int,
         shuffle: bool = True,
         generator: torch.Generator | None = None,
+        world: World | None = None,
     ) -> None:
+        from imgrec.engine.batches import RankBatchSampler
+
         self.features, self.labels = features, labels
-        self.batch_size, self.shuffle, self.generator = batch_size, shuffle, generator
+        self.sampler = RankBatchSampler(
+            len(labels), batch_size, world or World(), shuffle=shuffle, generator=generator
+        )
 
     def __len__(self) -> int:
-        return (len(self.labels) + self.batch_size - 1) // self.batch_size
+        return len(self.sampler)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        n = len(self.labels)
-        order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
-        for start in range(0, n, self.batch_size):
-            idx = order[start : start + self.batch_size]
+        for idx in self.sampler:
             yield self.features[idx], self.labels[idx]

@@ -30,6 +30,7 @@ from imgrec.engine.callbacks import (
     restore_state,
 )
 from imgrec.engine.checkpoint import seed_everything
+from imgrec.engine.distributed import env_world
 from imgrec.engine.loop import TrainState, fit
 from imgrec.engine.optim import build_optimizer, build_scheduler
 from imgrec.engine.run import (
@@ -123,6 +124,11 @@ def train(
         result.metrics["map50"]
     """
     started = time.perf_counter()
+    if env_world().distributed:
+        raise ConfigError(
+            "detection does not train with several processes yet",
+            hint="run it as one process (without --nproc or torchrun)",
+        )
     progress = progress and not options.pop("quiet", False)
     console = Console(stderr=True, quiet=not progress)
     run_dir = Path(out) if out is not None else default_run_dir("detect")
