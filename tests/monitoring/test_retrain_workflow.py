@@ -35,7 +35,9 @@ def test_triggers_match_the_dispatch() -> None:
     on = doc[True] if True in doc else doc["on"]  # YAML 1.1 reads `on` as true
     assert on["repository_dispatch"]["types"] == [EVENT_TYPE]
     assert "workflow_dispatch" in on
-    assert doc["permissions"] == {"contents": "write", "pull-requests": "write"}
+    # least privilege: read at the top, write only for the job that pushes and opens the PR
+    assert doc["permissions"] == {"contents": "read"}
+    assert doc["jobs"]["retrain"]["permissions"] == {"contents": "write", "pull-requests": "write"}
 
 
 def _imgrec_commands() -> list[list[str]]:
