@@ -24,7 +24,7 @@ RUN if ! command -v python3 >/dev/null; then \
       && apt-get clean && rm -rf /var/lib/apt/lists/*; \
     fi \
  && python3 -m venv "${VIRTUAL_ENV}" \
- && useradd --create-home --uid 1000 imgrec
+ && useradd --no-log-init --create-home --uid 1000 imgrec
 
 WORKDIR /opt/imgrec/src
 # torch in its own layer, the biggest one (gigabytes when the wheel bundles CUDA): it is
@@ -46,7 +46,7 @@ WORKDIR /
 RUN pip install --no-deps /opt/imgrec/src \
  && python3 /opt/imgrec/src/containers/check_imports.py /opt/imgrec/src/pyproject.toml \
  && pip uninstall -y pip \
- && rm -rf /opt/imgrec/src /root/.cache
+ && rm -rf /opt/imgrec/src
 
 # Numeric, so that Kubernetes runAsNonRoot can verify it (a name cannot be checked).
 USER 1000:1000

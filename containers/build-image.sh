@@ -30,7 +30,7 @@ if [ -z "$torch_index" ]; then
 fi
 
 mkdir -p "$root/build"
-mapfile -t pip_options < <("$python" "$here/pip_mounts.py" "$root/build/pip.conf")
+mapfile -t pip_options < <("$python" "$here/pip_mounts.py" "$root/build/pip-host")
 start=$(date +%s)
 "$podman" build --layers --tag "$image" \
   --build-arg "BASE=$base" --build-arg "TORCH_INDEX=$torch_index" \
