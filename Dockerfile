@@ -28,14 +28,15 @@ RUN if ! command -v python3 >/dev/null; then \
 
 WORKDIR /opt/imgrec/src
 # torch in its own layer, the biggest one (gigabytes when the wheel bundles CUDA): it is
-# rebuilt only when constraints.txt changes, not when the code or its other dependencies do.
-COPY constraints.txt ./
-RUN printf 'torch\ntorchvision\n' > /tmp/torch.txt \
- && pip install --index-url "${TORCH_INDEX}" -c constraints.txt -r /tmp/torch.txt \
+# rebuilt only when these pins change (tests/containers checks they are constraints.txt's);
+# the next layer brings torch's own dependencies to the versions constraints.txt pins.
+ARG TORCH_PINS="torch==2.14.1 torchvision==0.29.1"
+RUN printf '%s\n' ${TORCH_PINS} > /tmp/torch.txt \
+ && pip install --index-url "${TORCH_INDEX}" -r /tmp/torch.txt \
  && rm /tmp/torch.txt
 
 # The project's dependencies (pyproject.toml), pinned by constraints.txt.
-COPY pyproject.toml ./
+COPY pyproject.toml constraints.txt ./
 RUN python3 -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies'], sep='\n')" > /tmp/requirements.txt \
  && pip install -c constraints.txt -r /tmp/requirements.txt \
  && rm /tmp/requirements.txt
