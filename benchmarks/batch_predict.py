@@ -46,8 +46,8 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from imgrec.inference.onnx import cache_path
 from imgrec.predictor import load_model
-from imgrec.runtime import onnx_path
 from imgrec.tasks.classify.predict import predict
 
 R = TypeVar("R")
@@ -143,7 +143,7 @@ def main() -> None:
     clf = load_model("efficientnet_lite0")
     # the baseline's own network, as loaded: nothing imgrec does to ``clf`` can change it
     plain_module = copy.deepcopy(clf.module).eval()
-    cache_was_warm = onnx_path(clf).exists()
+    cache_was_warm = cache_path(clf).exists()
     with tempfile.TemporaryDirectory(prefix="imgrec-bench-") as tmp:
         folder = Path(tmp) / "predict"
         calib = Path(tmp) / "calibration"

@@ -197,7 +197,7 @@ def part_transfer(data: Path, work: Path, device: str, quick: bool) -> dict[str,
     from transfer import subset  # benchmarks/transfer.py (this script's folder is on sys.path)
 
     sub = subset(data, work / "transfer-data", per_class, val_per_class)
-    os.environ["IMGREC_CACHE_DIR"] = str(work / "feature-cache")  # cold cache: honest cost
+    os.environ["IMGREC_CACHE"] = str(work / "feature-cache")  # cold cache: honest cost
     common = {
         "model": "efficientnet_lite0",
         "pretrained": True,

@@ -264,7 +264,7 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="imgrec-bench-quantize-"))
     os.environ["IMGREC_CACHE"] = str(work / "cache")
-    os.environ["IMGREC_CACHE_DIR"] = str(work / "cache")
+    os.environ["IMGREC_CACHE"] = str(work / "cache")
     load_before = [round(x, 2) for x in os.getloadavg()]
     try:
         report = {

@@ -65,7 +65,7 @@ def main() -> None:
     from imgrec.data.samples import write_sample
 
     work = Path(tempfile.mkdtemp(prefix="imgrec-bench-transfer-"))
-    os.environ["IMGREC_CACHE_DIR"] = str(work / "cache")  # a cold feature cache: honest cost
+    os.environ["IMGREC_CACHE"] = str(work / "cache")  # a cold feature cache: honest cost
     full = work / "mnist5k"
     write_sample("mnist5k", full, progress=False)
     data = subset(full, work / "subset", args.per_class, args.val_per_class)

@@ -13,11 +13,15 @@ def register(
 ) -> int:
     """Register ``model`` in the store at ``store_uri``; returns the new version number."""
     from imgrec.mlops.steps import register_metadata, register_step
+    from monitoring.reference import pipeline_reference
 
     metadata = register_metadata(metrics, gate_details, dict(manifest.metadata))
-    version = register_step(model.path, store_uri, metadata)
+    # the drift monitor's reference: held-out images through the server's path (docs/monitoring.md)
+    attachments, note = pipeline_reference(model.path, manifest.path)
+    version = register_step(model.path, store_uri, metadata, attachments)
     with open(summary.path, "w", encoding="utf-8") as fh:
-        fh.write(f"## Registered version {version}\n\nStore `{store_uri}`; now in production.\n")
+        fh.write(f"## Registered version {version}\n\nStore `{store_uri}`; now in production.")
+        fh.write(f" {note}\n")
     return version
 
 

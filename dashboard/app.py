@@ -34,6 +34,7 @@ from dashboard.endpoint import thumbnail
 from dashboard.security import SANDBOX_CSP, SecurityMiddleware, check_action
 from dashboard.sources import Sources
 from dashboard.upload import predict_uploads, read_uploads
+from imgrec import storage
 from imgrec.errors import ConfigError, ImgrecError, NotFoundError
 
 HERE = Path(__file__).parent
@@ -137,10 +138,10 @@ def create_app(config: DashboardConfig) -> Starlette:
 
     def review_image(request: Request) -> Response:
         fp = f"sha256:{request.path_params['digits']}"
-        path = src.captures().get(fp)
-        if path is None:
+        uri = src.captures().get(fp)
+        if uri is None:
             raise NotFoundError(f"no captured image {fp}", hint="see the Review queue")
-        return Response(thumbnail(path.read_bytes()), media_type="image/jpeg",
+        return Response(thumbnail(storage.read_bytes(uri)), media_type="image/jpeg",
                         headers={"cache-control": "private, max-age=3600"})  # fmt: skip
 
     async def api_predict(request: Request) -> Response:

@@ -20,16 +20,11 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from imgrec.errors import ImgrecError
+from imgrec.errors import EndpointUnavailableError, ImgrecError
 
 # httpx, NumPy and Pillow load on first use: the dashboard starts without them (< 2 s goal).
 
 HEALTH_TTL_S = 5.0
-
-
-class EndpointUnavailableError(ImgrecError):
-    code = "endpoint_unavailable"
-    http_status = 502
 
 
 @dataclass

@@ -22,32 +22,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dashboard.predlog import Prediction
+from imgrec.data.captures import captured_images, fingerprint_of_name, normalize_fingerprint
+from imgrec.errors import NotFoundError
 
 MAX_FILES = 100_000
-_HEX = frozenset("0123456789abcdef")
 
 
-def fingerprint_of(name: str) -> str | None:
-    """``sha256:<16 hex>`` from a capture file name (``<16 hex>.<ext>``) or a fingerprint."""
-    digits = name.rsplit("/", 1)[-1].strip().lower().removeprefix("sha256:").partition(".")[0]
-    return f"sha256:{digits}" if len(digits) == 16 and set(digits) <= _HEX else None
-
-
-def captured_files(root: str | os.PathLike[str] | None) -> dict[str, Path]:
-    """``{fingerprint: file}`` of the captured images under ``root`` (local folder)."""
-    out: dict[str, Path] = {}
-    if not root or not os.path.isdir(root):
-        return out
-    for sub in sorted(Path(root).iterdir()):
-        if not (sub.is_dir() and len(sub.name) == 2):
-            continue
-        for path in sub.iterdir():
-            fp = fingerprint_of(path.name)
-            if fp is not None and path.name.startswith(sub.name):
-                out[fp] = path
-            if len(out) >= MAX_FILES:
-                return out
-    return out
+def captured_files(root: str | None) -> dict[str, str]:
+    """``{fingerprint: file URI}`` of the captured images under ``root`` (folder or s3://);
+    ``{}`` when there is none yet."""
+    if not root:
+        return {}
+    try:
+        return captured_images(root)
+    except NotFoundError:
+        return {}
 
 
 def read_labels(source: str | os.PathLike[str] | None) -> dict[str, str]:
@@ -60,12 +49,12 @@ def read_labels(source: str | os.PathLike[str] | None) -> dict[str, str]:
     if path.is_file():
         text = path.read_text(encoding="utf-8", errors="replace")
         for row in csv.reader(io.StringIO(text)):
-            if len(row) >= 2 and (fp := fingerprint_of(row[0].strip())):
+            if len(row) >= 2 and (fp := normalize_fingerprint(row[0])):
                 out[fp] = row[1].strip()
     elif path.is_dir():
         for folder in sorted(p for p in path.iterdir() if p.is_dir()):
             for item in folder.iterdir():
-                if fp := fingerprint_of(item.name):
+                if fp := fingerprint_of_name(item.name):
                     out[fp] = folder.name
                 if len(out) >= MAX_FILES:
                     return out
@@ -75,7 +64,7 @@ def read_labels(source: str | os.PathLike[str] | None) -> dict[str, str]:
 @dataclass
 class ReviewItem:
     fingerprint: str
-    path: Path
+    uri: str
     prediction: Prediction | None
     human: str | None
 
@@ -85,7 +74,7 @@ class ReviewItem:
 
 
 def review_queue(
-    captures: dict[str, Path],
+    captures: dict[str, str],
     known: dict[str, Prediction],
     labels: dict[str, str],
     limit: int = 100,

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from imgrec.errors import ImgrecError
+from imgrec.errors import ForbiddenError
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "[::1]", "::1"})
 CSP = (
@@ -28,11 +28,6 @@ CSP = (
 )
 SANDBOX_CSP = "sandbox allow-scripts allow-popups; frame-ancestors 'none'"
 _SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
-
-
-class ForbiddenError(ImgrecError):
-    code = "forbidden"
-    http_status = 403
 
 
 def _host_name(host: str) -> str:

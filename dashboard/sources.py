@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 from dashboard.config import DashboardConfig
@@ -61,11 +60,11 @@ class Sources:
     def reports(self) -> list[DriftReport]:
         return list(self._cached("reports", lambda: find_reports(self.config.reports)))
 
-    def captures(self) -> dict[str, Path]:
+    def captures(self) -> dict[str, str]:
         captures = self._cached("captures", self._list_captures, LISTING_TTL_S)
         return dict(captures)
 
-    def _list_captures(self) -> dict[str, Path]:
+    def _list_captures(self) -> dict[str, str]:
         return captured_files(self.config.capture)
 
     def labels(self) -> dict[str, str]:

@@ -17,19 +17,17 @@ from typing import Any
 from starlette.requests import Request
 
 from dashboard.config import DashboardConfig
-from dashboard.endpoint import Endpoint, EndpointUnavailableError, Upload, check_upload
-from imgrec.errors import CorruptImageError, ImageTooLargeError, ImgrecError
+from dashboard.endpoint import Endpoint, Upload, check_upload
+from imgrec.errors import (
+    CorruptImageError,
+    EndpointUnavailableError,
+    ImageTooLargeError,
+    ImgrecError,
+    NoFilesError,
+    UploadTooLargeError,
+)
 
 VIDEO_FRAMES = 8
-
-
-class UploadTooLargeError(ImgrecError):
-    code = "payload_too_large"
-    http_status = 413
-
-
-class NoFilesError(ImgrecError):
-    code = "no_files"
 
 
 async def read_uploads(request: Request, config: DashboardConfig) -> list[Upload]:

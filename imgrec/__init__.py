@@ -8,6 +8,9 @@ Python API (mirrors the CLI)::
     model = imgrec.load_model(result.model_dir)             # or "efficientnet_lite0"
     model.predict(["photo.jpg"], top_k=3)                   # -> list of Prediction
     imgrec.evaluate(result.model_dir, "data/mnist5k")       # -> dict of metrics
+    imgrec.predict(["street.jpg"], model="runs/d/model", score_threshold=0.5)  # a detector
+
+``train``, ``evaluate`` and ``predict`` find the task like the CLI does (``imgrec.api``).
 """
 
 from __future__ import annotations
@@ -23,10 +26,10 @@ __version__ = "0.1.0"
 
 # Heavy modules (torch, timm) load on first use so `imgrec --help` stays fast.
 _LAZY = {
-    "train": ("imgrec.tasks.classify.train", "train"),
-    "evaluate": ("imgrec.tasks.classify.evaluate", "evaluate"),
+    "train": ("imgrec.api", "train"),
+    "evaluate": ("imgrec.api", "evaluate"),
     "load_model": ("imgrec.predictor", "load_model"),
-    "predict": ("imgrec.tasks.classify.predict", "predict"),
+    "predict": ("imgrec.api", "predict"),
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -26,8 +26,18 @@ class ImgrecError(Exception):
         return f"{self.message} ({self.hint})" if self.hint else self.message
 
     def to_dict(self) -> dict[str, str]:
-        """The JSON body servers return: ``{"code", "message", "hint"}``."""
+        """``{"code", "message", "hint"}`` (the ``error`` of a prediction record)."""
         return {"code": self.code, "message": self.message, "hint": self.hint}
+
+    def response_body(self) -> dict[str, str]:
+        """The JSON body of every server's error response (KServe predictor and TorchServe):
+        ``{"error": message, "code", "message", "hint"}`` (``error`` is KServe's own key)."""
+        return error_body(self.code, self.message, self.hint)
+
+
+def error_body(code: str, message: str, hint: str = "") -> dict[str, str]:
+    """``{"error": message, "code": code, "message": message, "hint": hint}``."""
+    return {"error": message, "code": code, "message": message, "hint": hint}
 
 
 # --- images (BAD-INPUTS rows 1-10) -------------------------------------------------------
@@ -121,10 +131,111 @@ class ValidationFailedError(ImgrecError):
     http_status = 422
 
 
+class TrainingJobError(ImgrecError):
+    """A training job on the cluster (a Training Operator PyTorchJob) failed or timed out."""
+
+    code = "training_job_failed"
+    http_status = 502
+
+
 class ServiceError(ImgrecError):
     """Raised by the servers for request-level problems."""
 
     code = "bad_request"
+
+
+class BadRequestError(ServiceError):
+    """The request body is not a valid V1 or V2 inference request."""
+
+    code = "bad_request"
+    http_status = 400
+
+
+class InvalidBase64Error(ServiceError):
+    """An image sent as base64 text does not decode."""
+
+    code = "invalid_base64"
+    http_status = 400
+
+
+class UnsupportedContentTypeError(ServiceError):
+    """The request's ``Content-Type`` is not one the server reads."""
+
+    code = "unsupported_content_type"
+    http_status = 415
+
+
+class PayloadTooLargeError(ServiceError):
+    """The request body is larger than the server's limit (BAD-INPUTS row 19)."""
+
+    code = "payload_too_large"
+    http_status = 413
+
+
+class RequestTimeoutError(ServiceError):
+    """The client did not send the announced body in time."""
+
+    code = "request_timeout"
+    http_status = 408
+
+
+class OverloadedError(ServiceError):
+    """The inference queue is full (BAD-INPUTS row 22); the client should retry later."""
+
+    code = "overloaded"
+    http_status = 503
+
+    def __init__(self, message: str, *, retry_after_s: int = 1, hint: str = "") -> None:
+        super().__init__(message, hint=hint or f"retry after {retry_after_s} s")
+        self.retry_after_s = retry_after_s
+
+
+class InferenceTimeoutError(ServiceError):
+    """Inference took longer than the server's timeout (BAD-INPUTS row 23)."""
+
+    code = "inference_timeout"
+    http_status = 504
+
+
+class UnauthorizedError(ServiceError):
+    """An admin route was called without a valid token."""
+
+    code = "unauthorized"
+    http_status = 401
+
+
+class TorchServeError(ImgrecError):
+    """TorchServe (or its model archiver) failed to start, pack or answer."""
+
+    code = "torchserve_error"
+    http_status = 502
+
+
+class DeployError(ImgrecError):
+    """A deployment (local server or KServe InferenceService) did not go through."""
+
+    code = "deploy_failed"
+    http_status = 502
+
+
+# --- drift monitoring (BAD-INPUTS rows 31-35) ------------------------------------------------
+class MonitorError(ImgrecError):
+    """A prediction log or a monitoring reference cannot be used."""
+
+    code = "monitor_error"
+    http_status = 422
+
+
+class EmptyWindowError(MonitorError):
+    """The selected window holds no usable prediction record."""
+
+    code = "empty_window"
+
+
+class ReferenceProfileError(MonitorError):
+    """A monitoring reference profile is missing, corrupt or made for another model."""
+
+    code = "invalid_reference"
 
 
 # --- deployment from git (imgrec.gitops) -------------------------------------------------
@@ -160,4 +271,32 @@ class TriggerError(ImgrecError):
     """A retraining trigger (GitHub dispatch, KFP submission, local run) did not start."""
 
     code = "trigger_failed"
+    http_status = 502
+
+
+# --- the dashboard (imgrec dashboard, BAD-INPUTS rows 40-41) ------------------------------
+class ForbiddenError(ImgrecError):
+    """An action the dashboard refuses: actions off, a missing or wrong token, another origin."""
+
+    code = "forbidden"
+    http_status = 403
+
+
+class UploadTooLargeError(ImgrecError):
+    """An upload larger than the dashboard's limit (the API's code for a too-large body)."""
+
+    code = "payload_too_large"
+    http_status = 413
+
+
+class NoFilesError(ImgrecError):
+    """An upload that carries no files."""
+
+    code = "no_files"
+
+
+class EndpointUnavailableError(ImgrecError):
+    """The model server the dashboard sends images to is not configured or does not answer."""
+
+    code = "endpoint_unavailable"
     http_status = 502

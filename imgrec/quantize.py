@@ -435,7 +435,7 @@ PRECISIONS: Registry[Precision] = Registry(
     "precision", list_hint="imgrec predict --help, imgrec serve --help"
 )
 """``name -> (fp32 ONNX path, calibration, preprocessing, *, cache_dir) -> ONNX path to load``;
-shared by batch prediction (:mod:`imgrec.runtime`), serving and export."""
+shared by batch prediction (:mod:`imgrec.inference.runners`), serving and export."""
 
 
 def check_precision(precision: str, calibration: CalibrationSource | None) -> None:

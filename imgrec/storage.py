@@ -305,7 +305,7 @@ def write_bytes(uri: PathLike, data: bytes) -> None:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
-        _fsync_dir(target.parent)
+        fsync_dir(target.parent)
     except OSError as exc:
         raise StorageError(
             f"cannot write {uri}: {exc.strerror or exc}", hint="check free space and permissions"
@@ -317,8 +317,14 @@ def write_text(uri: PathLike, text: str, encoding: str = "utf-8") -> None:
     write_bytes(uri, text.encode(encoding))
 
 
-def _fsync_dir(path: Path) -> None:
-    # Makes the rename itself durable; not supported on every platform, hence best effort.
+def fsync_file(path: Path) -> None:
+    """Flush a written file's data to disk (before it is renamed into place)."""
+    with open(path, "rb") as fh:
+        os.fsync(fh.fileno())
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename inside ``path`` durable; best effort (not supported everywhere)."""
     with contextlib.suppress(OSError):
         fd = os.open(path, os.O_RDONLY)
         try:
@@ -401,3 +407,10 @@ def size(uri: PathLike) -> int:
         return Path(uri).stat().st_size
     except FileNotFoundError as exc:
         raise NotFoundError(f"{uri} does not exist") from exc
+
+
+def cache_folder(kind: str) -> Path:
+    """``$IMGREC_CACHE/<kind>`` (default ``~/.cache/imgrec/<kind>``): the one setting for
+    every local cache imgrec keeps (ONNX exports, int8 models, frozen-backbone features)."""
+    root = os.environ.get("IMGREC_CACHE") or str(Path.home() / ".cache" / "imgrec")
+    return Path(root) / kind

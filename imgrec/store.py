@@ -239,11 +239,14 @@ class ModelStore:
         metadata: dict[str, Any] | None = None,
         promote: bool = True,
         reason: str = "registered",
+        attachments: dict[str, bytes] | None = None,
     ) -> ModelVersion:
         """Copy a model directory into a new version; with ``promote`` make it production.
 
-        ``metadata`` (metrics, dataset, gate decision, ...) is stored beside the model. The
-        version becomes visible only once every file and its completion marker are written.
+        ``metadata`` (metrics, dataset, gate decision, ...) is stored beside the model, and so
+        is each of ``attachments`` (``{file name: content}``, e.g. the drift monitor's
+        ``reference.json``). The version becomes visible only once every file and its
+        completion marker are written.
         """
         src = str(model_dir)
         files = storage.list_files(src) if storage.is_dir(src) else []
@@ -275,12 +278,30 @@ class ModelStore:
             "bytes": len(meta_bytes),
             "sha256": hashlib.sha256(meta_bytes).hexdigest(),
         }
+        for name, data in (attachments or {}).items():
+            storage.write_bytes(storage.join(vuri, name), data)
+            listing[name] = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
         marker = {"version": number, "completed": _now(), "files": listing}
         storage.write_text(storage.join(vuri, MARKER), json.dumps(marker, indent=1))
         self._log("register", number, source=src)
         if promote:
             self._move_pointer(number, event="promote", reason=reason)
         return self.get(number)
+
+    def attach(self, version: int, name: str, data: bytes) -> str:
+        """Store ``data`` as file ``name`` beside the complete version ``version`` (replacing
+        it) and list it in the version's marker; returns its URI."""
+        self.get(version)
+        vuri = self._version_uri(version)
+        marker = self._read_json(storage.join(vuri, MARKER))
+        storage.write_bytes(storage.join(vuri, name), data)
+        marker.setdefault("files", {})[name] = {
+            "bytes": len(data),
+            "sha256": hashlib.sha256(data).hexdigest(),
+        }
+        storage.write_text(storage.join(vuri, MARKER), json.dumps(marker, indent=1))
+        self._log("attach", version, file=name)
+        return storage.join(vuri, name)
 
     def _move_pointer(
         self, number: int, *, event: str, reason: str, stack: list[int] | None = None

@@ -25,14 +25,20 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
-from torch import nn
 
+from imgrec.inference.onnx import (
+    LogitsAndEmbedding,
+    cache_path,
+    cached_export,
+    check_export,
+    cpu_session,
+    export_onnx,
+)
 from imgrec.quantize import INT8_NEEDS_CALIBRATION as INT8_NEEDS_CALIBRATION
 from imgrec.quantize import PRECISIONS as PRECISIONS
 from imgrec.quantize import check_precision as check_precision
 from imgrec.quantize import require_fp32
 from imgrec.registry import Registry
-from imgrec.runtime import cpu_session, export_onnx_file, model_digest
 
 
 class Backend(Protocol):
@@ -46,28 +52,6 @@ class Backend(Protocol):
 BACKENDS: Registry[Callable[..., Backend]] = Registry(
     "serving backend", list_hint="imgrec serve --help"
 )
-
-
-class LogitsAndEmbedding(nn.Module):
-    """Wraps a classifier so one forward returns ``(logits, pre-logits features)``.
-
-    Uses the timm interface every imgrec architecture exposes; a module without it returns its
-    logits as the embedding.
-    """
-
-    def __init__(self, net: nn.Module) -> None:
-        super().__init__()
-        self.net = net
-        self.has_head = hasattr(net, "forward_features") and hasattr(net, "forward_head")
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        net: Any = self.net  # the timm interface is not visible to the type checker
-        if not self.has_head:
-            logits = net(x)
-            return logits, logits
-        feats = net.forward_features(x)
-        pooled = net.forward_head(feats, pre_logits=True)  # (B, D)
-        return net.forward_head(feats), pooled.flatten(1)  # (B, K), (B, D)
 
 
 @BACKENDS.register("torch")
@@ -98,28 +82,6 @@ class TorchBackend:
         return logits.float().cpu().numpy(), emb.float().cpu().numpy()
 
 
-def onnx_cache_path(classifier: Any) -> Path:
-    """Where the exported ONNX file of ``classifier`` is cached: ``$IMGREC_CACHE/onnx/``, keyed
-    by :func:`imgrec.runtime.model_digest` (card minus creation time, torch version, weights)."""
-    root = Path(os.environ.get("IMGREC_CACHE") or Path.home() / ".cache" / "imgrec") / "onnx"
-    return root / f"{classifier.card.architecture}-{model_digest(classifier)[:16]}.onnx"
-
-
-def export_onnx(classifier: Any, path: str | os.PathLike[str], *, opset: int = 17) -> Path:
-    """Export ``classifier`` to ONNX at ``path``: input ``input (B, 3, S, S)``, outputs
-    ``logits (B, K)`` and ``embedding (B, D)``, dynamic batch. Written atomically
-    (:func:`imgrec.runtime.export_onnx_file`)."""
-    return export_onnx_file(
-        LogitsAndEmbedding(classifier.module).eval().cpu(),
-        path,
-        input_size=classifier.card.preprocessing.input_size,
-        output_names=["logits", "embedding"],
-        what=classifier.card.architecture,
-        hint="serve with --backend torch",
-        opset=opset,
-    )
-
-
 def quantized_path(
     classifier: Any, fp32_path: Path, calibration: str | os.PathLike[str] | None
 ) -> Path:
@@ -129,13 +91,17 @@ def quantized_path(
         fp32_path,
         calibration,
         classifier.card.preprocessing,
-        cache_dir=onnx_cache_path(classifier).parent,
+        cache_dir=cache_path(classifier).parent,
     )
 
 
 @BACKENDS.register("onnx")
 class OnnxBackend:
     """ONNX Runtime on CPU with ``threads`` intra-op threads; exports and caches on first use.
+
+    An fp32 session is checked against PyTorch on load (the same check as ``imgrec predict``,
+    :func:`imgrec.inference.onnx.check_export`): logits beyond the tolerance refuse to serve
+    (``invalid_model``) rather than answer wrong.
 
     ``precision="int8"`` runs the static-quantized model calibrated on the ``calibration``
     images (folder, glob or list; see :func:`imgrec.quantize.quantize_onnx`).
@@ -153,12 +119,20 @@ class OnnxBackend:
         calibration: str | os.PathLike[str] | None = None,
     ) -> None:
         to_precision = PRECISIONS.get(precision)
-        path = Path(onnx_path) if onnx_path else onnx_cache_path(classifier)
-        if not path.exists():
-            export_onnx(classifier, path)
+        hint = "serve with --backend torch"
+        if onnx_path:
+            path = Path(onnx_path)
+            if not path.exists():
+                export_onnx(classifier, path, hint=hint)
+        else:
+            path = cached_export(classifier, hint=hint)
         pre = classifier.card.preprocessing
-        path = to_precision(path, calibration, pre, cache_dir=onnx_cache_path(classifier).parent)
+        path = to_precision(path, calibration, pre, cache_dir=cache_path(classifier).parent)
         self.session = cpu_session(path, threads or (os.cpu_count() or 1))
+        if precision == "fp32" and not onnx_path:
+            # int8 passed quantization's top-1 agreement check instead; a file given as
+            # ``onnx_path`` is run as it is (tests compare files of either precision)
+            check_export(classifier, self.session, hint=hint)
         self.path = path
         self.precision = precision
 

@@ -23,17 +23,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from imgrec.errors import ImgrecError
+from imgrec.errors import DeployError, ImgrecError
 from imgrec.registry import Registry
 from serving.server import DEFAULT_NAME, state_path
 
 IMAGE = os.environ.get("IMGREC_IMAGE", "ghcr.io/imgrec/imgrec:0.1.0")
 PREDICTOR_RUNTIME = "imgrec-predictor"  # the ClusterServingRuntime in manifests/base
-
-
-class DeployError(ImgrecError):
-    code = "deploy_failed"
-    http_status = 502
 
 
 DEPLOY_TARGETS: Registry[Callable[..., dict[str, Any]]] = Registry("deploy target")

@@ -25,9 +25,9 @@ from typing import Any
 
 import numpy as np
 
+from imgrec.data.transforms import normalize_batch
 from imgrec.models.card import Preprocessing
 from serving._kserve import InferResponse
-from serving.inputs import normalize_batch
 from serving.protocol import Work, _item_error, _output
 
 MAX_DETECTIONS = 100

@@ -1,7 +1,9 @@
-"""Request-level errors of the servers and the one place that maps errors to HTTP responses.
+"""The one place that maps errors to the servers' HTTP responses.
 
-Every error response is JSON ``{"error": message, "code": code, "message": message, "hint": hint}``:
-``error`` keeps KServe's own shape, ``code`` is the stable machine-readable name clients branch on.
+The request-level error classes live in :mod:`imgrec.errors` with every other error (they are
+re-exported here). Every error response, TorchServe's included, is JSON
+``{"error": message, "code": code, "message": message, "hint": hint}``: ``error`` keeps
+KServe's own shape, ``code`` is the stable machine-readable name clients branch on.
 """
 
 from __future__ import annotations
@@ -13,61 +15,29 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from imgrec.errors import ImgrecError, ServiceError
+from imgrec.errors import (
+    BadRequestError,
+    ImgrecError,
+    InferenceTimeoutError,
+    OverloadedError,
+    PayloadTooLargeError,
+    RequestTimeoutError,
+    UnauthorizedError,
+    error_body,
+)
 from serving._kserve import InvalidInput
 
+__all__ = [
+    "BadRequestError",
+    "InferenceTimeoutError",
+    "OverloadedError",
+    "PayloadTooLargeError",
+    "RequestTimeoutError",
+    "UnauthorizedError",
+    "error_response",
+    "install_error_handlers",
+]
 log = logging.getLogger("imgrec.serving")
-
-
-class BadRequestError(ServiceError):
-    """The request body is not a valid V1 or V2 inference request."""
-
-    code = "bad_request"
-    http_status = 400
-
-
-class PayloadTooLargeError(ServiceError):
-    """The request body is larger than the server's limit (BAD-INPUTS row 19)."""
-
-    code = "payload_too_large"
-    http_status = 413
-
-
-class RequestTimeoutError(ServiceError):
-    """The client did not send the announced body in time."""
-
-    code = "request_timeout"
-    http_status = 408
-
-
-class OverloadedError(ServiceError):
-    """The inference queue is full (BAD-INPUTS row 22); the client should retry later."""
-
-    code = "overloaded"
-    http_status = 503
-
-    def __init__(self, message: str, *, retry_after_s: int = 1, hint: str = "") -> None:
-        super().__init__(message, hint=hint or f"retry after {retry_after_s} s")
-        self.retry_after_s = retry_after_s
-
-
-class InferenceTimeoutError(ServiceError):
-    """Inference took longer than the server's timeout (BAD-INPUTS row 23)."""
-
-    code = "inference_timeout"
-    http_status = 504
-
-
-class UnauthorizedError(ServiceError):
-    """An admin route was called without a valid token."""
-
-    code = "unauthorized"
-    http_status = 401
-
-
-def error_body(code: str, message: str, hint: str = "") -> dict[str, str]:
-    """The JSON body of every error response."""
-    return {"error": message, "code": code, "message": message, "hint": hint}
 
 
 def error_response(exc: ImgrecError) -> JSONResponse:
@@ -77,7 +47,7 @@ def error_response(exc: ImgrecError) -> JSONResponse:
         headers["Retry-After"] = str(exc.retry_after_s)
     return JSONResponse(
         status_code=exc.http_status,
-        content=error_body(exc.code, exc.message, exc.hint),
+        content=exc.response_body(),
         headers=headers,
     )
 

@@ -17,14 +17,11 @@ from typing import Any
 
 import numpy as np
 
-from imgrec.errors import ModelError
 from imgrec.quantize import check_precision, require_fp32
 from imgrec.registry import Registry
-from serving.backends import LogitsAndEmbedding, export_onnx, onnx_cache_path
 
 Exporter = Callable[[Any, Path], "ExportResult"]
 EXPORT_FORMATS: Registry[Exporter] = Registry("export format", list_hint="imgrec export --help")
-ONNX_TOLERANCE = 1e-4  # max absolute logit difference accepted between ONNX Runtime and PyTorch
 
 
 @dataclass
@@ -41,32 +38,14 @@ class ExportResult:
         return {**out, **(self.extra or {})}
 
 
-def compare_onnx(classifier: Any, onnx_path: str | os.PathLike[str], x: np.ndarray) -> float:
-    """Max absolute difference between ONNX Runtime and PyTorch logits on ``x (B, 3, S, S)``."""
-    import onnxruntime as ort
-    import torch
-
-    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    onnx_logits = session.run(["logits"], {"input": x.astype(np.float32)})[0]
-    with torch.inference_mode():
-        torch_logits = classifier.predict_batch(torch.from_numpy(x)).float().cpu().numpy()
-        wrapped_logits, _ = LogitsAndEmbedding(classifier.module).eval()(torch.from_numpy(x))
-    # The wrapper (used by every backend) must equal the plain forward, and ONNX the wrapper.
-    wrapper_diff = float(np.abs(wrapped_logits.float().numpy() - torch_logits).max())
-    return max(wrapper_diff, float(np.abs(onnx_logits - torch_logits).max()))
-
-
 @EXPORT_FORMATS.register("onnx")
 def _export_onnx(classifier: Any, out: Path) -> ExportResult:
-    path = export_onnx(classifier, out)
-    size = classifier.card.preprocessing.input_size
-    x = np.random.default_rng(0).standard_normal((2, 3, size, size)).astype(np.float32)
-    diff = compare_onnx(classifier, path, x)
-    if diff > ONNX_TOLERANCE:
-        raise ModelError(
-            f"ONNX logits differ from PyTorch by {diff:.2e} (> {ONNX_TOLERANCE:g})",
-            hint="serve with --backend torch; report the architecture",
-        )
+    """The serving export (logits + embedding), checked against PyTorch like predict's."""
+    from imgrec.inference.onnx import check_export, cpu_session, export_onnx
+
+    hint = "serve with --backend torch; report the architecture"
+    path = export_onnx(classifier, out, hint=hint)
+    diff = check_export(classifier, cpu_session(path, 1), hint=hint)
     return ExportResult("onnx", str(path), diff)
 
 
@@ -94,9 +73,10 @@ def export_int8_onnx(
     fp32 logit difference on (up to 16) calibration images, reported with the top-1
     agreement on all of them (below 85% the export is refused, code ``int8_inaccurate``).
     """
+    from imgrec.inference.onnx import cache_path
     from imgrec.quantize import QuantizeSettings, calibration_files, load_calibration, quantize_onnx
 
-    fp32 = _export_onnx(classifier, onnx_cache_path(classifier))
+    fp32 = _export_onnx(classifier, cache_path(classifier))
     pre = classifier.card.preprocessing
     result = quantize_onnx(fp32.path, calibration, pre, out)
     settings = QuantizeSettings(max_images=16, min_images=1)
@@ -116,10 +96,9 @@ def export_int8_onnx(
 
 
 def _onnx_logits(path: str | os.PathLike[str], x: np.ndarray) -> np.ndarray:
-    import onnxruntime as ort
+    from imgrec.inference.onnx import cpu_session
 
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return np.asarray(session.run(["logits"], {"input": x})[0])
+    return np.asarray(cpu_session(path, 1).run(["logits"], {"input": x})[0])
 
 
 def export_model(

@@ -18,7 +18,7 @@ from PIL import Image
 
 from imgrec.data.captures import fingerprint
 from imgrec.data.images import decode_image, source_size
-from imgrec.data.transforms import resize_ops
+from imgrec.data.transforms import draft_size, resize_ops
 from imgrec.errors import ImgrecError
 from imgrec.models.card import Preprocessing
 
@@ -49,32 +49,12 @@ class PreparedImage:
     data: bytes | None = field(default=None, repr=False)  # encoded bytes, kept only to capture
 
 
-def draft_size(pre: Preprocessing) -> tuple[int, int]:
-    """The smallest decode size that still feeds ``resize_ops(pre)`` at full quality."""
-    side = pre.input_size if pre.crop == "none" else pre.resize_size
-    return (side, side)
-
-
 def geometric(image: Image.Image, pre: Preprocessing) -> np.ndarray:
     """``resize_ops(pre)`` on a PIL RGB image -> ``uint8 (3, H, W)`` (what ``ToImage`` makes)."""
     out = image
     for op in resize_ops(pre):
         out = op(out)
     return np.ascontiguousarray(np.asarray(out, dtype=np.uint8).transpose(2, 0, 1))
-
-
-def normalize_batch(pixels: np.ndarray, pre: Preprocessing) -> np.ndarray:
-    """``uint8 (B, 3, H, W)`` -> normalized ``float32``, the same float32 operations in the same
-    order as ``to_tensor_ops`` (``x * (1/255)``, ``- mean``, ``/ std``), so bit-identical.
-
-    NumPy rather than torch: torch's OpenMP pool would spin on the cores the decode threads
-    and ONNX Runtime need.
-    """
-    x = pixels.astype(np.float32)
-    x *= np.float32(1.0 / 255)
-    x -= np.asarray(pre.mean, dtype=np.float32).reshape(-1, 1, 1)
-    x /= np.asarray(pre.std, dtype=np.float32).reshape(-1, 1, 1)
-    return x
 
 
 def image_stats(data: bytes, image: Image.Image) -> ImageStats:

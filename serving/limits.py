@@ -19,7 +19,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from imgrec.errors import ImgrecError
+from imgrec.errors import ImgrecError, UnsupportedContentTypeError
 from serving.errors import (
     BadRequestError,
     OverloadedError,
@@ -38,11 +38,6 @@ class RequestLimits:
     max_body_bytes: int = 32 * 1024 * 1024
     read_timeout_s: float = 30.0
     max_inflight: int = 64
-
-
-class _UnsupportedContentType(ImgrecError):
-    code = "unsupported_content_type"
-    http_status = 415
 
 
 class RequestLimitMiddleware:
@@ -93,7 +88,7 @@ class RequestLimitMiddleware:
     def _check_headers(self, headers: dict[str, Any]) -> None:
         content_type = headers.get("content-type", "").lower()
         if content_type.startswith(_REFUSED_CONTENT_TYPES):
-            raise _UnsupportedContentType(
+            raise UnsupportedContentTypeError(
                 f"content type {content_type.split(';')[0]!r} is not accepted",
                 hint="send JSON (V1/V2) or the V2 binary tensor format",
             )

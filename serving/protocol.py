@@ -25,19 +25,13 @@ from typing import Any
 
 import numpy as np
 
-from imgrec.errors import ImgrecError
+from imgrec.errors import BadRequestError, ImgrecError, InvalidBase64Error
 from serving._kserve import InferOutput, InferRequest, InferResponse
-from serving.errors import BadRequestError
 from serving.inputs import PreparedImage
 
 IMAGE_INPUT = "image"
 TENSOR_INPUT = "input"
 OUTPUTS = ("label", "score", "class_id")
-
-
-class InvalidBase64Error(ImgrecError):
-    code = "invalid_base64"
-    http_status = 400
 
 
 @dataclass

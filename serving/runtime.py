@@ -18,12 +18,12 @@ from typing import Any
 import numpy as np
 
 from imgrec import storage
+from imgrec.data.transforms import normalize_batch
 from imgrec.models.card import Preprocessing
 from imgrec.quantize import require_fp32
 from imgrec.registry import Registry
 from imgrec.store import resolve_store_ref
 from serving.backends import BACKENDS, Backend
-from serving.inputs import normalize_batch
 from serving.protocol import Work, output_metadata, topk, v1_response, v2_response
 
 DEFAULT_MODEL = "efficientnet_lite0"

@@ -26,14 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from imgrec.errors import ImgrecError
+from imgrec.errors import TorchServeError
 
 HANDLER = Path(__file__).with_name("torchserve_handler.py")
-
-
-class TorchServeError(ImgrecError):
-    code = "torchserve_error"
-    http_status = 502
 
 
 def _bin(name: str) -> str:

@@ -27,9 +27,10 @@ import numpy as np
 import torch
 from ts.torch_handler.base_handler import BaseHandler
 
+from imgrec.data.transforms import normalize_batch
 from imgrec.errors import ImgrecError
 from imgrec.predictor import load_model
-from serving.inputs import normalize_batch, prepare_image
+from serving.inputs import prepare_image
 
 TOP_K = int(os.environ.get("IMGREC_TOP_K", "5"))
 ANNOTATE = os.environ.get("IMGREC_ANNOTATE", "0") == "1"
@@ -74,9 +75,9 @@ class ImgrecHandler(BaseHandler):  # type: ignore[misc]
                 if item.error is not None:
                     raise item.error
             except ImgrecError as exc:
-                self.errors[idx] = exc.to_dict()
+                self.errors[idx] = exc.response_body()
                 self.context.set_response_status(
-                    code=exc.http_status, phrase=json.dumps(exc.to_dict()), idx=idx
+                    code=exc.http_status, phrase=json.dumps(exc.response_body()), idx=idx
                 )
                 continue
             assert item.pixels is not None
@@ -150,8 +151,7 @@ class ImgrecHandler(BaseHandler):  # type: ignore[misc]
 
 
 def _body_bytes(body: Any) -> bytes:
-    from imgrec.errors import EmptyFileError
-    from serving.protocol import InvalidBase64Error
+    from imgrec.errors import EmptyFileError, InvalidBase64Error
 
     if body is None:
         raise EmptyFileError("the request body is empty", hint="send the image file as the body")

@@ -17,7 +17,7 @@ from types import ModuleType
 
 import typer
 
-from imgrec.cli.app import DEBUG, app
+from imgrec.cli.app import ARGV, DEBUG, app
 from imgrec.errors import ImgrecError
 
 USAGE_EXIT_CODE = 2
@@ -37,6 +37,7 @@ COMMAND_MODULES = (
     "imgrec.cli.deploy",
     "imgrec.cli.dashboard",
     "imgrec.cli.label",
+    "imgrec.cli.monitor",
 )
 
 
@@ -57,7 +58,8 @@ def click_exceptions() -> ModuleType:
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code (used by the ``imgrec`` console script)."""
     _load_commands()
-    DEBUG["on"] = "--debug" in (argv if argv is not None else sys.argv[1:])
+    ARGV[:] = argv if argv is not None else sys.argv[1:]
+    DEBUG["on"] = "--debug" in ARGV
     clickx = click_exceptions()
     try:
         # with standalone_mode=False click returns a `typer.Exit(code)`'s code instead of exiting

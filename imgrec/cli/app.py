@@ -18,6 +18,10 @@ deploy_app = typer.Typer(
     help="Deployment from git: sync the local server to an overlay, set the image tag.",
     no_args_is_help=True,
 )
+monitor_app = typer.Typer(
+    help="Drift monitoring: reference profiles and drift reports on the prediction log.",
+    no_args_is_help=True,
+)
 app.add_typer(data_app, name="data")
 app.add_typer(models_app, name="models")
 label_app = typer.Typer(
@@ -27,8 +31,10 @@ label_app = typer.Typer(
 app.add_typer(pipeline_app, name="pipeline")
 app.add_typer(deploy_app, name="deploy")
 app.add_typer(label_app, name="label")
+app.add_typer(monitor_app, name="monitor")
 
 DEBUG = {"on": False}
+ARGV: list[str] = []  # the arguments of this invocation (`train --nproc` relaunches with them)
 
 
 def _print_version(value: bool) -> None:

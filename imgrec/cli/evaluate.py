@@ -7,23 +7,12 @@ command.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import typer
 
 from imgrec.cli.app import app
-
-
-def task_of_model(model: str) -> Any:
-    """The ``TaskSpec`` for MODEL: the card's ``task`` for a model directory, else classify."""
-    from imgrec import storage
-    from imgrec.models.card import read_card
-    from imgrec.tasks import get_task
-
-    is_dir = storage.is_s3(model) or Path(model).exists() or "/" in model or os.sep in model
-    return get_task(read_card(model).task if is_dir else "classify")
 
 
 @app.command("evaluate")
@@ -43,6 +32,8 @@ def evaluate(
     require_paths(
         [data], what="dataset", hint="pass a dataset folder, s3:// prefix or CSV manifest"
     )
+    from imgrec.api import task_of_model
+
     task = task_of_model(model)
     metrics = task.evaluate(model, data, split=split, out_dir=out)
     if as_json:

@@ -38,6 +38,18 @@ def predict(
         "on CPU, its calls running on the decode threads, 32 with PyTorch).",
     ),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per line."),
+    conf: float = typer.Option(
+        None,
+        "--conf",
+        help="Detectors: keep boxes scoring at least this (0-1; default: the threshold chosen "
+        "on val at training, kept in the model card).",
+    ),
+    iou: float = typer.Option(
+        None, "--iou", help="Detectors: IoU above which NMS drops the lower box (0-1)."
+    ),
+    max_det: int = typer.Option(
+        None, "--max-det", min=1, help="Detectors: most boxes per image (default 100)."
+    ),
     precision: str = typer.Option(
         "fp32",
         "--precision",
@@ -57,7 +69,7 @@ def predict(
 
     A local SOURCE path that does not exist stops the command before the model loads.
     """
-    from imgrec.cli.evaluate import task_of_model
+    from imgrec.api import task_of_model
     from imgrec.cli.inputs import require_model, require_paths
 
     # before loading anything: the model load takes seconds
@@ -72,6 +84,16 @@ def predict(
     options: dict[str, Any] = {} if batch_size is None else {"batch_size": batch_size}
     if precision != "fp32":  # each task's predict refuses what it cannot run
         options.update(precision=precision, calibration=calibration)
+    boxes = {"score_threshold": conf, "iou_threshold": iou, "max_detections": max_det}
+    given = {k: v for k, v in boxes.items() if v is not None}
+    if given and task.serves != "boxes":
+        from imgrec.errors import ConfigError
+
+        raise ConfigError(
+            f"--conf, --iou and --max-det apply to detectors; {model} is a {task.name!r} model",
+            hint="drop them, or pass a detection model with --model",
+        )
+    options.update(given)
     records = task.predict(sources, model=model, top_k=top_k, save_dir=save_dir, **options)
     for record in records:
         failed += "error" in record

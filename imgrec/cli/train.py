@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import typer
 
-from imgrec.cli.app import app
+from imgrec.cli.app import ARGV, app
 from imgrec.errors import ConfigError
 
 
@@ -31,6 +34,13 @@ def train_command(
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out."),
     seed: int = typer.Option(None, "--seed", help="Random seed."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+    nproc: int = typer.Option(
+        1,
+        "--nproc",
+        min=1,
+        help="Processes for data-parallel training on this machine (torchrun; gloo on CPU, "
+        "NCCL on GPU). --batch-size is per process.",
+    ),
 ) -> None:
     """Train a classifier (or detector) and write RUN_DIR/model, metrics.json and report.html."""
     from imgrec.config import parse_key_values
@@ -38,6 +48,8 @@ def train_command(
 
     if resume and not out:
         raise ConfigError("--resume needs --out RUN_DIR", hint="the run directory to continue")
+    if nproc > 1 and "WORLD_SIZE" not in os.environ:
+        raise typer.Exit(_launch(nproc, ARGV))
     spec = get_task(task or task_for_data(data))
     given: dict[str, Any] = {
         "model": model, "epochs": epochs, "img_size": img_size, "batch_size": batch_size,
@@ -48,6 +60,8 @@ def train_command(
     options = {k: v for k, v in given.items() if v is not None}
     options.update(parse_key_values(sets))
     result = spec.train(data, **options)
+    if os.environ.get("RANK", "0") != "0":
+        return  # rank 0 prints where the run is
     run_dir = Path(result.run_dir)
     metrics = result.metrics or {}
     summary = ", ".join(
@@ -59,3 +73,27 @@ def train_command(
     if report.exists():
         typer.echo(f"report:  {report}")
     typer.echo(f"run:     {os.fspath(run_dir)}")
+
+
+def _without_nproc(args: Sequence[str]) -> list[str]:
+    out: list[str] = []
+    skip = False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg == "--nproc":
+            skip = True
+        elif not arg.startswith("--nproc="):
+            out.append(arg)
+    return out
+
+
+def _launch(nproc: int, args: Sequence[str]) -> int:
+    """``imgrec ARGS`` in ``nproc`` processes under torchrun (one machine, a free port)."""
+    from imgrec.engine.run import auto_threads
+
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", str(max(1, auto_threads() // nproc)))
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               f"--nproc-per-node={nproc}", "-m", "imgrec", *_without_nproc(args)]  # fmt: skip
+    return subprocess.run(command, env=env, check=False).returncode

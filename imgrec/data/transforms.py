@@ -14,9 +14,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from PIL import Image
 from torchvision.transforms import v2 as T
+from torchvision.transforms.v2 import functional as TF
 
 from imgrec.models.card import Preprocessing
 
@@ -117,12 +119,53 @@ def batch_tensor(images: Sequence[Image.Image], pre: Preprocessing) -> torch.Ten
 
 
 def normalize_uint8(batch: torch.Tensor, pre: Preprocessing) -> torch.Tensor:
-    """Fast path for servers holding already resized ``uint8 (B, 3, H, W)`` pixels.
-
-    Returns ``float32 (B, 3, H, W)`` normalized exactly as :func:`eval_transform` does.
-    """
+    """Already resized ``uint8 (B, 3, H, W)`` pixels (on any device) -> ``float32`` normalized
+    with the operations of :func:`to_tensor_ops`, so bit for bit what :func:`eval_transform`
+    gives (training batches, the feature cache and augmentation use it)."""
     if batch.dtype != torch.uint8 or batch.ndim != 4 or batch.shape[1] != 3:
         raise ValueError(f"expected uint8 (B, 3, H, W), got {batch.dtype} {tuple(batch.shape)}")
-    mean = torch.tensor(pre.mean, dtype=torch.float32).view(1, 3, 1, 1)
-    std = torch.tensor(pre.std, dtype=torch.float32).view(1, 3, 1, 1)
-    return (batch.to(torch.float32) / 255.0 - mean) / std
+    x = TF.to_dtype(batch, torch.float32, scale=True)
+    return TF.normalize(x, mean=list(pre.mean), std=list(pre.std))
+
+
+def draft_size(pre: Preprocessing) -> tuple[int, int]:
+    """The smallest JPEG decode size that still feeds ``resize_ops(pre)`` at full quality
+    (the ``draft`` of :func:`imgrec.data.images.load_image`)."""
+    side = pre.resize_size if pre.crop == "center" else pre.input_size
+    return (side, side)
+
+
+_TABLES: dict[tuple[Any, ...], np.ndarray] = {}
+
+
+def normalize_table(pre: Preprocessing) -> np.ndarray:
+    """``float32 (3, 256)``: row ``c`` holds the normalized value of channel ``c`` for each
+    uint8 level, computed by :func:`normalize_uint8` itself, so looking pixels up in it gives
+    the same floats bit for bit (the normalization is elementwise). Cached per mean/std."""
+    key = (tuple(pre.mean), tuple(pre.std))
+    if key not in _TABLES:
+        levels = torch.arange(256, dtype=torch.uint8).view(1, 1, 1, 256).expand(1, 3, 1, 256)
+        _TABLES[key] = normalize_uint8(levels.contiguous(), pre)[0, :, 0, :].numpy().copy()
+    return _TABLES[key]
+
+
+def normalize_lookup(pixels: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """``uint8 (H, W, 3)`` pixels to normalized ``float32 (3, H, W)`` through ``table``
+    (:func:`normalize_table`): one gather per channel, no temporaries, no transpose copy."""
+    if pixels.dtype != np.uint8 or pixels.ndim != 3 or pixels.shape[2] != 3:
+        raise ValueError(f"expected uint8 (H, W, 3), got {pixels.dtype} {pixels.shape}")
+    out = np.empty((3, pixels.shape[0], pixels.shape[1]), dtype=np.float32)
+    for channel in range(3):
+        np.take(table[channel], pixels[:, :, channel], out=out[channel])
+    return out
+
+
+def normalize_batch(pixels: np.ndarray, pre: Preprocessing) -> np.ndarray:
+    """``uint8 (B, 3, H, W)`` -> normalized ``float32`` in NumPy, by :func:`normalize_table`
+    lookup: bit for bit :func:`normalize_uint8`. NumPy rather than torch in the servers:
+    torch's OpenMP pool would spin on the cores the decode threads and ONNX Runtime need."""
+    table = normalize_table(pre)
+    out = np.empty(pixels.shape, dtype=np.float32)
+    for channel in range(3):
+        np.take(table[channel], pixels[:, channel], out=out[:, channel])
+    return out

@@ -9,6 +9,7 @@ augments whole batches and normalizes them exactly as ``eval_transform`` does::
     for x, y in batches: ...                                    # x float (B, 3, H, W)
 
 Large datasets go through :class:`FileBatches` (a DataLoader over the files, with workers).
+Both take a ``world``: in a distributed run each process gets its share of every batch.
 """
 
 from __future__ import annotations
@@ -19,10 +20,11 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
+from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
 from imgrec.data.transforms import normalize_uint8, resize_ops
+from imgrec.engine.distributed import World, rank_batches, steps_per_epoch
 from imgrec.engine.progress import item_progress
 from imgrec.models.card import Preprocessing
 
@@ -64,6 +66,38 @@ def sample_weights(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
     return (1.0 / counts)[labels]
 
 
+def epoch_order(
+    n: int,
+    *,
+    shuffle: bool,
+    weights: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """One epoch's sample order: weighted draws (balanced), a permutation, or ``0..n-1``.
+    Every rank of a distributed run draws the same order from the same seed."""
+    if weights is not None:
+        return torch.multinomial(weights, n, replacement=True, generator=generator)
+    if shuffle:
+        return torch.randperm(n, generator=generator)
+    return torch.arange(n)
+
+
+class RankBatchSampler:
+    """A DataLoader ``batch_sampler``: this rank's indices of each step (see
+    :func:`~imgrec.engine.distributed.rank_batches`)."""
+
+    def __init__(self, n: int, batch_size: int, world: World, **order: Any) -> None:
+        self.n, self.batch_size, self.world, self.order = n, batch_size, world, order
+
+    def __len__(self) -> int:
+        return steps_per_epoch(self.n, self.batch_size, self.world)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        order = epoch_order(self.n, **self.order)
+        for idx in rank_batches(order, self.batch_size, self.world):
+            yield idx.tolist()
+
+
 class TensorBatches:
     """Shuffled, augmented, normalized batches from a uint8 image tensor held in memory."""
 
@@ -80,28 +114,21 @@ class TensorBatches:
         balanced: bool = False,
         num_classes: int = 0,
         generator: torch.Generator | None = None,
+        world: World | None = None,
     ) -> None:
         self.images, self.labels, self.pre = images, labels, pre
-        self.batch_size, self.shuffle = batch_size, shuffle
         self.augment, self.mixer = augment, mixer
-        self.generator = generator
-        self.weights = sample_weights(labels, num_classes) if balanced else None
+        weights = sample_weights(labels, num_classes) if balanced else None
+        self.sampler = RankBatchSampler(
+            len(labels), batch_size, world or World(),
+            shuffle=shuffle, weights=weights, generator=generator,
+        )  # fmt: skip
 
     def __len__(self) -> int:
-        return (len(self.labels) + self.batch_size - 1) // self.batch_size
-
-    def _order(self) -> torch.Tensor:
-        n = len(self.labels)
-        if self.weights is not None:
-            return torch.multinomial(self.weights, n, replacement=True, generator=self.generator)
-        if self.shuffle:
-            return torch.randperm(n, generator=self.generator)
-        return torch.arange(n)
+        return len(self.sampler)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        order = self._order()
-        for start in range(0, len(order), self.batch_size):
-            idx = order[start : start + self.batch_size]
+        for idx in self.sampler:
             x = self.images[idx]  # (B, 3, S, S) uint8
             if self.augment is not None:
                 x = self.augment(x)
@@ -147,19 +174,21 @@ class FileBatches:
         num_classes: int = 0,
         num_workers: int = 0,
         generator: torch.Generator | None = None,
+        world: World | None = None,
     ) -> None:
         self.pre, self.mixer = pre, mixer
-        sampler: Any = None
-        if balanced:
-            weights = sample_weights(torch.as_tensor(list(labels)), num_classes)
-            sampler = WeightedRandomSampler(weights.tolist(), len(weights), generator=generator)
+        weights = sample_weights(torch.as_tensor(list(labels)), num_classes) if balanced else None
         self.loader = DataLoader(
             _FileDataset(paths, labels, pre, augment),
-            batch_size=batch_size,
-            shuffle=shuffle and sampler is None,
-            sampler=sampler,
+            batch_sampler=RankBatchSampler(
+                len(paths),
+                batch_size,
+                world or World(),
+                shuffle=shuffle,
+                weights=weights,
+                generator=generator,
+            ),
             num_workers=num_workers,
-            generator=generator,
             persistent_workers=num_workers > 0,
             pin_memory=torch.cuda.is_available(),
         )

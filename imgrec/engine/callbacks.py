@@ -24,12 +24,13 @@ from rich.progress import (
 
 from imgrec.engine.checkpoint import (
     CHECKPOINT_FILE,
-    atomic_write_bytes,
     rng_state,
     save_checkpoint,
     set_rng_state,
 )
+from imgrec.engine.distributed import unwrap
 from imgrec.engine.loop import Callback, TrainState
+from imgrec.storage import write_bytes
 
 
 class ProgressBar(Callback):
@@ -109,7 +110,7 @@ class HistoryWriter(Callback):
     def on_fit_start(self, state: TrainState, steps_per_epoch: int) -> None:
         # A killed run may have logged an epoch its checkpoint never saw: keep the checkpoint's.
         text = "".join(json.dumps(r) + "\n" for r in state.history)
-        atomic_write_bytes(self.path, text.encode())
+        write_bytes(self.path, text.encode())
 
     def on_epoch_end(self, state: TrainState, record: dict[str, Any]) -> None:
         with open(self.path, "a", encoding="utf-8") as fh:
@@ -169,6 +170,16 @@ class TimeBudget(Callback):
             self._since = None
 
 
+def _schedule_from(scheduler: Any, step: int) -> None:
+    """Set a freshly built per-step schedule to ``step`` (its learning rates included)."""
+    import warnings
+
+    scheduler.last_epoch = step - 1
+    with warnings.catch_warnings():  # "step() before optimizer.step()": intended here
+        warnings.simplefilter("ignore", UserWarning)
+        scheduler.step()
+
+
 SaveModel = Callable[[TrainState, str, dict[str, Any]], None]
 
 
@@ -200,7 +211,7 @@ class Checkpointer(Callback):
 def checkpoint_state(state: TrainState, extra: dict[str, Any]) -> dict[str, Any]:
     """Everything ``--resume`` needs, as tensors and plain data (weights_only-loadable)."""
     out: dict[str, Any] = {
-        "model": state.model.state_dict(),
+        "model": unwrap(state.model).state_dict(),
         "optimizer": state.optimizer.state_dict(),
         "scheduler": state.scheduler.state_dict(),
         "epoch": state.epoch,
@@ -211,6 +222,7 @@ def checkpoint_state(state: TrainState, extra: dict[str, Any]) -> dict[str, Any]
         "best_epoch": state.best_epoch,
         "train_seconds": state.train_seconds,
         "rng": rng_state(state.generator),
+        "world_size": state.world.size,
         **extra,
     }
     if state.scaler is not None:
@@ -218,14 +230,26 @@ def checkpoint_state(state: TrainState, extra: dict[str, Any]) -> dict[str, Any]
     return out
 
 
-def restore_state(state: TrainState, saved: dict[str, Any]) -> None:
-    """Load a :func:`checkpoint_state` dict back into ``state`` (model, optimizer, RNG...)."""
-    state.model.load_state_dict(saved["model"])
+def restore_state(
+    state: TrainState, saved: dict[str, Any], steps_per_epoch: int | None = None
+) -> None:
+    """Load a :func:`checkpoint_state` dict back into ``state`` (model, optimizer, RNG...).
+
+    A checkpoint written by another number of processes had another number of steps per
+    epoch: given this run's ``steps_per_epoch``, the step count and the learning-rate
+    schedule are moved to the start of the next epoch of this run.
+    """
+    unwrap(state.model).load_state_dict(saved["model"])
     state.optimizer.load_state_dict(saved["optimizer"])
-    state.scheduler.load_state_dict(saved["scheduler"])
     if state.scaler is not None and "scaler" in saved:
         state.scaler.load_state_dict(saved["scaler"])
     state.epoch, state.step = int(saved["epoch"]), int(saved["step"])
+    resized = int(saved.get("world_size", 1)) != state.world.size
+    if resized and steps_per_epoch is not None:
+        state.step = state.epoch * steps_per_epoch
+        _schedule_from(state.scheduler, state.step)
+    else:
+        state.scheduler.load_state_dict(saved["scheduler"])
     state.history = list(saved["history"])
     state.best, state.best_epoch = float(saved["best"]), int(saved["best_epoch"])
     state.train_seconds = float(saved.get("train_seconds", 0.0))

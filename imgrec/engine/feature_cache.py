@@ -3,7 +3,7 @@
 With a frozen backbone (BatchNorm in eval mode) the pooled features of an image never change,
 so computing them every epoch is wasted work. They are computed once per (architecture,
 weights, preprocessing, dataset, split), stored as safetensors under the cache directory
-(``$IMGREC_CACHE_DIR/features``, default ``~/.cache/imgrec/features``), and the head trains on
+(``$IMGREC_CACHE/features``, default ``~/.cache/imgrec/features``), and the head trains on
 them at thousands of images per second::
 
     key = feature_key(arch="efficientnet_lite0", weights="imagenet", pre=pre,
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,21 +22,22 @@ from typing import Any
 import torch
 from torch import nn
 
-from imgrec.engine.checkpoint import atomic_write_bytes
+from imgrec.engine.distributed import World
 from imgrec.engine.progress import item_progress
 from imgrec.models.card import Preprocessing
 from imgrec.models.transfer import features
+from imgrec.storage import cache_folder, write_bytes
 
 
 def cache_dir() -> Path:
-    """Where feature caches live (``IMGREC_CACHE_DIR`` or ``~/.cache/imgrec``) + ``features``."""
-    root = os.environ.get("IMGREC_CACHE_DIR") or os.path.join(Path.home(), ".cache", "imgrec")
-    return Path(root) / "features"
+    """Where feature caches live: ``$IMGREC_CACHE/features`` (default ``~/.cache/imgrec``)."""
+    return cache_folder("features")
 
 
 # Bumped when how pixels become features changes without a visible setting (2: the one-step
-# resize + center crop), so caches from before are recomputed rather than reused.
-FEATURE_CACHE_VERSION = 2
+# resize + center crop; 3: normalize_uint8 computes exactly eval_transform's floats), so
+# caches from before are recomputed rather than reused.
+FEATURE_CACHE_VERSION = 3
 
 
 def feature_key(**parts: Any) -> str:
@@ -109,7 +109,7 @@ def cached_features(
             pass
     feats = compute_features(model, paths, pre, batch_size=batch_size, device=device, quiet=quiet)
     blob = save({"features": feats.contiguous(), "labels": label_tensor})
-    atomic_write_bytes(path, blob)
+    write_bytes(path, blob)
     return feats, label_tensor
 
 
@@ -124,16 +124,18 @@ class FeatureBatches:
         batch_size: int,
         shuffle: bool = True,
         generator: torch.Generator | None = None,
+        world: World | None = None,
     ) -> None:
+        from imgrec.engine.batches import RankBatchSampler
+
         self.features, self.labels = features, labels
-        self.batch_size, self.shuffle, self.generator = batch_size, shuffle, generator
+        self.sampler = RankBatchSampler(
+            len(labels), batch_size, world or World(), shuffle=shuffle, generator=generator
+        )
 
     def __len__(self) -> int:
-        return (len(self.labels) + self.batch_size - 1) // self.batch_size
+        return len(self.sampler)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        n = len(self.labels)
-        order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
-        for start in range(0, n, self.batch_size):
-            idx = order[start : start + self.batch_size]
+        for idx in self.sampler:
             yield self.features[idx], self.labels[idx]

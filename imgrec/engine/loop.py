@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from imgrec.engine.distributed import World, all_sum, any_rank, global_weight, reduce_figures
+
 Batch = tuple[torch.Tensor, torch.Tensor]  # x (B, 3, H, W), y (B,) class ids or (B, K) soft
 # (state, batch) -> (loss, images in the batch), or None to skip the batch (nothing to learn)
 BatchLoss = Callable[["TrainState", Any], "tuple[torch.Tensor, int] | None"]
@@ -62,6 +64,7 @@ class TrainState:
     best_epoch: int = 0
     train_seconds: float = 0.0  # time spent in training steps (validation excluded)
     stop: bool = False  # set by a callback: the loop ends after the current batch
+    world: World = field(default_factory=World)  # this process's rank among the trainers
 
 
 class Callback:
@@ -98,12 +101,14 @@ def train_one_epoch(
         if computed is None:
             continue
         loss, size = computed
+        # DDP averages the ranks' gradients: weight each rank's loss by its share of the batch
+        weighted = loss * global_weight(size, state.world) if state.world.distributed else loss
         state.optimizer.zero_grad(set_to_none=True)
         if state.scaler is not None:
-            state.scaler.scale(loss).backward()
+            state.scaler.scale(weighted).backward()
             state.scaler.unscale_(state.optimizer)
         else:
-            loss.backward()
+            weighted.backward()
         if state.grad_clip:
             nn.utils.clip_grad_norm_(state.model.parameters(), state.grad_clip)
         if state.scaler is not None:
@@ -131,8 +136,12 @@ def train_one_epoch(
         count += size
         for cb in callbacks:
             cb.on_batch_end(state, value, size)
-        if state.stop:
+        if any_rank(state.stop, state.world):  # a rank's time budget stops every rank
+            state.stop = True
             break
+    if state.world.distributed:
+        total, seen = all_sum([total, count])
+        return total / max(seen, 1.0)
     return total / max(count, 1)
 
 
@@ -165,7 +174,7 @@ def fit(
             cb.on_validation_start(state)
         state.model.eval()
         with torch.no_grad(), _autocast(state):
-            val = validate(state.model)
+            val = reduce_figures(validate(state.model), state.world)
         state.epoch += 1
         record = {"epoch": state.epoch, "train_loss": train_loss, **val, "lr": lr}
         record["seconds"] = round(time.perf_counter() - start, 3)

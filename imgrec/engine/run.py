@@ -53,14 +53,17 @@ def auto_threads() -> int:
     return os.cpu_count() or 1
 
 
-def pick_device(name: str) -> torch.device:
-    """``auto``: CUDA when a GPU is visible, else CPU; ``cuda`` without one is a ``ConfigError``."""
+def pick_device(name: str, local_rank: int = 0) -> torch.device:
+    """``auto``: CUDA when a GPU is visible, else CPU; ``cuda`` without one is a ``ConfigError``.
+    A distributed rank takes GPU ``local_rank`` (``cuda:<local_rank>``)."""
     if name == "cuda" and not torch.cuda.is_available():
         raise ConfigError(
             "device=cuda was requested but no CUDA GPU is available", hint="--set device=cpu"
         )
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and local_rank:
+        return torch.device("cuda", local_rank)
     return torch.device(name)
 
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -383,78 +382,6 @@ def finish_report(
             ),
         )
     return report
-
-
-def explain(check: CheckResult) -> str:
-    """One readable sentence for a check (used by the summary and the error message)."""
-    return _EXPLAIN.get(check.name, _generic)(check)
-
-
-def _examples(check: CheckResult, key: str = "path", n: int = 3) -> str:
-    items = []
-    for e in check.examples[:n]:
-        if not isinstance(e, dict):
-            items.append(str(e))
-            continue
-        code = str(e.get("error", "")).split(":", 1)[0]
-        items.append(f"{e.get(key, e)} ({code})" if code else str(e.get(key, e)))
-    more = check.unexpected_count - len(items)
-    return ", ".join(items) + (f" and {more} more" if more > 0 else "")
-
-
-def _generic(c: CheckResult) -> str:
-    return f"{c.name}: {c.unexpected_count} unexpected values (observed {c.observed})"
-
-
-def _class_split(c: CheckResult, what: str) -> str:
-    parts = []
-    for e in c.examples[:5]:
-        parts.append(f"class {e.get('label')!r} {what.format(**e)} in {e.get('split')}")
-    return "; ".join(parts)
-
-
-_EXPLAIN: dict[str, Callable[[CheckResult], str]] = {
-    "row_count": lambda c: f"only {c.observed} images (need >= {c.kwargs.get('min_value')})",
-    "known_labels": lambda c: (
-        f"{c.unexpected_count} images have labels outside the known set ({_examples(c, 'label')})"
-    ),
-    "split_names": lambda c: (
-        f"{c.unexpected_count} images have an unknown split ({_examples(c, 'split')})"
-    ),
-    "required_splits": lambda c: f"splits found {c.observed}; need both train and val",
-    "readable_files": lambda c: (
-        f"{c.unexpected_percent:.0f}% of the files are unreadable "
-        f"(limit {100 * (1 - float(c.kwargs.get('mostly', 1.0))):.0f}%): {_examples(c)}"
-    ),
-    "image_width": lambda c: (
-        f"{c.unexpected_count} images have a width outside "
-        f"[{c.kwargs.get('min_value')}, {c.kwargs.get('max_value')}]: {_examples(c)}"
-    ),
-    "image_height": lambda c: (
-        f"{c.unexpected_count} images have a height outside "
-        f"[{c.kwargs.get('min_value')}, {c.kwargs.get('max_value')}]: {_examples(c)}"
-    ),
-    "duplicate_hashes": lambda c: (
-        f"{c.unexpected_count} images share their content with another image: {_examples(c)}"
-    ),
-    "train_val_leakage": lambda c: (
-        f"{c.unexpected_count} images appear in more than one split (leakage): {_examples(c)}"
-    ),
-    "class_in_every_split": lambda c: _class_split(c, "has {count} images"),
-    "class_balance": lambda c: (
-        _class_split(c, "is {imbalance:.1f}x smaller than the largest class")
-        + f" (limit {c.kwargs.get('max_value')}x)"
-    ),
-    "split_ratio": lambda c: (
-        f"the val split holds {_fraction(c)} of the images "
-        f"(allowed {c.kwargs.get('min_value')}-{c.kwargs.get('max_value')})"
-    ),
-}
-
-
-def _fraction(c: CheckResult) -> str:
-    vals = [e.get("fraction") for e in c.examples if isinstance(e, dict)]
-    return f"{float(vals[0]):.0%}" if vals and vals[0] is not None else "an unexpected share"
 
 
 def report_summary_json(report: ValidationReport) -> str:

@@ -20,15 +20,14 @@ from typing import Any
 
 from imgrec.mlops.detection import DetectionManifest
 from imgrec.mlops.validate import (
-    _EXPLAIN,
     ValidationThresholds,
-    _examples,
     _gx,
     _suite_spec,
     finish_report,
     image_rows,
     run_checks,
 )
+from imgrec.mlops.validate_explain import EXPLANATIONS
 from imgrec.mlops.validate_report import CheckResult, ValidationReport
 
 # Reader actions after which an image or entry is not used at all: data errors, not fixes.
@@ -149,7 +148,7 @@ def _issues(c: CheckResult) -> str:
     return "; ".join(parts) + (f" and {more} more" if more > 0 else "")
 
 
-_EXPLAIN.update(
+EXPLANATIONS.update(
     {
         "label_errors": lambda c: (
             f"{c.unexpected_count} label problems made the reader skip images or entries: "
@@ -160,10 +159,4 @@ _EXPLAIN.update(
             "no boxes in split " + ", ".join(str(e.get("split")) for e in c.examples)
         ),
     }
-)
-_KNOWN = _EXPLAIN["known_labels"]
-_EXPLAIN["known_labels"] = lambda c: (
-    _KNOWN(c)
-    if c.frame != "boxes"
-    else f"{c.unexpected_count} boxes have classes outside the known set ({_examples(c, 'label')})"
 )

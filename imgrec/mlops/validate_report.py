@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from imgrec import storage
+from imgrec.mlops.validate_explain import explain
 
 MAX_EXAMPLES = 20
 
@@ -68,11 +69,7 @@ class CheckResult:
     @property
     def message(self) -> str:
         """A readable sentence saying what failed (empty on success)."""
-        if self.success:
-            return ""
-        from imgrec.mlops.validate import explain
-
-        return explain(self)
+        return "" if self.success else explain(self)
 
 
 @dataclass

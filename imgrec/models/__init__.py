@@ -8,8 +8,12 @@ net = build_model("efficientnet_lite0", 10, pretrained=True)   # offline ImageNe
 
 from __future__ import annotations
 
-from imgrec.models.registry import ARCHITECTURES, ArchSpec, _register_builtin, build_model
+from imgrec.models import small, timm_archs, tv_archs
+from imgrec.models.registry import ARCHITECTURES, ArchSpec, build_model, register
 
-_register_builtin()
+# The built-in architectures; the modules holding the builders import the registry, not this.
+for _module in (timm_archs, tv_archs, small):
+    for _spec in _module.specs():
+        register(_spec)
 
 __all__ = ["ARCHITECTURES", "ArchSpec", "build_model"]

@@ -9,7 +9,7 @@ depends on duplicated constants::
                      preprocessing=Preprocessing(input_size=28, resize_size=28))
     save_model_dir(module, card, "runs/a/model")          # atomic; local or s3://
     card, state = read_model_dir("runs/a/model")           # validated
-    module = build_from_card(card, state)                  # eval mode
+    module = build_from_card(card, state)                  # eval mode (imgrec.models.weights)
 """
 
 from __future__ import annotations
@@ -180,22 +180,6 @@ def _state_for_saving(module: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu").contiguous().clone() for k, v in module.state_dict().items()}
 
 
-def _fsync_file(path: Path) -> None:
-    with open(path, "rb") as fh:
-        os.fsync(fh.fileno())
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # e.g. Windows cannot open directories
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def save_model_dir(module: nn.Module, card: ModelCard, path: str | os.PathLike[str]) -> str:
     """Write ``model.json`` + ``weights.safetensors`` for ``module`` atomically; returns ``path``.
 
@@ -229,14 +213,14 @@ def save_model_dir(module: nn.Module, card: ModelCard, path: str | os.PathLike[s
     try:
         for name, data in ((WEIGHTS_FILE, blob), (CARD_FILE, card_json)):
             (tmp / name).write_bytes(data)
-            _fsync_file(tmp / name)
-        _fsync_dir(tmp)
+            storage.fsync_file(tmp / name)
+        storage.fsync_dir(tmp)
         old = None
         if target.exists():
             old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
             os.rename(target, old)
         os.rename(tmp, target)
-        _fsync_dir(target.parent)
+        storage.fsync_dir(target.parent)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
     except BaseException:
@@ -313,19 +297,3 @@ def read_model_dir(path: str | os.PathLike[str]) -> tuple[ModelCard, dict[str, t
     card = read_card(path)
     state = parse_safetensors(_read(str(path), WEIGHTS_FILE), source=f"{path}/{WEIGHTS_FILE}")
     return card, state
-
-
-def build_from_card(card: ModelCard, state_dict: dict[str, torch.Tensor]) -> nn.Module:
-    """Build ``card.architecture`` with ``card.num_classes`` and load ``state_dict`` strictly.
-
-    Shape or key mismatches (e.g. a head for a different class count) raise ``ModelError``
-    naming the tensors. The module is returned in eval mode.
-    """
-    from imgrec.models.registry import build_model
-    from imgrec.models.weights import load_state_strict
-
-    module = build_model(
-        card.architecture, num_classes=card.num_classes, pretrained=False, **card.arch_kwargs
-    )
-    load_state_strict(module, state_dict, source=f"weights for {card.architecture}")
-    return module.eval()

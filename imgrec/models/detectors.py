@@ -32,7 +32,7 @@ import torch
 from torch import nn
 from torchvision.ops import FeaturePyramidNetwork
 
-from imgrec.errors import ModelError, WeightsUnavailableError
+from imgrec.errors import ConfigError, ModelError, WeightsUnavailableError
 from imgrec.registry import Registry
 
 DEFAULT_DETECTOR = "fcos"
@@ -149,6 +149,17 @@ class Detector(nn.Module):
         ]
         out: dict[str, torch.Tensor] = self.net(list(images), shifted)
         return out
+
+    def set_nms_iou(self, iou: float) -> None:
+        """The IoU above which non-maximum suppression drops the lower-scoring box."""
+        heads = [self.net, getattr(self.net, "roi_heads", None)]  # Faster R-CNN: in roi_heads
+        for part in heads:
+            if part is not None and hasattr(part, "nms_thresh"):
+                part.nms_thresh = float(iou)
+                return
+        raise ConfigError(
+            f"{type(self.net).__name__} has no NMS threshold to set", hint="drop iou_threshold"
+        )
 
     @torch.no_grad()
     def predict(self, images: torch.Tensor | list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:

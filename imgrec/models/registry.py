@@ -128,12 +128,3 @@ def build_model(
     Example: ``build_model("resnet18", num_classes=10)``
     """
     return ARCHITECTURES.get(name).build(num_classes, pretrained, **kw)
-
-
-def _register_builtin() -> None:
-    # Imported here so that the modules holding builders can import this one.
-    from imgrec.models import small, timm_archs, tv_archs
-
-    for module in (timm_archs, tv_archs, small):
-        for spec in module.specs():
-            register(spec)

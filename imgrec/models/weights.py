@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from imgrec.errors import ConfigError, ModelError, StorageError, WeightsUnavailableError
-from imgrec.models.card import nonfinite_keys, parse_safetensors
+from imgrec.models.card import ModelCard, nonfinite_keys, parse_safetensors
 from imgrec.registry import Registry
 
 StateDict = dict[str, torch.Tensor]
@@ -372,3 +372,18 @@ def _hub_offline() -> Iterator[None]:
         yield
     finally:
         constants.HF_HUB_OFFLINE = before
+
+
+def build_from_card(card: ModelCard, state_dict: dict[str, torch.Tensor]) -> nn.Module:
+    """Build ``card.architecture`` with ``card.num_classes`` and load ``state_dict`` strictly.
+
+    Shape or key mismatches (e.g. a head for a different class count) raise ``ModelError``
+    naming the tensors. The module is returned in eval mode.
+    """
+    from imgrec.models.registry import build_model
+
+    module = build_model(
+        card.architecture, num_classes=card.num_classes, pretrained=False, **card.arch_kwargs
+    )
+    load_state_strict(module, state_dict, source=f"weights for {card.architecture}")
+    return module.eval()

@@ -7,57 +7,16 @@ Screenshots of every page visited go to ``build/dashboard-screenshots/`` (not co
 from __future__ import annotations
 
 import os
-import re
-import subprocess
 import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-SCREENSHOTS = REPO / "build" / "dashboard-screenshots"
-CHROMIUM = os.environ.get("IMGREC_CHROMIUM", "/usr/bin/chromium")
+sys.path.insert(0, str(Path(__file__).parent))
 
-
-@dataclass
-class Dashboard:
-    url: str
-    process: subprocess.Popen[str]
-    lines: list[str] = field(default_factory=list)
-
-
-def start_dashboard(*args: str, env: dict[str, str] | None = None) -> Dashboard:
-    """``imgrec dashboard ARGS --port 0`` in a child process; waits for its URL line."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "imgrec", "dashboard", *args, "--port", "0"],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, **(env or {})},
-    )
-    assert proc.stdout is not None
-    lines = []
-    for line in proc.stdout:
-        lines.append(line)
-        if found := re.search(r"dashboard on (http://127\.0\.0\.1:\d+)", line):
-            return Dashboard(found[1], proc, lines)
-    proc.wait()
-    raise RuntimeError("the dashboard did not start:\n" + "".join(lines))
-
-
-def stop_dashboard(dash: Dashboard) -> None:
-    dash.process.terminate()
-    try:
-        dash.process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        dash.process.kill()
-        dash.process.wait()
-    if dash.process.stdout:
-        dash.process.stdout.close()
+from browser_helpers import CHROMIUM, Dashboard, Visit, screenshot, start_dashboard, stop_dashboard
 
 
 @pytest.fixture(scope="module")
@@ -96,12 +55,6 @@ def browser() -> Iterator[Any]:
             chromium.close()
 
 
-@dataclass
-class Visit:
-    page: Any
-    errors: list[str]
-
-
 @pytest.fixture
 def visit(browser: Any) -> Iterator[Callable[[str, str], Visit]]:
     """``visit(url, shot_name)``: open ``url`` in a fresh page that records console errors and
@@ -123,10 +76,3 @@ def visit(browser: Any) -> Iterator[Callable[[str, str], Visit]]:
     yield open_page
     for context in contexts:
         context.close()
-
-
-def screenshot(page: Any, name: str) -> Path:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    path = SCREENSHOTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
-    return path

@@ -18,11 +18,8 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "serving"))
 
-from conftest import Dashboard, Visit, screenshot
-from serving_helpers import Server, jpeg_bytes, start_server, stop_server
-
-from imgrec.cli import main
-from imgrec.data.detection.sample import write_digits_detect
+from browser_helpers import Dashboard, Visit, screenshot
+from serving_helpers import Server, jpeg_bytes, start_server, stop_server, train_tiny_detector
 
 pytestmark = pytest.mark.slow
 
@@ -43,13 +40,7 @@ PIXEL_POSITIONS = """(card) => {
 @pytest.fixture(scope="module")
 def detector(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("dash-detect")
-    write_digits_detect(root / "data", n_train=8, n_val=4, seed=3)
-    code = main([
-        "train", str(root / "data" / "data.yaml"), "--img-size", "96", "--epochs", "1",
-        "--batch-size", "4", "--out", str(root / "run"), "--quiet",
-        "--set", "cache_views=1", "--set", "threads=1",
-    ])  # fmt: skip
-    assert code == 0
+    train_tiny_detector(root)
     return root
 
 

@@ -4,7 +4,6 @@ log, joined by fingerprint."""
 
 from __future__ import annotations
 
-import hashlib
 import io
 import re
 import sys
@@ -21,6 +20,7 @@ from dashboard_helpers import EVIL, hours_ago, log_record, write_log
 from dashboard.app import create_app
 from dashboard.config import DashboardConfig
 from dashboard.predlog import LogIndex
+from imgrec.data.captures import capture_key, fingerprint
 
 
 def _png(shade: int) -> bytes:
@@ -30,11 +30,12 @@ def _png(shade: int) -> bytes:
 
 
 def capture(root: Path, data: bytes) -> str:
-    """Store ``data`` as the server's capture does; returns its fingerprint."""
-    digits = hashlib.sha256(data).hexdigest()[:16]
-    (root / digits[:2]).mkdir(parents=True, exist_ok=True)
-    (root / digits[:2] / f"{digits}.png").write_bytes(data)
-    return f"sha256:{digits}"
+    """Store ``data`` where the server's capture does (its own key); returns the fingerprint."""
+    fp = fingerprint(data)
+    path = root / capture_key(fp, data)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return fp
 
 
 @pytest.fixture

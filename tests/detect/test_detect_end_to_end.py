@@ -149,3 +149,42 @@ def test_training_survives_bad_labels_and_undecodable_images(tmp_path, views) ->
     assert [b["code"] for b in report["undecodable_images"]] == ["corrupt_image"]
     assert report["splits"]["train"]["images"] == 7
     assert result.metrics["n"] == 3
+
+
+def test_detector_options_are_the_same_in_the_cli_and_the_python_api(trained, capsys) -> None:
+    import imgrec
+
+    data, run = trained
+    image = str(data / "images" / "val" / "000000.jpg")
+    code = main(["predict", image, "--model", str(run / "model"), "--json",
+                 "--conf", "0", "--iou", "0.3", "--max-det", "2"])  # fmt: skip
+    assert code == 0
+    (cli,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    (api,) = imgrec.predict([image], model=run / "model", score_threshold=0.0,
+                            iou_threshold=0.3, max_detections=2)  # fmt: skip
+    assert len(cli["detections"]) == 2 and cli["detections"] == api["detections"]
+    # NMS at --iou: boxes of one label overlap by at most that much; a looser one keeps more
+    loose = next(iter(imgrec.predict([image], model=run / "model", score_threshold=0.0,
+                                     iou_threshold=0.9)))  # fmt: skip
+    tight = next(iter(imgrec.predict([image], model=run / "model", score_threshold=0.0,
+                                     iou_threshold=0.1)))  # fmt: skip
+    assert _max_same_label_iou(tight["detections"]) <= 0.1 + 0.01  # boxes are rounded
+    assert _max_same_label_iou(loose["detections"]) > 0.1
+
+    assert main(["predict", image, "--model", str(run / "model"), "--conf", "1.5"]) == 2
+    assert "error[invalid_config]" in capsys.readouterr().err
+    assert main(["predict", image, "--model", "small_resnet", "--max-det", "3"]) == 2
+    assert "apply to detectors" in capsys.readouterr().err
+
+
+def _max_same_label_iou(detections: list[dict]) -> float:
+    from imgrec.evaluation.detection import box_iou
+
+    best = 0.0
+    for label in {d["label"] for d in detections}:
+        boxes = np.array([d["box"] for d in detections if d["label"] == label])
+        if len(boxes) > 1:
+            iou = box_iou(boxes, boxes)
+            np.fill_diagonal(iou, 0.0)
+            best = max(best, float(iou.max()))
+    return best

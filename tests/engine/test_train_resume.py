@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 from train_fixtures import TINY, make_imagefolder
 
 from imgrec.engine import checkpoint as ckpt
-from imgrec.errors import ConfigError, ModelError
+from imgrec.errors import ConfigError, ModelError, StorageError
 from imgrec.tasks.classify.train import train
 
 EPOCHS = 30
@@ -92,7 +92,7 @@ def test_checkpoint_write_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         raise OSError("simulated crash before rename")
 
     monkeypatch.setattr(ckpt.os, "replace", crash)
-    with pytest.raises(OSError, match="simulated"):
+    with pytest.raises(StorageError, match="simulated"):
         ckpt.save_checkpoint(path, {"epoch": 2, "w": torch.zeros(3)})
     assert ckpt.load_checkpoint(path)["epoch"] == 1  # the previous complete checkpoint
     assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]  # no temp left behind

@@ -73,7 +73,7 @@ def test_early_stopping_stops_after_patience(tiny_data: Path, tmp_path: Path) ->
 def test_feature_cache_equals_head_only_training(
     tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("IMGREC_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("IMGREC_CACHE", str(tmp_path / "cache"))
     # A "pretrained" backbone from a file, as a user's own weights would be.
     from imgrec.models.registry import build_model
 

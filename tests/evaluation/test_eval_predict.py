@@ -15,10 +15,11 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from eval_fixtures import write_color_images, write_tiny_model
 
+from imgrec.data.sources import expand_sources, saved_name
 from imgrec.errors import NotFoundError
+from imgrec.inference.runners import ONNX_ATOL, make_runner
 from imgrec.predictor import load_model
-from imgrec.runtime import ONNX_ATOL, make_runner
-from imgrec.tasks.classify.predict import expand_sources, predict, saved_name
+from imgrec.tasks.classify.predict import predict
 
 CLASSES = ["red", "green", "blue"]
 

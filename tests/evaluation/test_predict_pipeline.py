@@ -15,24 +15,28 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from torchvision.transforms import v2 as T
 
 sys.path.insert(0, str(Path(__file__).parent))
 
 from eval_fixtures import write_tiny_model
 
 from imgrec.data.images import load_image
-from imgrec.data.transforms import normalize_uint8, resize_ops
-from imgrec.errors import CorruptImageError, ImgrecError
-from imgrec.models.card import Preprocessing
-from imgrec.predictor import load_model
-from imgrec.runtime import default_threads, make_runner, runs_in_parallel
-from imgrec.tasks.classify.batching import BufferPool, inferred_batches, stack
-from imgrec.tasks.classify.predict import (
+from imgrec.data.transforms import (
     draft_size,
+    normalize_batch,
     normalize_lookup,
     normalize_table,
-    predict,
+    normalize_uint8,
+    resize_ops,
+    to_tensor_ops,
 )
+from imgrec.errors import CorruptImageError, ImgrecError
+from imgrec.inference.runners import default_threads, make_runner, runs_in_parallel
+from imgrec.models.card import Preprocessing
+from imgrec.predictor import load_model
+from imgrec.tasks.classify.batching import BufferPool, inferred_batches, stack
+from imgrec.tasks.classify.predict import predict
 
 CLASSES = ["red", "green", "blue"]
 
@@ -60,6 +64,11 @@ def test_lookup_normalization_equals_normalize_uint8(pre):
     want = normalize_uint8(torch.from_numpy(pixels).permute(2, 0, 1)[None].contiguous(), pre)[0]
     assert got.shape == (3, 37, 23) and got.dtype == np.float32
     assert np.array_equal(got, want.numpy())  # bit for bit, not approximately
+    # ... and what eval_transform (training's validation, the servers) gives, bit for bit
+    to_tensor = T.Compose(to_tensor_ops(pre))  # eval_transform after its resize
+    assert np.array_equal(got, to_tensor(Image.fromarray(pixels)).numpy())
+    batch = normalize_batch(np.ascontiguousarray(pixels.transpose(2, 0, 1))[None], pre)
+    assert np.array_equal(batch[0], got)  # the servers' batched lookup
     with pytest.raises(ValueError, match="uint8"):
         normalize_lookup(pixels.astype(np.float32), table)
     with pytest.raises(ValueError, match="uint8"):
@@ -116,7 +125,7 @@ def test_predict_equals_one_image_at_a_time(model_dir, tmp_path, runtime, batch_
     assert records[6]["error"]["code"] == CorruptImageError.code  # in place, others go on
 
     pre = clf.card.preprocessing
-    size = draft_size(clf.card)
+    size = draft_size(clf.card.preprocessing)
     geometry = resize_ops(pre)[0]
     run = make_runner(clf, runtime)
     for path, record in zip(paths, [r for r in records if "error" not in r], strict=True):

@@ -17,10 +17,10 @@ from imgrec.models.card import (
     WEIGHTS_FILE,
     ModelCard,
     Preprocessing,
-    build_from_card,
     read_model_dir,
     save_model_dir,
 )
+from imgrec.models.weights import build_from_card
 
 ARCH_KW = {"stem_width": 8, "widths": [8, 16], "depths": [1, 1]}
 

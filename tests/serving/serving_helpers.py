@@ -130,3 +130,19 @@ def jpeg_bytes(img: Image.Image, quality: int = 90) -> bytes:
 
 
 CAT_CLASSES = {"tabby", "tiger cat", "Egyptian cat", "Persian cat", "Siamese cat"}
+
+
+def train_tiny_detector(root: Path) -> Path:
+    """A tiny FCOS (8 digits-detect canvases, 1 epoch, 96 px) trained under ``root``; returns
+    its model directory (``root/run/model``; the data are in ``root/data``)."""
+    from imgrec.cli import main
+    from imgrec.data.detection.sample import write_digits_detect
+
+    write_digits_detect(root / "data", n_train=8, n_val=4, seed=3)
+    code = main([
+        "train", str(root / "data" / "data.yaml"), "--img-size", "96", "--epochs", "1",
+        "--batch-size", "4", "--out", str(root / "run"), "--quiet",
+        "--set", "cache_views=1", "--set", "threads=1",
+    ])  # fmt: skip
+    assert code == 0
+    return root / "run" / "model"

@@ -20,8 +20,9 @@ import pytest
 from test_quantize import AGREEMENT, SIZE, dataset, trained, write_images
 
 from imgrec.errors import ConfigError, DatasetError, UnknownNameError
+from imgrec.inference.onnx import cache_path
+from imgrec.inference.runners import make_runner
 from imgrec.quantize import QuantizeSettings, quantize_onnx
-from imgrec.runtime import make_runner, onnx_path
 from imgrec.tasks.classify.predict import predict
 
 __all__ = ["trained"]  # the module-scoped fixture, shared with test_quantize.py
@@ -67,7 +68,7 @@ def test_int8_predict_agrees_with_fp32_predict(trained: Path, cache: Path, image
         for a, b in zip(fp32, int8, strict=True)
     ]
     assert 0 < max(diffs) < 0.3
-    quantized = sorted(onnx_path(clf).parent.glob("*-int8-*.onnx"))
+    quantized = sorted(cache_path(clf).parent.glob("*-int8-*.onnx"))
     assert len(quantized) == 1  # calibrated once, cached beside the fp32 export
 
     # The runner is the int8 file's, reused for the same calibration set.
@@ -77,7 +78,7 @@ def test_int8_predict_agrees_with_fp32_predict(trained: Path, cache: Path, image
         clf, "onnx", parallel=True, precision="int8", calibration=trained / "calib"
     )
     assert again is not run  # another key, same cached file: nothing recalibrated
-    assert len(sorted(onnx_path(clf).parent.glob("*-int8-*.onnx"))) == 1
+    assert len(sorted(cache_path(clf).parent.glob("*-int8-*.onnx"))) == 1
 
 
 def test_broken_quantization_fails_the_agreement_threshold(
@@ -94,7 +95,7 @@ def test_broken_quantization_fails_the_agreement_threshold(
     fp32 = list(predict(images, model=clf, runtime="onnx", top_k=1, workers=2))
     blank = write_images(cache.parent / "blank", np.full((16, SIZE, SIZE, 3), 128, np.uint8))
     measure = QuantizeSettings(method="minmax", min_agreement=0.0)
-    path = onnx_path(clf)  # written by the fp32 predict above
+    path = cache_path(clf)  # written by the fp32 predict above
     bad = quantize_onnx(path, blank, clf.card.preprocessing, settings=measure, progress=False)
     session = ort.InferenceSession(str(bad.path), providers=["CPUExecutionProvider"])
     load = _loader(clf, draft=True, keep_image=False)

@@ -15,10 +15,8 @@ from typing import Any
 import numpy as np
 import pytest
 from PIL import Image
-from serving_helpers import Server, jpeg_bytes
+from serving_helpers import Server, jpeg_bytes, train_tiny_detector
 
-from imgrec.cli import main
-from imgrec.data.detection.sample import write_digits_detect
 from imgrec.data.images import decode_image
 from imgrec.models.detectors import load_detector
 from imgrec.tasks.detect.evaluate import card_threshold, detect_images
@@ -27,15 +25,7 @@ from imgrec.tasks.detect.predict import detection_records
 
 @pytest.fixture(scope="module")
 def detector_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("serve-detect")
-    write_digits_detect(root / "data", n_train=8, n_val=4, seed=3)
-    code = main([
-        "train", str(root / "data" / "data.yaml"), "--img-size", "96", "--epochs", "1",
-        "--batch-size", "4", "--out", str(root / "run"), "--quiet",
-        "--set", "cache_views=1", "--set", "threads=1",
-    ])  # fmt: skip
-    assert code == 0
-    return root / "run" / "model"
+    return train_tiny_detector(tmp_path_factory.mktemp("serve-detect"))
 
 
 @pytest.fixture(scope="module")

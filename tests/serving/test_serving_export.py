@@ -17,12 +17,14 @@ from PIL import Image
 from skimage import data as skdata
 
 from imgrec.data.images import decode_image
-from imgrec.data.transforms import eval_transform
+from imgrec.data.transforms import draft_size, eval_transform, normalize_batch
+from imgrec.inference.onnx import ONNX_ATOL as ONNX_TOLERANCE
+from imgrec.inference.onnx import cpu_session, onnx_difference
 from imgrec.models.card import Preprocessing
 from imgrec.predictor import load_model
 from serving.batcher import DynamicBatcher
-from serving.export import EXPORT_FORMATS, ONNX_TOLERANCE, compare_onnx, export_model
-from serving.inputs import draft_size, normalize_batch, prepare_image
+from serving.export import EXPORT_FORMATS, export_model
+from serving.inputs import prepare_image
 
 
 def _jpeg(arr: np.ndarray, size: tuple[int, int] | None = None) -> bytes:
@@ -46,7 +48,7 @@ def test_onnx_matches_pytorch_on_real_images(lite0, tmp_path: Path) -> None:  # 
     result = export_model("efficientnet_lite0", "onnx", tmp_path / "lite0.onnx")
     assert result.max_abs_diff is not None and result.max_abs_diff <= ONNX_TOLERANCE
     x = torch.stack([lite0.preprocess(decode_image(_jpeg(a))) for a in REAL.values()]).numpy()
-    diff = compare_onnx(lite0, result.path, x)  # (3, 3, 224, 224) real photos
+    diff, _ = onnx_difference(lite0, cpu_session(result.path, 1), x)  # (3, 3, 224, 224) photos
     assert diff <= ONNX_TOLERANCE, diff
 
 

@@ -33,6 +33,8 @@ def test_torchserve_with_token_auth(tmp_path: Path, chelsea_jpeg: bytes) -> None
         assert "Token Authorization failed" in denied.text
         bad = httpx.post(url, content=b"<html>not an image</html>", headers=auth, timeout=60)
         assert bad.status_code == 415
-        assert json.loads(bad.text)["code"] == "unsupported_media_type"
+        body = json.loads(bad.text)
+        assert body["code"] == "unsupported_media_type"
+        assert body["error"] == body["message"] and body["hint"]  # the KServe body's keys
         again = httpx.post(url, content=chelsea_jpeg, headers=auth, timeout=60)
         assert again.status_code == 200

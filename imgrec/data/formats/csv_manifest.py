@@ -17,7 +17,7 @@ import os
 import posixpath
 
 from imgrec import storage
-from imgrec.data.formats import DATASET_FORMATS, Entry, Listing, normalize_split
+from imgrec.data.formats.base import DATASET_FORMATS, Entry, Listing, normalize_split
 from imgrec.errors import DatasetError
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import posixpath
 
 from imgrec import storage
-from imgrec.data.formats import (
+from imgrec.data.formats.base import (
     DATASET_FORMATS,
     SPLIT_ALIASES,
     Entry,

@@ -16,7 +16,7 @@ on. Speed on a CPU (``benchmarks/batch_predict.py``, BENCHMARKS.md "Batch predic
 2. resize and crop in one Pillow resample (the geometric half of ``eval_transform``), then
    normalization by a per-channel table lookup in numpy (``normalize_table``: the floats of
    ``normalize_uint8`` bit for bit), straight into ``(3, H, W)`` float32;
-3. ONNX Runtime on CPU (``imgrec.runtime``, checked against PyTorch within 1e-4) with one
+3. ONNX Runtime on CPU (``imgrec.inference``, checked against PyTorch within 1e-4) with one
    intra-op thread per call, its calls on batches of ``PARALLEL_BATCH_SIZE`` running as tasks
    on the same pool as 1-2 (``imgrec.tasks.classify.batching.inferred_batches``): one thread
    per core that decodes or infers, never two thread pools competing for the cores, no torch
@@ -26,10 +26,8 @@ on. Speed on a CPU (``benchmarks/batch_predict.py``, BENCHMARKS.md "Batch predic
 
 from __future__ import annotations
 
-import glob
 import os
-import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,12 +35,18 @@ import numpy as np
 import torch
 from PIL import Image
 
-from imgrec import storage
-from imgrec.data.images import IMAGE_SUFFIXES, load_image
-from imgrec.data.transforms import normalize_uint8, resize_ops
-from imgrec.errors import ImgrecError, NotFoundError
+from imgrec.data.images import load_image
+from imgrec.data.sources import expand_sources, saved_name
+from imgrec.data.transforms import (
+    draft_size,
+    normalize_lookup,
+    normalize_table,
+    resize_ops,
+)
+from imgrec.errors import ImgrecError
+from imgrec.inference.onnx import cache_path
+from imgrec.inference.runners import check_runtime_precision, make_runner, runs_in_parallel
 from imgrec.quantize import CalibrationSource
-from imgrec.runtime import check_runtime_precision, make_runner, onnx_path, runs_in_parallel
 from imgrec.tasks.classify.batching import inferred_batches
 from imgrec.visualize import draw_label
 
@@ -59,95 +63,6 @@ JPEGs: 98 images/s at 4, 94 at 8 and 2 (medians of 8, load average ~1)."""
 ONNX_MIN_IMAGES = 64
 """With ``runtime="auto"``, fewer images than this run in PyTorch unless the ONNX export is
 already cached: a first export takes seconds, more than it saves on a few images."""
-_GLOB_CHARS = re.compile(r"[*?\[]")
-_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
-
-
-def expand_sources(sources: Iterable[str | os.PathLike[str]]) -> list[str | ImgrecError]:
-    """Files to predict, in argument order: folders and ``s3://`` prefixes are listed
-    recursively (image suffixes only), globs expanded (``**`` allowed), files kept as given.
-
-    A path that does not exist (or a glob or folder without images) becomes a
-    ``NotFoundError`` entry, so it is reported in order like any bad image.
-    """
-    out: list[str | ImgrecError] = []
-    for item in sources:
-        text = os.fspath(item)
-        try:
-            out.extend(_expand_one(text))
-        except ImgrecError as exc:
-            exc.source = text  # type: ignore[attr-defined]
-            out.append(exc)
-    return out
-
-
-def _expand_one(text: str) -> list[str]:
-    if storage.is_s3(text):
-        if text.lower().endswith(IMAGE_SUFFIXES) and storage.exists(text):
-            return [text]
-        files = storage.list_files(text, suffixes=IMAGE_SUFFIXES)
-        if not files:
-            raise NotFoundError(f"no images under {text}", hint="check the bucket and prefix")
-        return files
-    if os.path.isdir(text):
-        files = storage.list_files(text, suffixes=IMAGE_SUFFIXES)
-        if not files:
-            suffixes = ", ".join(IMAGE_SUFFIXES)
-            raise NotFoundError(
-                f"no images in folder {text}", hint=f"image files end in {suffixes}"
-            )
-        return files
-    if os.path.exists(text):
-        return [text]
-    if _GLOB_CHARS.search(text):
-        found: list[str] = []
-        for match in sorted(glob.glob(text, recursive=True)):
-            if os.path.isdir(match):
-                found.extend(storage.list_files(match, suffixes=IMAGE_SUFFIXES))
-            elif match.lower().endswith(IMAGE_SUFFIXES):
-                found.append(match)
-        if not found:
-            raise NotFoundError(f"no image files match {text!r}", hint="check the pattern")
-        return list(dict.fromkeys(found))
-    raise NotFoundError(f"{text} does not exist", hint="pass image files, folders or globs")
-
-
-def draft_size(card: Any) -> tuple[int, int]:
-    """Smallest decode size that keeps the model's resize step exact in geometry."""
-    pre = card.preprocessing
-    side = pre.resize_size if pre.crop == "center" else pre.input_size
-    return (side, side)
-
-
-def normalize_table(pre: Any) -> np.ndarray:
-    """``float32 (3, 256)``: row ``c`` holds ``normalize_uint8``'s value for channel ``c`` and
-    each uint8 level, computed by ``normalize_uint8`` itself, so looking pixels up in it gives
-    the same floats bit for bit (the normalization is elementwise)."""
-    levels = torch.arange(256, dtype=torch.uint8).view(1, 1, 1, 256).expand(1, 3, 1, 256)
-    return normalize_uint8(levels.contiguous(), pre)[0, :, 0, :].numpy().copy()
-
-
-def normalize_lookup(pixels: np.ndarray, table: np.ndarray) -> np.ndarray:
-    """``uint8 (H, W, 3)`` pixels to normalized ``float32 (3, H, W)`` through ``table``
-    (:func:`normalize_table`): one gather per channel, no temporaries, no transpose copy."""
-    if pixels.dtype != np.uint8 or pixels.ndim != 3 or pixels.shape[2] != 3:
-        raise ValueError(f"expected uint8 (H, W, 3), got {pixels.dtype} {pixels.shape}")
-    out = np.empty((3, pixels.shape[0], pixels.shape[1]), dtype=np.float32)
-    for channel in range(3):
-        np.take(table[channel], pixels[:, :, channel], out=out[channel])
-    return out
-
-
-def saved_name(index: int, source: str) -> str:
-    """A safe file name for the annotated copy of ``source``: ``00012_<cleaned stem>.jpg``.
-
-    Only the last path component is used and reduced to ``[A-Za-z0-9._-]``, so names like
-    ``../../x`` or ``C:\\evil`` cannot leave the save folder (BAD-INPUTS row 10).
-    """
-    base = re.split(r"[\\/]", source.rstrip("/\\"))[-1]
-    stem = os.path.splitext(base)[0]
-    cleaned = _UNSAFE_NAME.sub("_", stem).strip("._")[:60] or "image"
-    return f"{index:05d}_{cleaned}.jpg"
 
 
 def _choose_runtime(clf: Any, runtime: str, n_images: int, precision: str = "fp32") -> str:
@@ -155,7 +70,7 @@ def _choose_runtime(clf: Any, runtime: str, n_images: int, precision: str = "fp3
         return "onnx" if runtime == "auto" else runtime  # int8 runs in ONNX Runtime only
     if runtime != "auto" or n_images >= ONNX_MIN_IMAGES or clf.device.type != "cpu":
         return runtime
-    return runtime if onnx_path(clf).exists() else "torch"
+    return runtime if cache_path(clf).exists() else "torch"
 
 
 def _source_text(source: str | ImgrecError) -> str:
@@ -261,7 +176,7 @@ def _loader(
     """The per-image work of the pool: read, decode (reduced with ``draft``), resize and crop
     (Pillow), normalize (a numpy table lookup) -> ``float32 (3, H, W)``, and the decoded image
     when it is to be drawn on. No torch ops: their intra-op pool would fight the pool."""
-    size = draft_size(clf.card) if draft else None
+    size = draft_size(clf.card.preprocessing) if draft else None
     pre = clf.card.preprocessing
     geometry = resize_ops(pre)  # called in turn: T.Compose is an nn.Module, slower to call
     table = normalize_table(pre)

@@ -24,6 +24,7 @@ from imgrec.config import TrainConfig
 from imgrec.data.augment import batch_mixer, build_augment
 from imgrec.data.dataset import ClassificationData
 from imgrec.engine.batches import FileBatches, TensorBatches, cache_bytes, decode_to_cache
+from imgrec.engine.distributed import World
 from imgrec.engine.feature_cache import FeatureBatches, cached_features, feature_key
 from imgrec.errors import ConfigError
 from imgrec.models.card import Preprocessing
@@ -97,6 +98,7 @@ def preprocessing(cfg: TrainConfig, images: torch.Tensor | None) -> Preprocessin
 def _accuracy_and_loss(
     model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], device: torch.device
 ) -> dict[str, float]:
+    """Val loss and accuracy of ``batches`` (this rank's shard), with ``val_n`` images."""
     total, correct, loss = 0, 0, 0.0
     for x, y in batches:
         logits = model(x.to(device)).float()
@@ -104,14 +106,17 @@ def _accuracy_and_loss(
         loss += float(F.cross_entropy(logits, y, reduction="sum"))
         correct += int((logits.argmax(1) == y).sum())
         total += len(y)
-    return {"val_loss": loss / max(total, 1), "val_accuracy": correct / max(total, 1)}
+    mean_loss, accuracy = loss / max(total, 1), correct / max(total, 1)
+    return {"val_loss": mean_loss, "val_accuracy": accuracy, "val_n": float(total)}
 
 
 def pixel_session(
     cfg: TrainConfig, data: ClassificationData, device: torch.device, generator: torch.Generator,
-    console: Console,
+    console: Console, world: World | None = None,
 ) -> Session:  # fmt: skip
-    """Train the network on pixels (in-memory cache or files)."""
+    """Train the network on pixels (in-memory cache or files); with ``world``, this rank's
+    share of each train and val batch."""
+    world = world or World()
     network = build_network(cfg, len(data.classes))
     freeze(network, cfg.freeze or "none")
     train_paths, train_labels = _paths_labels(data, "train")
@@ -133,6 +138,7 @@ def pixel_session(
         "balanced": cfg.balanced_sampler,
         "num_classes": len(data.classes),
         "generator": generator,
+        "world": world,
     }
     train_batches: Any
     if in_memory:
@@ -143,15 +149,17 @@ def pixel_session(
         labels = torch.as_tensor(train_labels, dtype=torch.int64)
         train_batches = TensorBatches(images, labels, pre, **common)
         val_batches: Any = TensorBatches(
-            val_images, torch.as_tensor(val_labels), pre, batch_size=EVAL_BATCH, shuffle=False
-        )
+            val_images, torch.as_tensor(val_labels), pre, batch_size=EVAL_BATCH, shuffle=False,
+            world=world,
+        )  # fmt: skip
     else:
         pre = preprocessing(cfg, None)
         workers = cfg.num_workers if cfg.num_workers is not None else min(4, os.cpu_count() or 1)
         train_batches = FileBatches(train_paths, train_labels, pre, num_workers=workers, **common)
         val_batches = FileBatches(
-            val_paths, val_labels, pre, batch_size=EVAL_BATCH, shuffle=False, num_workers=workers
-        )
+            val_paths, val_labels, pre, batch_size=EVAL_BATCH, shuffle=False,
+            num_workers=workers, world=world,
+        )  # fmt: skip
     network.to(device)
     if cfg.channels_last:
         network.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
@@ -168,9 +176,10 @@ def pixel_session(
 
 def feature_session(
     cfg: TrainConfig, data: ClassificationData, device: torch.device, generator: torch.Generator,
-    console: Console,
+    console: Console, world: World | None = None,
 ) -> Session:  # fmt: skip
     """Frozen backbone: features computed once (disk-cached), only the head trains."""
+    world = world or World()
     if cfg.augment not in (None, "none") or cfg.mixup_alpha or cfg.cutmix_alpha:
         raise ConfigError(
             "the feature cache cannot be combined with augmentation or MixUp/CutMix",
@@ -194,8 +203,10 @@ def feature_session(
         )
     head_module = head(network)
     assert cfg.batch_size is not None
-    train_batches = FeatureBatches(*feats["train"], batch_size=cfg.batch_size, generator=generator)
-    val_batches = FeatureBatches(*feats["val"], batch_size=4096, shuffle=False)
+    train_batches = FeatureBatches(
+        *feats["train"], batch_size=cfg.batch_size, generator=generator, world=world
+    )
+    val_batches = FeatureBatches(*feats["val"], batch_size=4096, shuffle=False, world=world)
     return Session(
         network=network,
         trained=head_module,

@@ -28,19 +28,27 @@ from rich.console import Console
 from imgrec.config import TrainConfig, load_config
 from imgrec.data.dataset import ClassificationData, load_classification_data
 from imgrec.engine.callbacks import (
+    Callback,
     Checkpointer,
     EarlyStopping,
     HistoryWriter,
     ProgressBar,
     restore_state,
 )
-from imgrec.engine.checkpoint import atomic_write_bytes, seed_everything
+from imgrec.engine.checkpoint import seed_everything
+from imgrec.engine.distributed import (
+    World,
+    barrier,
+    close_world,
+    data_parallel,
+    init_world,
+    threads_per_process,
+)
 from imgrec.engine.loop import TrainState, classification_loss, fit
 from imgrec.engine.optim import build_optimizer, build_scheduler
 from imgrec.engine.run import (
     CONFIG_FILE,
     TrainResult,
-    auto_threads,
     default_run_dir,
     pick_device,
     require_resumable,
@@ -48,6 +56,7 @@ from imgrec.engine.run import (
 )
 from imgrec.errors import DatasetError
 from imgrec.models.card import ModelCard, read_model_dir, save_model_dir
+from imgrec.storage import write_bytes
 from imgrec.tasks.classify.recipe import inspect_images, resolve
 from imgrec.tasks.classify.session import Session, feature_session, pixel_session
 
@@ -85,7 +94,7 @@ def _class_weights(cfg: TrainConfig, data: ClassificationData) -> torch.Tensor |
 
 
 def _state(cfg: TrainConfig, session: Session, data: ClassificationData, device: torch.device,
-           generator: torch.Generator) -> TrainState:  # fmt: skip
+           generator: torch.Generator, world: World) -> TrainState:  # fmt: skip
     assert cfg.lr is not None and cfg.epochs is not None and cfg.scheduler is not None
     params = [p for p in session.trained.parameters() if p.requires_grad]
     optimizer = build_optimizer(
@@ -100,7 +109,7 @@ def _state(cfg: TrainConfig, session: Session, data: ClassificationData, device:
     )
     use_amp = bool(cfg.amp) and device.type == "cuda"
     return TrainState(
-        model=session.trained,
+        model=data_parallel(session.trained, world, device),
         optimizer=optimizer,
         scheduler=scheduler,
         epochs=cfg.epochs,
@@ -114,6 +123,7 @@ def _state(cfg: TrainConfig, session: Session, data: ClassificationData, device:
         train_mode=session.train_mode,
         generator=generator,
         scaler=torch.amp.GradScaler("cuda") if use_amp else None,
+        world=world,
     )
 
 
@@ -167,43 +177,62 @@ def train(
     classification passes its own, so ``evaluate``, ``predict`` and the servers find it).
     Returns a :class:`TrainResult`.
 
+    Under ``torchrun`` (``WORLD_SIZE`` > 1) every process runs this function: each trains
+    on its share of the data with DistributedDataParallel (``batch_size`` per process) and
+    only rank 0 writes the run directory; the other ranks return the history without files.
+
     Example: ``train("data/mnist5k", epochs=5, out="runs/mnist").metrics["accuracy"]``
     """
     started = time.perf_counter()
-    console = Console(stderr=True, quiet=quiet)
     run_dir = Path(out) if out is not None else default_run_dir()
     explicit = {"model": None if model == "auto" else model, "epochs": epochs,
                 "img_size": img_size, "batch_size": batch_size, **overrides}  # fmt: skip
     cfg = _resolve_config(data, run_dir, resume, config, explicit)
+    world = init_world(cfg.device)
+    try:
+        return _train(data, cfg, run_dir, resume, quiet, task, world, started)
+    finally:
+        close_world(world)
+
+
+def _train(data: Any, cfg: TrainConfig, run_dir: Path, resume: bool, quiet: bool, task: str,
+           world: World, started: float) -> TrainResult:  # fmt: skip
+    console = Console(stderr=True, quiet=quiet or not world.main)
     dataset = _load_data(data, cfg, console)
     run_dir.mkdir(parents=True, exist_ok=True)
-    dataset.report.write(str(run_dir / "data_report.json"))
-    device = pick_device(cfg.device)
+    if world.main:
+        dataset.report.write(str(run_dir / "data_report.json"))
+    device = pick_device(cfg.device, world.local_rank)
     stats = inspect_images([r.path for r in dataset.splits["train"]])
     cfg, notes = resolve(cfg, stats, device.type)
     for note in notes:
         console.print(note, highlight=False, soft_wrap=True)
-    cfg.save(run_dir / CONFIG_FILE)
-    torch.set_num_threads(cfg.threads or auto_threads())
+    if world.main:
+        cfg.save(run_dir / CONFIG_FILE)
+    torch.set_num_threads(cfg.threads or threads_per_process(world))
     generator = seed_everything(cfg.seed, deterministic=cfg.deterministic)
     build = feature_session if cfg.freeze == "backbone" and cfg.feature_cache else pixel_session
-    session = build(cfg, dataset, device, generator, console)
-    state = _state(cfg, session, dataset, device, generator)
+    session = build(cfg, dataset, device, generator, console, world)
+    state = _state(cfg, session, dataset, device, generator, world)
     if resume:
-        _restore(state, run_dir, dataset, console)
+        _restore(state, run_dir, dataset, console, len(session.train_batches))  # type: ignore[arg-type]
 
     def save(st: TrainState, path: str, record: dict[str, Any]) -> None:
         save_model_dir(session.network, _card(cfg, session, dataset, dict(record), task), path)
 
-    callbacks = [
-        HistoryWriter(run_dir / "history.jsonl"),
-        EarlyStopping(cfg.early_stopping_patience, cfg.early_stopping_min_delta),
-        Checkpointer(run_dir, save, extra=lambda: {"fingerprint": dataset.fingerprint}),
+    callbacks: list[Callback] = [
+        EarlyStopping(cfg.early_stopping_patience, cfg.early_stopping_min_delta)
     ]
-    if not quiet:
-        callbacks.insert(0, ProgressBar(console))
+    if world.main:  # one writer: rank 0
+        callbacks.insert(0, HistoryWriter(run_dir / "history.jsonl"))
+        callbacks.append(
+            Checkpointer(run_dir, save, extra=lambda: {"fingerprint": dataset.fingerprint})
+        )
+        if not quiet:
+            callbacks.insert(0, ProgressBar(console))
     fit(state, session.train_batches, session.validate, callbacks)
-    metrics = _finish(cfg, session, dataset, run_dir, state)
+    metrics = _finish(cfg, session, dataset, run_dir, state) if world.main else {}
+    barrier(world)  # the other ranks return once the model directory is final
     return TrainResult(
         run_dir=str(run_dir),
         model_dir=str(run_dir / "model"),
@@ -213,15 +242,16 @@ def train(
     )
 
 
-def _restore(state: TrainState, run_dir: Path, data: ClassificationData, console: Console) -> None:
-    restore_state(state, resume_checkpoint(run_dir, data.fingerprint))
+def _restore(state: TrainState, run_dir: Path, data: ClassificationData, console: Console,
+             steps_per_epoch: int) -> None:  # fmt: skip
+    restore_state(state, resume_checkpoint(run_dir, data.fingerprint), steps_per_epoch)
     console.print(f"resumed {run_dir} after epoch {state.epoch}/{state.epochs}", highlight=False)
 
 
 def _finish(cfg: TrainConfig, session: Session, data: ClassificationData, run_dir: Path,
             state: TrainState) -> dict[str, Any]:  # fmt: skip
     """Evaluate the best model on val (metrics.json, figures, report) and record it in its card."""
-    from imgrec.models.card import build_from_card
+    from imgrec.models.weights import build_from_card
     from imgrec.tasks.classify.evaluate import evaluate
 
     model_dir = run_dir / "model"
@@ -229,7 +259,7 @@ def _finish(cfg: TrainConfig, session: Session, data: ClassificationData, run_di
         metrics = evaluate(model_dir, data, split="val", out_dir=run_dir, history=state.history)
     else:
         metrics = evaluate(model_dir, data, split="val")
-        atomic_write_bytes(run_dir / "metrics.json", json.dumps(metrics, indent=2).encode())
+        write_bytes(run_dir / "metrics.json", json.dumps(metrics, indent=2).encode())
     card, weights = read_model_dir(model_dir)
     card.metrics = {k: metrics[k] for k in CARD_METRICS if k in metrics}
     card.metrics["best_epoch"] = state.best_epoch

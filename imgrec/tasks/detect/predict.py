@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from imgrec.errors import ImgrecError, StorageError
+from imgrec.errors import ConfigError, ImgrecError, StorageError
 from imgrec.models.detectors import Detector
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"})
@@ -70,13 +70,16 @@ def predict(
     save_dir: str | os.PathLike[str] | None = None,
     batch_size: int = 8,
     score_threshold: float | None = None,
+    iou_threshold: float | None = None,
     precision: str = "fp32",
     **_: Any,
 ) -> Iterator[dict[str, Any]]:
     """Yield one record per image (or video) in the order of the expanded ``sources``.
 
     ``top_k`` (the classifiers' option) is ignored: detections are chosen by
-    ``score_threshold`` (default: the card's), at most ``max_detections`` per image.
+    ``score_threshold`` (``--conf``; default: the card's), non-maximum suppression at
+    ``iou_threshold`` (``--iou``; default: the detector's), at most ``max_detections``
+    (``--max-det``) per image. Values out of range raise ``ConfigError`` before the model loads.
     Detectors run in fp32 only: another ``precision`` is refused before the model loads.
 
     Example::
@@ -85,14 +88,17 @@ def predict(
             print(rec["detections"][:3])
     """
     from imgrec.data.images import load_image
+    from imgrec.data.sources import expand_sources
     from imgrec.quantize import require_fp32
-    from imgrec.tasks.classify.predict import expand_sources
     from imgrec.tasks.detect.evaluate import card_threshold, detect_images
 
     require_fp32(
         precision, f"for classifiers ({model} is a detector)", "drop --precision for this model"
     )
+    _check_box_options(score_threshold, iou_threshold, max_detections)
     det, card = _load(model)
+    if iou_threshold is not None:
+        det.set_nms_iou(iou_threshold)
     threshold = score_threshold if score_threshold is not None else card_threshold(card)
     out_dir = Path(save_dir) if save_dir is not None else None
     if out_dir is not None:
@@ -136,10 +142,20 @@ def predict(
     yield from flush()
 
 
+def _check_box_options(score: float | None, iou: float | None, max_detections: int) -> None:
+    for name, value in (("score_threshold (--conf)", score), ("iou_threshold (--iou)", iou)):
+        if value is not None and not 0.0 <= value <= 1.0:
+            raise ConfigError(f"{name} must be within 0-1, got {value}", hint="e.g. 0.5")
+    if max_detections < 1:
+        raise ConfigError(
+            f"max_detections (--max-det) must be >= 1, got {max_detections}", hint="e.g. 100"
+        )
+
+
 def _save(
     out_dir: Path, index: int, source: str, image: Image.Image, detections: list[dict[str, Any]]
 ) -> str:
-    from imgrec.tasks.classify.predict import saved_name
+    from imgrec.data.sources import saved_name
 
     path = out_dir / saved_name(index, source).replace(".jpg", ".png")
     draw_detections(image, detections).save(path)  # PNG: drawn pixels stay exact
@@ -152,7 +168,7 @@ def predict_video(
     """Annotate every frame of a video file; returns the record with ``video`` and ``fps``."""
     import cv2
 
-    from imgrec.tasks.classify.predict import saved_name
+    from imgrec.data.sources import saved_name
     from imgrec.tasks.detect.evaluate import detect_images
 
     capture = cv2.VideoCapture(source)

@@ -29,7 +29,8 @@ from imgrec.engine.callbacks import (
     TimeBudget,
     restore_state,
 )
-from imgrec.engine.checkpoint import atomic_write_bytes, seed_everything
+from imgrec.engine.checkpoint import seed_everything
+from imgrec.engine.distributed import env_world
 from imgrec.engine.loop import TrainState, fit
 from imgrec.engine.optim import build_optimizer, build_scheduler
 from imgrec.engine.run import (
@@ -44,6 +45,7 @@ from imgrec.engine.run import (
 from imgrec.errors import ConfigError, DatasetError
 from imgrec.models.card import IMAGENET_MEAN, IMAGENET_STD, ModelCard, Preprocessing, save_model_dir
 from imgrec.models.detectors import Detector, build_detector, load_detector
+from imgrec.storage import write_bytes
 from imgrec.tasks.detect.evaluate import evaluate_records, headline, write_evaluation
 from imgrec.tasks.detect.recipe import DetectConfig, make_config
 
@@ -122,6 +124,11 @@ def train(
         result.metrics["map50"]
     """
     started = time.perf_counter()
+    if env_world().distributed:
+        raise ConfigError(
+            "detection does not train with several processes yet",
+            hint="run it as one process (without --nproc or torchrun)",
+        )
     progress = progress and not options.pop("quiet", False)
     console = Console(stderr=True, quiet=not progress)
     run_dir = Path(out) if out is not None else default_run_dir("detect")
@@ -129,7 +136,7 @@ def train(
     cfg = make_config(saved_config, **_cli_options(options))
     torch.set_num_threads(cfg.threads or auto_threads())
     run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(run_dir / CONFIG_FILE, _yaml(cfg.to_dict()).encode())
+    write_bytes(run_dir / CONFIG_FILE, _yaml(cfg.to_dict()).encode())
     generator = seed_everything(cfg.seed)
     dataset = load_detection_data(data)
     _split_val(dataset, cfg)

@@ -1,16 +1,14 @@
-"""Inference runtimes for batch prediction: PyTorch eager, or ONNX Runtime on CPU.
+"""Batch-prediction runners: PyTorch eager, or ONNX Runtime on CPU.
 
 ``make_runner(classifier)`` returns a callable ``(B, 3, H, W) float tensor -> (B, C) logits``.
-The ``onnx`` runtime exports the classifier's network once (TorchScript-based
-``torch.onnx.export``, opset 17, dynamic batch), caches the file under
-``$IMGREC_CACHE/onnx-logits/`` (default ``~/.cache/imgrec``) keyed by the card and weights, and
-checks it against PyTorch on a fixed input batch: logits must agree within ``ONNX_ATOL``
-(1e-4; scaled by the largest logit when that exceeds 1, since float32 error grows with the
-magnitude) or ``auto`` falls back to PyTorch with a logged warning. ``auto`` picks
-ONNX Runtime on CPU and PyTorch on GPUs::
+The ``onnx`` runner uses the one cached export of :mod:`imgrec.inference.onnx` (the file the
+server runs too, under ``$IMGREC_CACHE/onnx/``) and its check against PyTorch: logits must
+agree within ``ONNX_ATOL`` (1e-4, scaled by the largest logit when that exceeds 1) or ``auto``
+falls back to PyTorch with a logged warning. ``auto`` picks ONNX Runtime on CPU and PyTorch
+on GPUs::
 
     from imgrec.predictor import load_model
-    from imgrec.runtime import make_runner
+    from imgrec.inference.runners import make_runner
 
     clf = load_model("efficientnet_lite0")
     run = make_runner(clf, "auto")
@@ -18,46 +16,32 @@ ONNX Runtime on CPU and PyTorch on GPUs::
 
 ``make_runner(clf, precision="int8", calibration="calib/")`` runs the static-quantized int8
 model of the export (:mod:`imgrec.quantize`, ONNX Runtime only).
-
-This file exports logits only; ``imgrec export --format onnx`` (serving/) writes the serving
-artifact with an embedding output as well.
 """
 
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 import logging
 import os
 import threading
-import warnings
 import weakref
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from imgrec.errors import ModelError
+from imgrec.inference.onnx import ONNX_ATOL as ONNX_ATOL
+from imgrec.inference.onnx import cached_export, check_export, cpu_session
 from imgrec.quantize import PRECISIONS, CalibrationSource, check_precision, require_fp32
 from imgrec.registry import Registry
 
 log = logging.getLogger(__name__)
 
-ONNX_ATOL = 1e-4
-"""Largest absolute logit difference accepted between ONNX Runtime and PyTorch."""
-
 Runner = Callable[[torch.Tensor], torch.Tensor]
 """``(B, 3, H, W) float32 -> (B, C) logits``; see :func:`runs_in_parallel`."""
 RUNTIMES: Registry[Callable[..., Runner]] = Registry("runtime", list_hint="imgrec predict --help")
-
-
-def cache_dir() -> Path:
-    """Folder holding exported ONNX files (``$IMGREC_CACHE/onnx-logits``)."""
-    root = os.environ.get("IMGREC_CACHE") or str(Path.home() / ".cache" / "imgrec")
-    return Path(root) / "onnx-logits"
 
 
 def default_threads() -> int:
@@ -107,87 +91,6 @@ def torch_runner(
     return run
 
 
-def model_digest(classifier: Any) -> str:
-    """Hex digest of a classifier's card (minus its creation time), torch version and weights.
-
-    The key of every ONNX export cache (this module's and the server's): a pretrained card is
-    made anew on every load, so its ``created`` time must not change the key.
-    """
-    digest = hashlib.sha256()
-    card = {k: v for k, v in classifier.card.to_dict().items() if k != "created"}
-    digest.update(json.dumps(card, sort_keys=True, default=str).encode())
-    digest.update(torch.__version__.encode())
-    for name, tensor in sorted(classifier.module.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
-
-
-def onnx_path(classifier: Any) -> Path:
-    """The cache file for ``classifier``: architecture plus a digest of card and weights."""
-    return cache_dir() / f"{classifier.card.architecture}-{model_digest(classifier)[:20]}.onnx"
-
-
-def export_onnx_file(
-    module: torch.nn.Module,
-    path: str | os.PathLike[str],
-    *,
-    input_size: int,
-    output_names: list[str],
-    what: str,
-    hint: str,
-    opset: int = 17,
-) -> Path:
-    """Export ``module`` (on CPU, eval mode) to ``path`` atomically: input ``input (B, 3, S, S)``,
-    ``output_names`` outputs, all with a dynamic batch axis; TorchScript-based exporter.
-
-    A failure raises ``ModelError`` naming ``what`` with ``hint``; no partial file is left.
-    """
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
-            torch.onnx.export(
-                module,
-                (torch.zeros(2, 3, input_size, input_size),),
-                str(tmp),
-                input_names=["input"],
-                output_names=output_names,
-                dynamic_axes={name: {0: "batch"} for name in ["input", *output_names]},
-                opset_version=opset,
-                dynamo=False,
-            )
-        os.replace(tmp, out)
-    except Exception as exc:
-        tmp.unlink(missing_ok=True)
-        raise ModelError(f"ONNX export of {what} failed: {exc}", hint=hint) from exc
-    return out
-
-
-def export_logits_onnx(classifier: Any, path: Path, *, opset: int = 17) -> Path:
-    """Export the network to ``path`` (input ``input (B,3,S,S)``, output ``logits``); atomic."""
-    try:
-        return export_onnx_file(
-            classifier.module.eval().cpu(),
-            path,
-            input_size=classifier.card.preprocessing.input_size,
-            output_names=["logits"],
-            what=classifier.card.architecture,
-            hint="use the PyTorch runtime (runtime='torch')",
-            opset=opset,
-        )
-    finally:
-        classifier.module.to(classifier.device)
-
-
-def _check_input(classifier: Any) -> torch.Tensor:
-    size = classifier.card.preprocessing.input_size
-    gen = torch.Generator().manual_seed(0)
-    return torch.randn(3, 3, size, size, generator=gen)  # roughly normalized pixels
-
-
 class OnnxRunner:
     """An ONNX Runtime session as a :data:`Runner`. With one intra-op thread every call
     computes in its caller's thread (``parallel``): a pool with one thread per core can run
@@ -202,20 +105,6 @@ class OnnxRunner:
         """``(B, 3, H, W)`` float32 -> ``(B, C)`` logits (a new tensor, ``x`` is not kept)."""
         array = np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)
         return torch.from_numpy(self.session.run(["logits"], {"input": array})[0])
-
-
-def cpu_session(path: str | os.PathLike[str], threads: int) -> Any:
-    """An ONNX Runtime CPU session for inference beside decode threads (batch predict and the
-    server): ``threads`` intra-op threads, all graph optimizations, and idle intra-op threads
-    that sleep rather than spin on the cores the decoders and the HTTP loop need."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(os.fspath(path), options, providers=["CPUExecutionProvider"])
 
 
 def _fp32_only(runtime: str, precision: str) -> None:
@@ -244,9 +133,8 @@ def onnx_runner(
     check it must pass quantization's top-1 agreement check (``int8_inaccurate``).
     """
     check_precision(precision, calibration)
-    path = onnx_path(classifier)
-    if not path.exists():
-        export_logits_onnx(classifier, path)
+    hint = "use the PyTorch runtime (runtime='torch')"
+    path = cached_export(classifier, hint=hint)
     pre = classifier.card.preprocessing
     path = PRECISIONS.get(precision)(path, calibration, pre, cache_dir=path.parent)
     n_threads = threads or (1 if parallel else default_threads())
@@ -254,15 +142,7 @@ def onnx_runner(
     if precision != "fp32":
         return run  # checked by quantize_onnx against the fp32 export (top-1 agreement)
 
-    probe = _check_input(classifier)
-    expected = classifier.predict_batch(probe).float().cpu()
-    diff = float((run(probe) - expected).abs().max())
-    tolerance = ONNX_ATOL * max(1.0, float(expected.abs().max()))
-    if not diff <= tolerance:
-        raise ModelError(
-            f"ONNX Runtime logits differ from PyTorch by {diff:.2e} (> {tolerance:.2e})",
-            hint="use the PyTorch runtime (runtime='torch')",
-        )
+    check_export(classifier, run.session, hint=hint)
     return run
 
 

@@ -1,0 +1,108 @@
+"""Data-parallel training: per-rank shards, and a real 2-process gloo run that equals one
+process with the doubled batch and resumes at world size 1."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from train_fixtures import TINY, make_imagefolder
+
+from imgrec.engine.checkpoint import load_checkpoint
+from imgrec.engine.distributed import World, rank_batches, steps_per_epoch
+from imgrec.errors import ConfigError
+
+ROOT = Path(__file__).parents[2]
+
+
+@pytest.mark.parametrize("n", [3, 7, 16, 33, 34, 35, 64])
+@pytest.mark.parametrize("size", [1, 2, 3])
+def test_each_sample_is_used_once_per_epoch_across_ranks(n: int, size: int) -> None:
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(n))
+    shards = [rank_batches(order, 8, World(rank=r, size=size)) for r in range(size)]
+    steps = steps_per_epoch(n, 8, World(size=size))
+    assert all(len(s) == steps for s in shards)  # same number of steps on every rank
+    for step in range(steps):
+        parts = [s[step] for s in shards]
+        assert all(len(p) >= 1 for p in parts)
+        assert max(map(len, parts)) - min(map(len, parts)) <= 1
+    used = torch.cat([idx for s in shards for idx in s])
+    assert sorted(used.tolist()) == list(range(n))
+
+
+def test_one_rank_takes_the_plain_batches() -> None:
+    order = torch.arange(20)
+    batches = rank_batches(order, 8, World())
+    assert [b.tolist() for b in batches] == [list(range(8)), list(range(8, 16)), [16, 17, 18, 19]]
+
+
+def test_a_rank_shares_the_global_batch_contiguously() -> None:
+    order = torch.arange(32)
+    assert [b.tolist() for b in rank_batches(order, 8, World(rank=1, size=2))] == [
+        list(range(8, 16)),
+        list(range(24, 32)),
+    ]
+
+
+def test_fewer_samples_than_processes_is_an_error() -> None:
+    with pytest.raises(ConfigError, match="cannot be shared by 3 processes"):
+        rank_batches(torch.arange(2), 8, World(rank=0, size=3))
+
+
+def test_detection_refuses_several_processes(monkeypatch: pytest.MonkeyPatch) -> None:
+    from imgrec.tasks.detect.train import train
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ConfigError, match="several processes"):
+        train("no-data-needed")
+
+
+def _history(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
+
+
+def _close(a: list[dict], b: list[dict], keys=("train_loss", "val_loss", "val_accuracy")) -> None:
+    assert len(a) == len(b)
+    for ra, rb in zip(a, b, strict=True):
+        for key in keys:  # same global batches, summed in another order: float rounding only
+            assert ra[key] == pytest.approx(rb[key], rel=1e-4, abs=1e-6), (key, ra, rb)
+
+
+@pytest.mark.slow
+def test_two_gloo_processes_equal_one_and_resume_at_world_size_one(tmp_path: Path) -> None:
+    from imgrec.tasks.classify.train import train
+
+    data = make_imagefolder(tmp_path / "data", n_train=16)  # 48 images, 3 steps of 16
+    options = {**TINY, "augment": "none"}  # per-image augmentation draws differ by rank
+    single = train(data, out=tmp_path / "one", epochs=3, **options)
+
+    two = tmp_path / "two procs"
+    arch = json.dumps(TINY["arch_kwargs"])
+    command = [
+        sys.executable, "-m", "imgrec", "train", str(data), "--out", str(two), "--nproc", "2",
+        "--epochs", "2", "--batch-size", "8", "--model", "small_resnet", "-q",
+        "--set", "threads=1", "--set", "lr=0.01", "--set", "scheduler=constant",
+        "--set", "warmup_epochs=0", "--set", "augment=none", "--set", "report=false",
+        "--set", f"arch_kwargs={arch}",
+    ]  # fmt: skip
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("model:") == 1  # rank 0 alone reports (and writes)
+    _close(_history(two), single.history[:2])
+    assert load_checkpoint(two / "checkpoint.pt")["world_size"] == 2
+
+    # the world-size-2 checkpoint continues in one process with the same global batch
+    resumed = train(data, out=two, resume=True, epochs=3, **options)
+    _close(resumed.history, single.history)
+    saved = load_checkpoint(two / "checkpoint.pt")
+    assert saved["world_size"] == 1 and saved["step"] == 3 * 3
+    assert resumed.metrics["accuracy"] == pytest.approx(single.metrics["accuracy"])
