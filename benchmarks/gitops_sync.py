@@ -6,7 +6,9 @@ version 1; ``imgrec serve STORE@1`` and ``imgrec deploy sync --watch W`` run as 
 loopback. Each round pushes a commit naming the other version and polls the server (every
 20 ms) until a V1 answer carries the new ``model_version``. Reported per round and as medians:
 ``push_to_serving_s``, the sync's own ``apply_s`` (the hot swap: loading the version, i.e. the
-model's load time), and the goal ``2 * W + apply_s`` with whether it was met.
+model's load time), and the goal ``2 * W + apply_s`` with whether it was met; and where the
+time went: ``push_to_pass_s`` (until the poll that saw the commit began: at most W plus the
+previous pass) and ``fetch_render_verify_s`` (ls-remote, fetch, render, checksum check).
 
 Usage: ``python benchmarks/gitops_sync.py [--watch 2] [--rounds 6]``
 """
@@ -124,7 +126,7 @@ def main() -> None:
             write_production(work / OVERLAY, store.uri, target)
             git("commit", "--quiet", "-am", f"v{target}", cwd=work)
             git("push", "--quiet", str(origin), "HEAD:main", cwd=work)
-            pushed = time.monotonic()
+            pushed, pushed_wall = time.monotonic(), time.time()
             sha = git("rev-parse", "HEAD", cwd=work).strip()
             while version() != str(target):
                 time.sleep(0.02)
@@ -133,11 +135,15 @@ def main() -> None:
                 "commit"
             ) != sha:
                 time.sleep(0.05)
-            apply_s = float(json.loads(status_file.read_text())["last_applied"]["apply_s"])
+            applied = json.loads(status_file.read_text())["last_applied"]
+            apply_s = float(applied["apply_s"])
             goal = 2 * args.watch + apply_s
+            detected = applied["pass_started"] - pushed_wall  # push -> the pass that saw it
             rounds.append(
                 {
                     "push_to_serving_s": round(served, 3),
+                    "push_to_pass_s": round(detected, 3),
+                    "fetch_render_verify_s": applied["render_s"],
                     "apply_s": apply_s,
                     "goal_s": round(goal, 3),
                     "met": served <= goal,
@@ -154,6 +160,10 @@ def main() -> None:
                         med(r["push_to_serving_s"] for r in rounds), 3
                     ),
                     "median_apply_s": round(med(r["apply_s"] for r in rounds), 3),
+                    "median_push_to_pass_s": round(med(r["push_to_pass_s"] for r in rounds), 3),
+                    "median_fetch_render_verify_s": round(
+                        med(r["fetch_render_verify_s"] for r in rounds), 3
+                    ),
                     "median_goal_s": round(med(r["goal_s"] for r in rounds), 3),
                     "met": sum(r["met"] for r in rounds),
                     "of": len(rounds),

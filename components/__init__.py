@@ -40,10 +40,11 @@ def build_components(image: str | None = None) -> dict[str, Any]:
     from components.preprocess import preprocess
     from components.register import not_registered, register
     from components.train import train
+    from components.train_job import train_on_cluster
     from components.validate import validate
 
     base = image or component_image()
-    funcs = (ingest, validate, preprocess, train, evaluate, gate, register, not_registered, deploy,
-             monitor)  # fmt: skip
+    funcs = (ingest, validate, preprocess, train, train_on_cluster, evaluate, gate, register,
+             not_registered, deploy, monitor)  # fmt: skip
     # packages_to_install stays empty: imgrec and kfp are in the image (and in the local venv).
     return {f.__name__: dsl.component(f, base_image=base, install_kfp_package=False) for f in funcs}

@@ -16,6 +16,7 @@ def gate(
     max_class_regression: float,
     absolute_floor: float,
     max_base_drop: float,
+    min_regression_z: float,
     decision: Output[Markdown],
 ) -> NamedTuple(  # type: ignore[valid-type]
     "GateOutputs", [("passed", bool), ("reasons", list), ("details", dict)]
@@ -35,6 +36,7 @@ def gate(
         "max_class_regression": max_class_regression,
         "absolute_floor": absolute_floor,
         "max_base_drop": max_base_drop,
+        "min_regression_z": min_regression_z,
     }
     out = decision.path + ".files"
     result = gate_step(

@@ -196,6 +196,43 @@ def bar_chart(
     return Markup("".join(out))
 
 
+def delta_bars(
+    deltas: Sequence[tuple[str, float]],
+    *,
+    label: str = "",
+    width: int = 640,
+    name: str = "deltas",
+) -> Markup:
+    """Horizontal bars around zero, one per ``(name, delta)``: gains green, losses red."""
+    if not deltas:
+        return Markup('<p class="empty">no data</p>')
+    row, left, right = 18, 8 + 7 * min(16, max(len(n) for n, _ in deltas)), 60
+    height = 24 + row * len(deltas)
+    span = max(max(abs(d) for _, d in deltas), 1e-9)
+    zero = left + (width - left - right) / 2
+    half = (width - left - right) / 2
+    out = [_svg_open(width, height, f"{name}: {label}", name)]
+    out.append(
+        f'<line x1="{zero:.1f}" x2="{zero:.1f}" y1="4" y2="{height - 18}" stroke="#6b7280"/>'
+        f'<text x="{zero:.1f}" y="{height - 4}" text-anchor="middle">0</text>'
+        f'<text x="{zero + half:.1f}" y="{height - 4}" text-anchor="end">+{_num(span)}</text>'
+        f'<text x="{left}" y="{height - 4}">-{_num(span)}</text>'
+    )
+    for i, (key, delta) in enumerate(deltas):
+        y = 4 + i * row
+        w = abs(delta) / span * half
+        x = zero if delta >= 0 else zero - w
+        fill = "#16a34a" if delta > 0 else "#dc2626"
+        out.append(
+            f'<text x="{left - 4}" y="{y + 12}" text-anchor="end">{escape(key[:16])}</text>'
+            f'<rect class="delta" data-x="{escape(key)}" data-y="{_num(delta)}" x="{x:.1f}" '
+            f'y="{y + 2}" width="{max(w, 0.5):.1f}" height="{row - 5}" fill="{fill}"><title>'
+            f"{escape(key)}: {delta:+.4f}</title></rect>"
+        )
+    out.append("</svg>")
+    return Markup("".join(out))
+
+
 def stacked_bars(
     columns: Sequence[tuple[str, dict[str, float]]],
     *,

@@ -164,7 +164,7 @@ def compare_page(src: Sources, a: int, b: int) -> dict[str, Any]:
         "rows": rows,
         "overall": overall,
         "delta_metric": f1,
-        "delta_bars": bars,
+        "delta_chart": charts.delta_bars(bars, label=f"{f1} delta", name="class-deltas"),
         "numbers": [v.version for v in src.versions()],
     }
 

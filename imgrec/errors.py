@@ -131,6 +131,13 @@ class ValidationFailedError(ImgrecError):
     http_status = 422
 
 
+class TrainingJobError(ImgrecError):
+    """A training job on the cluster (a Training Operator PyTorchJob) failed or timed out."""
+
+    code = "training_job_failed"
+    http_status = 502
+
+
 class ServiceError(ImgrecError):
     """Raised by the servers for request-level problems."""
 

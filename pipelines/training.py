@@ -11,6 +11,8 @@ local runner (``imgrec pipeline run --local``)::
 
 Cluster settings (resources, accelerator, node selector, tolerations) are applied to the train
 task only in a compiled pipeline; they are compile-time settings, the rest are run parameters.
+With ``ClusterSettings(train_mode="pytorchjob", workers=N, job_staging_uri="s3://...")`` the
+train task creates a Training Operator PyTorchJob instead (docs/distributed.md).
 """
 
 # No `from __future__ import annotations`: KFP reads the pipeline's annotations as types.
@@ -57,6 +59,48 @@ class ClusterSettings:
     gpus: int = 0
     node_selector: tuple[tuple[str, str], ...] = ()
     tolerations: tuple[Toleration, ...] = field(default=())
+    # train_mode "pytorchjob": the train step creates a Training Operator PyTorchJob of
+    # `workers` pods (each with the resources above, `gpus` GPUs each) and waits for it
+    train_mode: str = "pod"
+    workers: int = 2
+    job_staging_uri: str = ""  # s3:// prefix shared by the step and the job's pods
+    job_namespace: str = "kubeflow"
+    job_timeout_s: int = 6 * 3600
+
+    def __post_init__(self) -> None:
+        from imgrec.errors import ConfigError
+
+        if self.train_mode not in TRAIN_MODES:
+            raise ConfigError(
+                f"unknown train_mode {self.train_mode!r}", hint=f"one of {', '.join(TRAIN_MODES)}"
+            )
+
+
+TRAIN_MODES = ("pod", "pytorchjob")
+
+
+def job_settings(settings: ClusterSettings, image: str) -> str:
+    """The JSON of the PyTorchJob settings the train step gets (``train_mode=pytorchjob``)."""
+    from imgrec.mlops.train_job import JobSettings, settings_json
+
+    tolerations = tuple(
+        {k: v for k, v in vars(t).items() if v} for t in settings.tolerations
+    )  # V1Toleration fields
+    return settings_json(
+        JobSettings(
+            image=image,
+            staging_uri=settings.job_staging_uri,
+            workers=settings.workers,
+            gpus_per_worker=settings.gpus,
+            cpu=settings.cpu,
+            memory=settings.memory,
+            accelerator=settings.accelerator or "nvidia.com/gpu",
+            namespace=settings.job_namespace,
+            timeout_s=settings.job_timeout_s,
+            node_selector=settings.node_selector,
+            tolerations=tolerations,
+        )
+    )
 
 
 def _apply_cluster(task: Any, settings: ClusterSettings) -> None:
@@ -83,9 +127,14 @@ def build_pipeline(cluster: ClusterSettings | None = None, image: str | None = N
     """The pipeline; with ``cluster`` the train task requests those resources."""
     from kfp import dsl
 
-    from components import build_components
+    from components import build_components, component_image
 
-    ops = build_components(image or (cluster.image if cluster else None))
+    chosen_image = image or (cluster.image if cluster else None)
+    ops = build_components(chosen_image)
+    as_job = cluster is not None and cluster.train_mode == "pytorchjob"
+    job = ""
+    if cluster is not None and as_job:
+        job = job_settings(cluster, chosen_image or component_image())
 
     @dsl.pipeline(
         name=PIPELINE_NAME,
@@ -113,6 +162,7 @@ def build_pipeline(cluster: ClusterSettings | None = None, image: str | None = N
         gate_max_class_regression: float = 0.05,
         gate_absolute_floor: float = 0.5,
         gate_max_base_drop: float = 0.005,
+        gate_min_regression_z: float = 1.645,
         labels: str = "",
         min_images: int = 10,
         max_unreadable_fraction: float = 0.05,
@@ -162,9 +212,14 @@ def build_pipeline(cluster: ClusterSettings | None = None, image: str | None = N
             init_from=init_from,
             store_uri=store_uri,
         ).after(check)
-        train = ops["train"](data=pre.outputs["data"], device=device, threads=train_threads)
-        if cluster is not None:
-            _apply_cluster(train, cluster)
+        if as_job:  # the PyTorchJob's pods get the resources; this step only waits
+            train = ops["train_on_cluster"](
+                data=pre.outputs["data"], device=device, threads=train_threads, job_settings=job
+            ).set_display_name("train (pytorchjob)")
+        else:
+            train = ops["train"](data=pre.outputs["data"], device=device, threads=train_threads)
+            if cluster is not None:
+                _apply_cluster(train, cluster)
         evaluate = ops["evaluate"](
             model=train.outputs["model"], manifest=manifest, split=eval_split
         )
@@ -179,6 +234,7 @@ def build_pipeline(cluster: ClusterSettings | None = None, image: str | None = N
             max_class_regression=gate_max_class_regression,
             absolute_floor=gate_absolute_floor,
             max_base_drop=gate_max_base_drop,
+            min_regression_z=gate_min_regression_z,
         )
         with dsl.If(gate.outputs["passed"] == True, name="gate-passed"):  # noqa: E712
             register = ops["register"](

@@ -61,6 +61,7 @@ class GitOpsSync:
     remote: Remote = field(init=False)
     _last: dict[str, Any] = field(init=False, default_factory=dict)
     _applied: dict[str, Any] | None = field(init=False, default=None)
+    _seen: dict[str, Any] | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.remote = Remote(self.repo)
@@ -70,22 +71,29 @@ class GitOpsSync:
     def once(self) -> dict[str, Any]:
         """Reconcile once; returns (and writes) the status."""
         status: dict[str, Any] = {"repo": self.remote.repo, "ref": self.ref,
-                                  "overlay": self.overlay, "port": self.port}  # fmt: skip
+                                  "overlay": self.overlay, "port": self.port,
+                                  "pass_started": time.time()}  # fmt: skip
         try:
             sha = self.remote.resolve(self.ref)
             status["commit"] = sha
             desired = self._desired(sha, status)
             status["desired"] = desired.to_dict()
+            status["render_s"] = round(time.time() - status["pass_started"], 3)
             status.update(self._apply(desired))
             status["state"] = "synced"
         except ImgrecError as exc:
             status.update(state="failed", reason=f"error[{exc.code}]: {exc}")
             status["last_synced"] = self._last.get("last_synced")
-        status["served"] = self._served_summary()
+        acted = status.get("action") not in (None, "none")
+        status["served"] = (
+            self._seen if self._seen is not None and not acted else (self._served_summary())
+        )
+        self._seen = None
         if status["state"] == "synced":
             status["last_synced"] = {"commit": status["commit"], "time": _now()}
             if status.get("action", "none") != "none":
-                self._applied = {k: status.get(k) for k in ("commit", "action", "apply_s")}
+                keys = ("commit", "action", "apply_s", "render_s", "pass_started")
+                self._applied = {k: status.get(k) for k in keys}
                 self._applied["time"] = _now()
         status["last_applied"] = self._applied
         self._write(status)
@@ -98,7 +106,14 @@ class GitOpsSync:
             return Production(**self._last["desired"])
         self.remote.fetch(self.ref)
         status["subject"] = self.remote.subject(sha)
-        docs = render(self.overlay, lambda path: self.remote.read(sha, path))
+        top = self.overlay.strip("/").split("/")[0]
+        files = self.remote.files(sha, top)  # one read of the folder holding the overlay
+
+        def read(path: str) -> str | None:
+            inside = path == top or path.startswith(top + "/")
+            return files.get(path) if inside else self.remote.read(sha, path)
+
+        docs = render(self.overlay, read)
         desired = production_from_docs(docs, f"{self.overlay} at {sha[:12]}")
         self._verify(desired)
         return desired
@@ -122,6 +137,7 @@ class GitOpsSync:
             start_local(model, host=self.host, port=self.port, name=self.name)
             return {"action": "started", "apply_s": round(time.perf_counter() - started, 3)}
         info = _admin_info(server, self.name)
+        self._seen = _summary(info)  # what serves now; re-read below only after an action
         serving = _serves(info, desired.store, desired.version)
         canary = info.get("canary")
         percent = desired.canary_percent
@@ -153,8 +169,7 @@ class GitOpsSync:
             info = _admin_info(server, self.name)
         except ImgrecError:
             return None
-        return {"store": info.get("store"), "version": info.get("version"),
-                "canary": info.get("canary")}  # fmt: skip
+        return _summary(info)
 
     def _write(self, status: dict[str, Any]) -> None:
         status["time"] = _now()
@@ -207,6 +222,11 @@ def _admin_info(server: dict[str, Any], name: str) -> dict[str, Any]:
     if r.status_code != 200:
         raise GitOpsError(f"the server at {server['url']} answered {r.status_code}: {r.text[:200]}")
     return dict(r.json())
+
+
+def _summary(info: dict[str, Any]) -> dict[str, Any]:
+    return {"store": info.get("store"), "version": info.get("version"),
+            "canary": info.get("canary")}  # fmt: skip
 
 
 def _serves(info: dict[str, Any], store: str, version: int) -> bool:

@@ -57,9 +57,35 @@ def _print_versions(store_uri: str, as_json: bool) -> None:
 def list_models(
     store: str = typer.Option("model-store", "--store", help=STORE_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    github_output: str = typer.Option(
+        None,
+        "--github-output",
+        help="In GitHub Actions: append NAME=<production version, 0 if none> to $GITHUB_OUTPUT "
+        "instead of listing.",
+    ),
 ) -> None:
     """List the complete versions with their metrics; `*` marks production."""
+    if github_output:
+        _github_output(github_output, _production_version(store))
+        return
     _print_versions(store, as_json)
+
+
+def _production_version(store: str) -> int:
+    from imgrec.store import ModelStore
+
+    return ModelStore(store).production_version() or 0
+
+
+def _github_output(name: str, value: object) -> None:
+    import os
+
+    path = os.environ.get("GITHUB_OUTPUT")
+    if not path:
+        raise ConfigError("--github-output needs $GITHUB_OUTPUT", hint="GitHub Actions sets it")
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(f"{name}={value}\n")
+    typer.echo(f"{name}={value}")
 
 
 GIT_HELP = "Also write --overlay's production-model.yaml and commit it (docs/gitops.md)."

@@ -87,6 +87,26 @@ def report(
     alpha: float = typer.Option(0.01, "--alpha", help="False-alarm rate of the verdict."),
     as_json: bool = typer.Option(False, "--json", help="Print summary.json."),
     fail_on_drift: bool = typer.Option(False, "--fail-on-drift", help="Exit 3 on drift."),
+    on_drift: str = typer.Option(
+        None,
+        "--on-drift",
+        help="On drift start a retraining: github (repository_dispatch imgrec-drift), kfp "
+        "(submit the pipeline) or local (run it here); once per model version (docs/loop.md).",
+    ),
+    store: str = typer.Option(
+        None, "--store", help="Model store holding the trigger record (default: --reference's)."
+    ),
+    github_repo: str = typer.Option(
+        None, "--github-repo", help="owner/name for --on-drift github (default GITHUB_REPOSITORY)."
+    ),
+    kfp_host: str = typer.Option(None, "--kfp-host", help="KFP API for --on-drift kfp (KFP_HOST)."),
+    retrain_data: str = typer.Option(
+        None, "--retrain-data", help="Base dataset of the retraining (kfp, local)."
+    ),
+    retrain_param: list[str] = typer.Option(
+        None, "--retrain-param", help="NAME=VALUE pipeline parameter of the retraining (repeat)."
+    ),
+    force: bool = typer.Option(False, "--force", help="Trigger even if this version already was."),
 ) -> None:
     """Compare a window of the prediction log with the reference: one calibrated verdict."""
     from monitoring.logs import WindowSpec, parse_time
@@ -117,6 +137,25 @@ def report(
             + (f"; drifted: {', '.join(drifted)}" if drifted else "")
         )
         typer.echo(f"report: {out}/report.html")
+    if on_drift:
+        from imgrec.cli.pipeline import parse_params
+        from monitoring.trigger import TriggerSettings, fire, store_of_reference
+
+        settings = TriggerSettings(
+            store=store or store_of_reference(reference),
+            report_uri=out,
+            data=retrain_data or "",
+            params=dict(parse_params(retrain_param)),
+            github_repo=github_repo or "",
+            kfp_host=kfp_host or "",
+            force=force,
+        )
+        fired = fire(on_drift, summary, settings)
+        print(
+            f"trigger ({on_drift}): {fired['status']}, key {fired['key']}"
+            + (f", record {fired['record']}" if fired.get("record") else ""),
+            file=sys.stderr,
+        )
     if fail_on_drift and summary["drift"]:
         raise typer.Exit(EXIT_DRIFT)
 

@@ -25,7 +25,7 @@ def parse_params(items: list[str] | None) -> dict[str, str]:
 
 
 def _cluster(cpu: str, memory: str, gpus: int, accelerator: str, node_selector: list[str],
-             tolerations: list[str], image: str | None) -> Any:  # fmt: skip
+             tolerations: list[str], image: str | None, **job: Any) -> Any:  # fmt: skip
     from pipelines.training import ClusterSettings, Toleration
 
     pairs = []
@@ -42,6 +42,7 @@ def _cluster(cpu: str, memory: str, gpus: int, accelerator: str, node_selector: 
         gpus=gpus,
         node_selector=tuple(pairs),
         tolerations=tuple(Toleration.parse(t) for t in tolerations or []),
+        **job,
     )
 
 
@@ -55,13 +56,24 @@ def compile_cmd(
     accelerator: str = typer.Option("nvidia.com/gpu", "--accelerator", help="GPU resource."),
     node_selector: list[str] = typer.Option(None, "--node-selector", help="label=value (repeat)."),
     toleration: list[str] = typer.Option(None, "--toleration", help="key=value:Effect (repeat)."),
+    train_mode: str = typer.Option(
+        "pod", "--train-mode", help="pod, or pytorchjob: train in a Training Operator PyTorchJob."
+    ),
+    workers: int = typer.Option(2, "--workers", min=1, help="PyTorchJob pods (--gpus each)."),
+    job_staging: str = typer.Option(
+        "", "--job-staging", help="s3:// prefix the PyTorchJob reads data from, writes to."
+    ),
+    job_namespace: str = typer.Option("kubeflow", "--job-namespace", help="PyTorchJob namespace."),
+    job_timeout: int = typer.Option(6 * 3600, "--job-timeout", help="Seconds to wait for it."),
 ) -> None:
     """Compile the training pipeline to KFP IR YAML (commit it under pipelines/)."""
     from pipelines.training import compile_pipeline
 
     settings = _cluster(
-        cpu, memory, gpus, accelerator if gpus else "", node_selector, toleration, image
-    )
+        cpu, memory, gpus, accelerator if gpus else "", node_selector, toleration, image,
+        train_mode=train_mode, workers=workers, job_staging_uri=job_staging,
+        job_namespace=job_namespace, job_timeout_s=job_timeout,
+    )  # fmt: skip
     typer.echo(f"wrote {compile_pipeline(output, settings, image)}")
 
 

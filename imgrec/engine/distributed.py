@@ -67,7 +67,7 @@ def env_world() -> World:
         rank=_env_int("RANK", 0),
         size=size,
         local_rank=_env_int("LOCAL_RANK", 0),
-        local_size=_env_int("LOCAL_WORLD_SIZE", size),
+        local_size=_env_int("LOCAL_WORLD_SIZE", 1),  # one process per machine without it
     )
 
 

@@ -6,26 +6,30 @@ Each function draws one picture and returns the path it wrote::
     write_figures("run/figures", metrics, history="run/history.jsonl")  # all of them
 
 Class names are shown as plain text (no mathtext, control characters replaced, long names cut).
+matplotlib loads on the first picture, not on import; the first time it runs on a machine it
+builds its font cache (seconds, minutes with thousands of fonts), and a line on stderr says so.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import sys
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
-from matplotlib.axes import Axes
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 from PIL import Image
 
 from imgrec.evaluation.calibration import ReliabilityData
 from imgrec.visualize import safe_text
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 DPI = 100
 MAX_ANNOTATED_CLASSES = 25  # above this the confusion matrix cells carry no numbers
@@ -56,10 +60,27 @@ class Mistake:
     score: float
 
 
-def _new_figure(width: float, height: float) -> Figure:
-    fig = Figure(figsize=(width, height), dpi=DPI)
+def new_figure(width: float, height: float, dpi: int = DPI) -> Figure:
+    """A matplotlib ``Figure`` on the Agg canvas (no display, no global backend)."""
+    _announce_font_cache()
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=dpi)
     FigureCanvasAgg(fig)
     return fig
+
+
+@functools.cache
+def _announce_font_cache() -> None:
+    import matplotlib  # its font manager (which builds the cache) is not loaded yet
+
+    if not any(Path(matplotlib.get_cachedir()).glob("fontlist-v*.json")):
+        print(
+            "matplotlib is building its font cache (once on this machine; may take a while) ...",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def _save(fig: Figure, path: str | Path) -> Path:
@@ -83,7 +104,7 @@ def plot_confusion_matrix(
     rows = counts.sum(axis=1, keepdims=True)
     share = np.divide(counts, rows, out=np.zeros(counts.shape), where=rows > 0)
     side = min(max(4.0, 0.45 * n + 2), 30.0)
-    fig = _new_figure(side + 1, side)
+    fig = new_figure(side + 1, side)
     ax = fig.add_subplot()
     im = ax.imshow(share, cmap="Blues", vmin=0.0, vmax=1.0)
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="share of true class")
@@ -108,7 +129,7 @@ def plot_per_class(per_class: Mapping[str, Mapping[str, float]], path: str | Pat
     """Grouped precision / recall / F1 bars, one group per class (support in the tick label)."""
     names = list(per_class)
     n = len(names)
-    fig = _new_figure(min(max(6.0, 0.5 * n + 2), 40.0), 4.5)
+    fig = new_figure(min(max(6.0, 0.5 * n + 2), 40.0), 4.5)
     ax = fig.add_subplot()
     x = np.arange(n)
     for offset, key in zip((-0.27, 0.0, 0.27), ("precision", "recall", "f1"), strict=True):
@@ -166,7 +187,7 @@ def plot_training_curves(
 ) -> Path:
     """Losses, validation accuracy and learning rate per epoch (from ``history.jsonl``)."""
     records = read_history(history)
-    fig = _new_figure(13, 3.8)
+    fig = new_figure(13, 3.8)
     axes = fig.subplots(1, 3)
     _curve(axes[0], records, ("train_loss", "val_loss"), "Loss")
     _curve(axes[1], records, ("val_accuracy",), "Validation accuracy")
@@ -178,7 +199,7 @@ def plot_training_curves(
 @_quiet_glyphs
 def plot_reliability(data: ReliabilityData, path: str | Path) -> Path:
     """Reliability diagram: accuracy per confidence bin against the diagonal, with ECE."""
-    fig = _new_figure(5, 5)
+    fig = new_figure(5, 5)
     ax = fig.add_subplot()
     width = np.diff(data.edges)
     centers = data.edges[:-1] + width / 2
@@ -215,7 +236,7 @@ def plot_worst_mistakes(mistakes: Sequence[Mistake], path: str | Path, columns: 
     n = max(len(mistakes), 1)
     cols = min(columns, n)
     rows = (n + cols - 1) // cols
-    fig = _new_figure(3 * cols, 3.2 * rows)
+    fig = new_figure(3 * cols, 3.2 * rows)
     axes = np.atleast_1d(fig.subplots(rows, cols)).reshape(-1)
     for ax in axes:
         ax.axis("off")

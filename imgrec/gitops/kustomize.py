@@ -26,6 +26,8 @@ import yaml
 
 from imgrec.errors import OverlayError
 
+# libyaml's loader where PyYAML has it: a render parses ~20 files on every new commit.
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 Reader = Callable[[str], "str | None"]  # repo-relative posix path -> text, None when absent
 Doc = dict[str, Any]
 
@@ -67,7 +69,7 @@ def _load(path: str, read: Reader) -> list[Doc]:
     if text is None:
         raise OverlayError(f"{path} does not exist", hint="fix the path in kustomization.yaml")
     try:
-        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+        docs = [d for d in yaml.load_all(text, Loader=_Loader) if d is not None]
     except yaml.YAMLError as exc:
         raise OverlayError(f"{path} is not valid YAML: {exc}", hint="fix the file") from exc
     for doc in docs:
@@ -86,7 +88,7 @@ def _kustomization(folder: str, read: Reader) -> tuple[str, dict[str, Any]] | No
         if text is None:
             continue
         try:
-            kust = yaml.safe_load(text) or {}
+            kust = yaml.load(text, Loader=_Loader) or {}
         except yaml.YAMLError as exc:
             raise OverlayError(f"{path} is not valid YAML: {exc}", hint="fix the file") from exc
         if not isinstance(kust, dict):
@@ -145,7 +147,7 @@ def _apply_patch(docs: list[Doc], patch: Any, folder: str, read: Reader, where: 
     if "path" in patch:
         bodies = _load(posixpath.normpath(posixpath.join(folder, patch["path"])), read)
     else:
-        bodies = [d for d in yaml.safe_load_all(patch["patch"]) if d]
+        bodies = [d for d in yaml.load_all(patch["patch"], Loader=_Loader) if d]
     for body in bodies:
         if isinstance(body, list):
             raise OverlayError(

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,8 @@ from torch import nn
 
 from imgrec.errors import ModelError
 from imgrec.storage import cache_folder
+
+log = logging.getLogger(__name__)
 
 ONNX_ATOL = 1e-4
 """Largest absolute logit difference accepted between ONNX Runtime and PyTorch (scaled by the
@@ -145,8 +149,11 @@ def export_onnx(
 def cached_export(classifier: Any, **options: Any) -> Path:
     """The cached export of ``classifier`` (:func:`cache_path`), exported on first use."""
     path = cache_path(classifier)
-    if not path.exists():
+    if not path.exists():  # a one-time cost per model (seconds): say so
+        log.info("exporting the model to ONNX once (cached in %s) ...", path.parent)
+        start = time.perf_counter()
         export_onnx(classifier, path, **options)
+        log.info("exported in %.1f s", time.perf_counter() - start)
     return path
 
 

@@ -13,6 +13,7 @@ Every reason is a readable sentence with the numbers that led to it.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
@@ -46,6 +47,12 @@ class GatePolicy:
     per_class_metric: str = "recall"
     absolute_floor: float = 0.5
     """Every candidate must reach this on ``metric`` (for ``ece``: stay at or below it)."""
+    min_regression_z: float = 1.645
+    """A class's drop beyond ``max_class_regression`` counts only when it is also beyond
+    sampling noise: ``drop / sqrt((a(1-a) + b(1-b)) / n) >= min_regression_z`` (``a``, ``b``
+    the two models' values, ``n`` the class's images; one-sided 5 % by default). Small slices
+    (a held-out new-data class of 15 images) then cannot fail the gate on one or two images;
+    0 counts every drop beyond the tolerance. Without ``support`` every drop counts."""
     max_base_drop: float = 0.005
     """With new data (:func:`decide_with_new_data`): how far ``metric`` on the base validation
     set may fall; ``min_improvement`` then applies to the held-out new data."""
@@ -150,6 +157,20 @@ def _class_deltas(
     }
 
 
+def _beyond_noise(
+    name: str, candidate: dict[str, Any], production: dict[str, Any], policy: GatePolicy
+) -> bool:
+    """Whether class ``name``'s drop is beyond sampling noise (see ``min_regression_z``)."""
+    cand = (candidate.get("per_class") or {}).get(name, {})
+    n = cand.get("support")
+    if policy.min_regression_z <= 0 or not n:
+        return True
+    a = float((production.get("per_class") or {})[name][policy.per_class_metric])
+    b = float(cand[policy.per_class_metric])
+    se = math.sqrt(max(a * (1 - a) + b * (1 - b), 0.0) / int(n))
+    return se == 0 or (a - b) / se >= policy.min_regression_z
+
+
 def decide(
     candidate: dict[str, Any],
     production: dict[str, Any] | None,
@@ -186,7 +207,17 @@ def decide(
     passed &= gain >= p.min_improvement
 
     deltas = _class_deltas(candidate, production, p.per_class_metric)
-    regressed = {c: d for c, d in deltas.items() if -d > p.max_class_regression + 1e-12}
+    beyond = {c: d for c, d in deltas.items() if -d > p.max_class_regression + 1e-12}
+    regressed = {c: d for c, d in beyond.items() if _beyond_noise(c, candidate, production, p)}
+    noise = {c: d for c, d in beyond.items() if c not in regressed}
+    if noise:
+        support = {c: (candidate.get("per_class") or {})[c].get("support") for c in noise}
+        shown = ", ".join(f"{c!r} {d:+.4f} (n={support[c]})" for c, d in sorted(noise.items()))
+        reasons.append(
+            f"{len(noise)} classes fell on {p.per_class_metric} by more than "
+            f"{p.max_class_regression} but within sampling noise (z < {p.min_regression_z}): "
+            f"{shown}"
+        )
     if regressed:
         passed = False
         worst = sorted(regressed.items(), key=lambda kv: kv[1])[:5]

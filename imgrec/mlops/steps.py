@@ -218,7 +218,10 @@ def train_step(
 ) -> dict:
     """Train with the resolved config of the preprocess step (the task's own trainer, from
     ``imgrec.tasks.get_task``); copy the best model to ``model_dir`` (a model directory).
-    Returns the val metrics of the run."""
+    Returns the val metrics of the run. In a distributed run (a PyTorchJob's pods under
+    torchrun) every rank trains and rank 0 alone copies the model."""
+    from imgrec.engine.distributed import env_world
+
     payload = json.loads(storage.read_text(storage.join(data_dir, CONFIG_JSON)))
     task = str(payload.pop("task", "classify"))
     data, config = _steps(get_task(task)).train_inputs(data_dir, payload)
@@ -226,11 +229,13 @@ def train_step(
     if threads:
         config["threads"] = threads
     result = get_task(task).train(data, config=config, out=run_dir, quiet=True)
-    _copy_tree(result.model_dir, model_dir)
+    if env_world().main:
+        copy_tree(result.model_dir, model_dir)
     return dict(result.metrics)
 
 
-def _copy_tree(src: str, dst: str) -> None:
+def copy_tree(src: str, dst: str) -> None:
+    """Copy every file under ``src`` to the same relative path under ``dst`` (local/s3)."""
     for f in storage.list_files(src):
         rel = os.path.relpath(f, src) if not storage.is_s3(f) else f[len(src.rstrip("/")) + 1 :]
         storage.write_bytes(

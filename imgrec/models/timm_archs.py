@@ -1,7 +1,16 @@
-"""Architectures built by timm (the registry's main source)."""
+"""Architectures built by timm (the registry's main source).
+
+The metadata of each entry (input size, crop, interpolation, mean/std) is timm's pretrained
+config, kept in ``timm_cfgs.json`` so that building the registry does not import timm (~0.5 s,
+more on a busy machine; ``imgrec train`` of a non-timm model never needs it). A test keeps the
+file equal to the installed timm's configs; rewrite it with ``python -m imgrec.models.timm_archs``.
+"""
 
 from __future__ import annotations
 
+import functools
+import json
+from pathlib import Path
 from typing import Any
 
 from torch import nn
@@ -63,11 +72,46 @@ def _download_url(name: str) -> str | None:
     return cfg.get("url") or None
 
 
+CFG_FILE = Path(__file__).with_name("timm_cfgs.json")
+CFG_KEYS = (
+    *("input_size", "crop_pct", "interpolation", "mean", "std", "fixed_input_size"),
+    *("hf_hub_id", "url"),  # where the weights come from (probed before a download)
+)
+
+
 def _pretrained_cfg(name: str) -> dict[str, Any]:
+    stored = _stored_cfgs()
+    return stored[name] if name in stored else _live_cfg(name)  # a new entry: ask timm
+
+
+@functools.cache
+def _stored_cfgs() -> dict[str, dict[str, Any]]:
+    if not CFG_FILE.exists():
+        return {}
+    cfgs: dict[str, dict[str, Any]] = json.loads(CFG_FILE.read_text(encoding="utf-8"))
+    return cfgs
+
+
+def _live_cfg(name: str) -> dict[str, Any]:
     import timm.models
 
     cfg = timm.models.get_pretrained_cfg(name)
-    return cfg.to_dict() if cfg is not None else {}
+    full = cfg.to_dict() if cfg is not None else {}
+    kept = {key: full[key] for key in CFG_KEYS if full.get(key) not in (None, "")}
+    as_stored: dict[str, Any] = json.loads(json.dumps(kept))  # tuples become lists
+    return as_stored
+
+
+def timm_cfgs() -> dict[str, dict[str, Any]]:
+    """The :data:`CFG_KEYS` of each entry's default pretrained config, read from timm itself."""
+    return {name: _live_cfg(name) for name, *_ in _TIMM}
+
+
+def write_cfgs() -> Path:
+    """Rewrite ``timm_cfgs.json`` from the installed timm; returns its path."""
+    CFG_FILE.write_text(json.dumps(timm_cfgs(), indent=1) + "\n", encoding="utf-8")
+    _stored_cfgs.cache_clear()
+    return CFG_FILE
 
 
 def specs() -> list[ArchSpec]:
@@ -97,3 +141,7 @@ def specs() -> list[ArchSpec]:
             )
         )
     return out
+
+
+if __name__ == "__main__":
+    print(f"wrote {write_cfgs()}")

@@ -117,3 +117,32 @@ def test_uploads_are_bounded(setup: dict[str, Any]) -> None:
     assert many.status_code == 400
     none = c.post("/api/predict", data={"a": "b"})
     assert none.status_code == 400 and none.json()["error"]["code"] == "no_files"
+
+
+def test_a_short_video_gives_its_frames(tmp_path: Path) -> None:
+    import cv2
+    import numpy as np
+
+    from dashboard.endpoint import Upload, check_upload
+    from dashboard.upload import is_video, predict_uploads, video_frames
+    from imgrec.errors import CorruptImageError, ImageTooLargeError
+
+    path = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48))
+    for i in range(20):
+        writer.write(np.full((48, 64, 3), i * 10, np.uint8))
+    writer.release()
+    data = path.read_bytes()
+    assert is_video(data)
+    frames = video_frames(Upload("clip.avi", data), 10**6)
+    assert [f.name for f in frames[:2]] == ["clip.avi @ 0.0 s", "clip.avi @ 0.2 s"]
+    assert len(frames) == 8
+    shown = check_upload(frames[3])
+    assert shown.error is None and (shown.width, shown.height) == (64, 48)
+    with pytest.raises(ImageTooLargeError):
+        video_frames(Upload("clip.avi", data), 64 * 48 - 1)
+    fake = Upload("x.mp4", b"\0\0\0\x18ftypmp42" + bytes(200))
+    with pytest.raises(CorruptImageError):
+        video_frames(fake, 10**6)
+    [result] = predict_uploads([fake], None, DashboardConfig())  # no good image: no server call
+    assert result["error"]["code"] == "corrupt_image" and result["name"] == "x.mp4"

@@ -117,3 +117,23 @@ def test_refusals_change_nothing(
     run_git("checkout", "--", ".", cwd=repo)
     assert run_git("rev-parse", "HEAD", cwd=repo) == head
     assert store.production_version() == 2  # only the direct promote above moved it
+
+
+def test_production_version_to_github_output(
+    setup: tuple[ModelStore, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    store, _ = setup
+    out = tmp_path / "github_output"
+    out.write_text("earlier=1\n")
+    monkeypatch.setenv("GITHUB_OUTPUT", str(out))
+    assert main(["models", "list", "--store", store.uri, "--github-output", "version"]) == 0
+    assert out.read_text() == "earlier=1\nversion=1\n"  # what retrain.yml reads
+    empty = str(tmp_path / "empty store")
+    assert main(["models", "list", "--store", empty, "--github-output", "before"]) == 0
+    assert out.read_text().endswith("before=0\n")
+    monkeypatch.delenv("GITHUB_OUTPUT")
+    assert main(["models", "list", "--store", store.uri, "--github-output", "v"]) == 2
+    assert "error[invalid_config]: --github-output needs $GITHUB_OUTPUT" in capsys.readouterr().err

@@ -104,3 +104,22 @@ def test_new_data_with_an_unknown_class_is_refused(tmp_path: Path) -> None:
     meta = add_new_data(str(tmp_path / "m"), str(ok), holdout_fraction=0.3, seed=0)
     assert meta["new_data"]["train"] + meta["new_data"]["holdout"] == 20
     assert meta["new_data"]["holdout"] == 6 and meta["counts"]["test"] == {"circle": 3, "square": 3}
+
+
+def test_small_class_drops_within_sampling_noise_do_not_fail() -> None:
+    def m(acc: float, recall_8: float, n: int) -> dict:
+        return {"accuracy": acc, "classes": ["7", "8"],
+                "per_class": {"7": {"recall": acc, "support": n},
+                              "8": {"recall": recall_8, "support": n}}}  # fmt: skip
+
+    policy = GatePolicy()
+    small = decide_with_new_data(m(0.95, 0.95, 16), m(0.95, 0.95, 16),
+                                 m(0.9, 0.5, 16), m(0.5, 0.625, 16), policy)  # fmt: skip
+    assert small.passed  # 2 of 16 images: z = 0.71
+    assert any("within sampling noise" in r and "'8' -0.1250 (n=16)" in r for r in small.reasons)
+    large = decide_with_new_data(m(0.95, 0.95, 400), m(0.95, 0.95, 400),
+                                 m(0.9, 0.5, 400), m(0.5, 0.625, 400), policy)  # fmt: skip
+    assert not large.passed and any("regress on recall" in r for r in large.reasons)
+    strict = decide_with_new_data(m(0.95, 0.95, 16), m(0.95, 0.95, 16), m(0.9, 0.5, 16),
+                                  m(0.5, 0.625, 16), GatePolicy(min_regression_z=0))  # fmt: skip
+    assert not strict.passed

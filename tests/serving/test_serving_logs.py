@@ -10,15 +10,32 @@ import pytest
 from imgrec.errors import ConfigError
 from serving.logs import configure_logs
 
-NAMES = ("imgrec.serving", "kserve", "kserve.trace", "uvicorn", "uvicorn.error", "uvicorn.access")
+NAMES = (
+    "imgrec",
+    "imgrec.serving",
+    "kserve",
+    "kserve.trace",
+    "uvicorn",
+    "uvicorn.error",
+    "uvicorn.access",
+)
 
 
 @pytest.fixture(autouse=True)
-def _restore_levels() -> Iterator[None]:
-    levels = {name: logging.getLogger(name).level for name in NAMES}
+def _restore_loggers() -> Iterator[None]:
+    # configure_logs gives the "imgrec" logger a handler and stops propagation: undo that so
+    # other tests' caplog still sees imgrec's records
+    saved = {
+        name: (logger.level, list(logger.handlers), logger.propagate)
+        for name in NAMES
+        for logger in [logging.getLogger(name)]
+    }
     yield
-    for name, level in levels.items():
-        logging.getLogger(name).setLevel(level)
+    for name, (level, handlers, propagate) in saved.items():
+        logger = logging.getLogger(name)
+        logger.setLevel(level)
+        logger.handlers[:] = handlers
+        logger.propagate = propagate
 
 
 def _shown(name: str, level: int) -> bool:
@@ -27,8 +44,9 @@ def _shown(name: str, level: int) -> bool:
 
 def test_default_shows_imgrec_info_and_only_warnings_of_the_rest() -> None:
     configure_logs()
-    assert _shown("imgrec.serving", logging.INFO)
-    for name in NAMES[1:]:
+    for name in ("imgrec.serving", "imgrec.inference.onnx", "imgrec.quantize"):
+        assert _shown(name, logging.INFO), name
+    for name in NAMES[2:]:
         assert not _shown(name, logging.INFO), name
         assert _shown(name, logging.WARNING), name
 

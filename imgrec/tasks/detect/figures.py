@@ -6,16 +6,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
+from imgrec.evaluation.plots import new_figure as _figure
 from imgrec.evaluation.plots import plot_confusion_matrix
-
-
-def _figure(width: float, height: float) -> Figure:
-    fig = Figure(figsize=(width, height), dpi=100)
-    FigureCanvasAgg(fig)
-    return fig
 
 
 def plot_pr_curves(metrics: dict[str, Any], path: Path) -> Path:

@@ -1,0 +1,227 @@
+"""A day of traffic against a running server: the learning loop end to end (``make run``).
+
+1. a clean window of digits -> drift report: no drift;
+2. a "new camera" window -- the same kind of digits blurred, thicker and rotated -> drift;
+3. the trigger fires (``local``, or ``github`` with the dispatch recorded; the retraining then
+   runs here in the runner's place);
+4. labels arrive for the captured shifted images -- from the sample's own labels, standing in
+   for annotators -- as a ``fingerprint,label`` CSV through ``imgrec label import``;
+5. the retraining pipeline (new data beside the base dataset, warm start from production,
+   the two-set gate, deploy ``local``) promotes and hot-swaps the server;
+6. a last window of fresh shifted digits, and the clean one again, show accuracy after.
+
+::
+
+    rows = play_day(DayPlan(data_dir="data/mnist5k", store="model-store", url=server_url, ...))
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageFilter
+
+from imgrec.data.captures import fingerprint
+
+
+@dataclass
+class DayPlan:
+    """What the day sends and where everything goes."""
+
+    data_dir: str  # an ImageFolder with train/ and val/ (mnist5k)
+    store: str
+    url: str  # the running server, e.g. http://127.0.0.1:8080
+    port: int
+    logs: str  # the server's --prediction-log folder
+    capture: str  # the server's --capture folder
+    work: str  # reports, labels and runs of the day go here
+    n_clean: int = 300
+    n_shifted: int = 500
+    n_last: int = 300
+    epochs: int = 3
+    on_drift: str = "local"  # local | github
+    seed: int = 0
+    params: dict[str, Any] = field(default_factory=dict)  # extra retraining parameters
+
+
+def new_camera(image: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """The shift: strokes thicker (3x3 max filter), rotated by 15-30 degrees either way,
+    blurred (Gaussian, radius 1.2)."""
+    angle = float(rng.uniform(15, 30)) * (1 if rng.random() < 0.5 else -1)
+    out = image.convert("L").filter(ImageFilter.MaxFilter(3))
+    out = out.rotate(angle, resample=Image.Resampling.BILINEAR, fillcolor=0)
+    return out.filter(ImageFilter.GaussianBlur(1.2))
+
+
+def _png(image: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def pick(data_dir: str, split: str, n: int, seed: int, offset: int = 0) -> list[tuple[Path, str]]:
+    """``n`` (path, label) of ``split``, in a seeded order (from ``offset``)."""
+    files = sorted(Path(data_dir, split).glob("*/*.png"))
+    order = np.random.default_rng(seed).permutation(len(files))
+    return [(files[i], files[i].parent.name) for i in order[offset : offset + n]]
+
+
+def encode(items: list[tuple[Path, str]], shift: bool, seed: int) -> list[tuple[bytes, str]]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for path, label in items:
+        with Image.open(path) as im:
+            image = new_camera(im, rng) if shift else im.convert("L")
+            out.append((_png(image), label))
+    return out
+
+
+def send(url: str, images: list[tuple[bytes, str]], batch: int = 16) -> float:
+    """V1 requests of ``batch`` images; returns the top-1 accuracy against the labels."""
+    import httpx
+
+    correct = 0
+    with httpx.Client(timeout=120) as client:
+        for i in range(0, len(images), batch):
+            chunk = images[i : i + batch]
+            body = {
+                "instances": [{"image": {"b64": base64.b64encode(d).decode()}} for d, _ in chunk]
+            }
+            r = client.post(f"{url}/v1/models/imgrec:predict", json=body)
+            r.raise_for_status()
+            for (_, label), pred in zip(chunk, r.json()["predictions"], strict=True):
+                correct += pred.get("labels", [None])[0] == label
+    return correct / max(1, len(images))
+
+
+def _wait_for_log(logs: str, n: int, timeout_s: float = 20) -> None:
+    """Until the prediction log holds at least ``n`` records (the writer flushes each second)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        lines = sum(p.read_text().count("\n") for p in Path(logs).glob("*.jsonl"))
+        if lines >= n:
+            return
+        time.sleep(0.3)
+
+
+def _report(plan: DayPlan, name: str, last: int) -> tuple[dict[str, Any], str]:
+    from monitoring.logs import WindowSpec
+    from monitoring.report import monitor_report
+
+    out = str(Path(plan.work) / "reports" / name)
+    summary = monitor_report(plan.logs, f"{plan.store}@production", WindowSpec(last=last), out)
+    return summary, out
+
+
+def labels_csv(images: list[tuple[bytes, str]], path: Path) -> Path:
+    """The annotators' stand-in: ``fingerprint,label`` of the images, from their own labels."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["fingerprint", "label"])
+        w.writerows((fingerprint(data), label) for data, label in images)
+    return path
+
+
+def _production(store: str) -> int | None:
+    from imgrec.store import ModelStore
+
+    return ModelStore(store).production_version()
+
+
+def play_day(plan: DayPlan, say: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run the day (see the module docstring); returns ``{"rows": [...], ...}``."""
+    from imgrec.labels import import_labels
+    from monitoring.trigger import TriggerSettings, fire
+
+    rows: list[dict[str, Any]] = []
+    before = _production(plan.store)
+    sent = 0
+
+    def window(name: str, images: list[tuple[bytes, str]], report: bool) -> dict[str, Any]:
+        nonlocal sent
+        acc = send(plan.url, images)
+        sent += len(images)
+        row: dict[str, Any] = {"window": name, "version": _production(plan.store),
+                               "images": len(images), "accuracy": acc, "verdict": "",
+                               "report": ""}  # fmt: skip
+        if report:
+            _wait_for_log(plan.logs, sent)
+            summary, out = _report(plan, name.split()[0], len(images))
+            row.update(verdict=summary["verdict"], report=str(Path(out) / "report.html"),
+                       summary=summary)  # fmt: skip
+        rows.append(row)
+        say(f"  {name}: v{row['version']} accuracy {acc:.3f} {row['verdict']}")
+        return row
+
+    clean = encode(pick(plan.data_dir, "val", plan.n_clean, plan.seed), False, plan.seed)
+    window("1-clean", clean, report=True)
+    shifted = encode(pick(plan.data_dir, "train", plan.n_shifted, plan.seed), True, plan.seed)
+    drifted = window("2-new-camera", shifted, report=True)
+    result: dict[str, Any] = {"rows": rows, "before": before}
+    if not drifted["summary"]["drift"]:
+        say("  no drift on the shifted window: nothing to retrain")
+        return result
+    # labels for the captured shifted images (the sample's own labels stand in for annotators)
+    key_csv = labels_csv(shifted, Path(plan.work) / "labels" / "new-camera.csv")
+    new_data = Path(plan.work) / "labels" / f"new-camera-{int(time.time())}"
+    imported = import_labels(str(key_csv), plan.capture, str(new_data), classes=_classes(plan))
+    say(f"  labels: {imported['imported']} captured images labelled (from the sample's own "
+        f"labels, standing in for annotators) -> {new_data}")  # fmt: skip
+    params = {"new_data_uri": str(new_data.resolve()), "init_from": "production",
+              "epochs": str(plan.epochs), "deploy_target": "local",
+              "serve_port": str(plan.port), **plan.params}  # fmt: skip
+    settings = TriggerSettings(
+        store=plan.store, report_uri=str(Path(drifted["report"]).parent), data=plan.data_dir,
+        params=params, runs_dir=str(Path(plan.work) / "pipeline"), backoff_s=0.2,
+    )  # fmt: skip
+    fired = fire(plan.on_drift, drifted["summary"], settings)
+    result["trigger"] = fired
+    say(f"  trigger ({plan.on_drift}): {fired['status']}, key {fired['key']}, record "
+        f"{fired.get('record', '')}")  # fmt: skip
+    if plan.on_drift != "local" and fired["status"] == "triggered":
+        # the dispatch was accepted; here the retraining runs in the workflow runner's place
+        from monitoring.trigger import ACTIONS
+
+        fired["details"] = ACTIONS.get("local")({}, settings)
+    details = fired.get("details") or {}
+    result["retrain"] = details
+    say(f"  retraining: {details.get('status')}, gate passed: {details.get('gate')}, "
+        f"production v{_production(plan.store)} ({details.get('seconds')} s)")  # fmt: skip
+    last = encode(pick(plan.data_dir, "val", plan.n_last, plan.seed + 1, offset=plan.n_clean),
+                  True, plan.seed + 1)  # fmt: skip
+    window("3-new-camera-after", last, report=False)
+    window("4-clean-after", clean, report=False)
+    return result
+
+
+def _classes(plan: DayPlan) -> list[str]:
+    return sorted(p.name for p in Path(plan.data_dir, "train").iterdir() if p.is_dir())
+
+
+def table(result: dict[str, Any]) -> list[str]:
+    """The day as text lines: one per window."""
+    lines = [f"{'window':<22} {'model':>5} {'images':>6} {'accuracy':>8}  verdict / report"]
+    for r in result["rows"]:
+        tail = f"{r['verdict']}  {r['report']}" if r["report"] else ""
+        lines.append(f"{r['window']:<22} {'v' + str(r['version']):>5} {r['images']:>6} "
+                     f"{r['accuracy']:>8.3f}  {tail}")  # fmt: skip
+    return lines
+
+
+def dump(result: dict[str, Any], path: str) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    slim = {
+        **result,
+        "rows": [{k: v for k, v in r.items() if k != "summary"} for r in result["rows"]],
+    }
+    Path(path).write_text(json.dumps(slim, indent=1, default=str))
