@@ -128,6 +128,7 @@ def main() -> None:
             for key, path in checkouts.items():
                 runs[key].append(run_once(path, cmd, marker))
         result[name] = {key: summarize(r) for key, r in runs.items()}
+        print(json.dumps({name: result[name]}), file=sys.stderr, flush=True)  # progress
     result["load_after"] = [round(x, 1) for x in os.getloadavg()]
     print(json.dumps(result, indent=1))
 

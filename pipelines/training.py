@@ -161,7 +161,7 @@ def build_pipeline(cluster: ClusterSettings | None = None, image: str | None = N
         gate_min_improvement: float = 0.002,
         gate_max_class_regression: float = 0.05,
         gate_absolute_floor: float = 0.5,
-        gate_max_base_drop: float = 0.005,
+        gate_max_base_drop: float = 0.01,
         gate_min_regression_z: float = 1.645,
         labels: str = "",
         min_images: int = 10,

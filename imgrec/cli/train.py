@@ -48,9 +48,14 @@ def train_command(
 
     if resume and not out:
         raise ConfigError("--resume needs --out RUN_DIR", hint="the run directory to continue")
+    spec = get_task(task or task_for_data(data))
+    if nproc > 1 and not spec.distributed:
+        raise ConfigError(
+            f"task {spec.name} does not train with several processes yet",
+            hint="drop --nproc (one process)",
+        )
     if nproc > 1 and "WORLD_SIZE" not in os.environ:
         raise typer.Exit(_launch(nproc, ARGV))
-    spec = get_task(task or task_for_data(data))
     given: dict[str, Any] = {
         "model": model, "epochs": epochs, "img_size": img_size, "batch_size": batch_size,
         "out": out, "config": config, "pretrained": pretrained, "weights": weights,

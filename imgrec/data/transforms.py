@@ -18,7 +18,6 @@ import numpy as np
 import torch
 from PIL import Image
 from torchvision.transforms import v2 as T
-from torchvision.transforms.v2 import functional as TF
 
 from imgrec.models.card import Preprocessing
 
@@ -92,13 +91,28 @@ _PIL_FILTERS = {
 }
 
 
-def to_tensor_ops(pre: Preprocessing) -> list[T.Transform]:
-    """PIL/uint8 -> float32 in [0, 1] -> normalized with ``pre.mean`` / ``pre.std``."""
-    return [
-        T.ToImage(),
-        T.ToDtype(torch.float32, scale=True),
-        T.Normalize(mean=list(pre.mean), std=list(pre.std)),
-    ]
+class NormalizePixels:
+    """uint8 ``(3, H, W)`` -> float32 ``(x / 255 - mean) / std``: :func:`normalize_uint8`'s
+    arithmetic, so eval, training batches, batch predict and the servers agree bit for bit.
+    A float image is taken as already scaled to [0, 1]. Picklable (DataLoader workers)."""
+
+    def __init__(self, pre: Preprocessing) -> None:
+        self.mean = torch.tensor(pre.mean, dtype=torch.float32).view(3, 1, 1)
+        self.std = torch.tensor(pre.std, dtype=torch.float32).view(3, 1, 1)
+
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        x = image.as_subclass(torch.Tensor)
+        x = x.to(torch.float32) / 255.0 if x.dtype == torch.uint8 else x.to(torch.float32)
+        return (x - self.mean) / self.std
+
+    def __repr__(self) -> str:
+        mean, std = self.mean.flatten().tolist(), self.std.flatten().tolist()
+        return f"NormalizePixels(mean={mean}, std={std})"
+
+
+def to_tensor_ops(pre: Preprocessing) -> list[Callable[[Any], Any]]:
+    """PIL/uint8 -> float32 ``(x / 255 - mean) / std`` with ``pre.mean`` / ``pre.std``."""
+    return [T.ToImage(), NormalizePixels(pre)]
 
 
 def eval_transform(pre: Preprocessing) -> Callable[[Image.Image], torch.Tensor]:
@@ -119,13 +133,14 @@ def batch_tensor(images: Sequence[Image.Image], pre: Preprocessing) -> torch.Ten
 
 
 def normalize_uint8(batch: torch.Tensor, pre: Preprocessing) -> torch.Tensor:
-    """Already resized ``uint8 (B, 3, H, W)`` pixels (on any device) -> ``float32`` normalized
-    with the operations of :func:`to_tensor_ops`, so bit for bit what :func:`eval_transform`
-    gives (training batches, the feature cache and augmentation use it)."""
+    """Already resized ``uint8 (B, 3, H, W)`` pixels (on any device) -> ``float32``
+    ``(x / 255 - mean) / std``: the arithmetic of :class:`NormalizePixels`, so bit for bit what
+    :func:`eval_transform` gives (training batches, the feature cache and augmentation use it)."""
     if batch.dtype != torch.uint8 or batch.ndim != 4 or batch.shape[1] != 3:
         raise ValueError(f"expected uint8 (B, 3, H, W), got {batch.dtype} {tuple(batch.shape)}")
-    x = TF.to_dtype(batch, torch.float32, scale=True)
-    return TF.normalize(x, mean=list(pre.mean), std=list(pre.std))
+    mean = torch.tensor(pre.mean, dtype=torch.float32, device=batch.device).view(1, 3, 1, 1)
+    std = torch.tensor(pre.std, dtype=torch.float32, device=batch.device).view(1, 3, 1, 1)
+    return (batch.to(torch.float32) / 255.0 - mean) / std
 
 
 def draft_size(pre: Preprocessing) -> tuple[int, int]:

@@ -62,6 +62,7 @@ class TaskSpec:
     per_class_metrics: tuple[str, ...] = ()  # ``evaluate``'s ``per_class`` figures
     per_class_metric: str = ""  # the gate's default per-class regression check
     serves: str = "labels"  # the served output kind: "labels" (a classifier head) or "boxes"
+    distributed: bool = False  # its ``train`` runs data-parallel under torchrun (--nproc N)
 
 
 TASKS: Registry[TaskSpec] = Registry("task", list_hint="imgrec train --help")

@@ -106,3 +106,41 @@ def test_two_gloo_processes_equal_one_and_resume_at_world_size_one(tmp_path: Pat
     saved = load_checkpoint(two / "checkpoint.pt")
     assert saved["world_size"] == 1 and saved["step"] == 3 * 3
     assert resumed.metrics["accuracy"] == pytest.approx(single.metrics["accuracy"])
+
+
+def test_nproc_is_refused_for_a_task_that_trains_in_one_process(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from imgrec.cli import main
+
+    # before any process is launched: one error line, no torchrun
+    assert main(["train", str(tmp_path), "--task", "detect", "--nproc", "2"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error[invalid_config]: task detect does not train with several")
+
+
+def test_resume_at_another_world_size_moves_the_schedule_to_the_next_epoch() -> None:
+    from imgrec.engine.callbacks import checkpoint_state, restore_state
+    from imgrec.engine.loop import TrainState
+    from imgrec.engine.optim import build_scheduler
+
+    def state(world: World, steps_per_epoch: int) -> TrainState:
+        net = torch.nn.Linear(2, 2)
+        opt = torch.optim.SGD(net.parameters(), lr=1.0)
+        sched = build_scheduler("cosine", opt, total_steps=4 * steps_per_epoch, warmup_steps=0)
+        return TrainState(model=net, optimizer=opt, scheduler=sched, epochs=4, world=world)
+
+    two = state(World(rank=0, size=2), steps_per_epoch=3)  # 3 steps per epoch at 2 processes
+    for _ in range(2 * 3):
+        two.optimizer.step()
+        two.scheduler.step()
+    two.epoch, two.step = 2, 6
+    saved = checkpoint_state(two, {})
+    one = state(World(), steps_per_epoch=6)  # the same data in 6 steps at 1 process
+    restore_state(one, saved, steps_per_epoch=6)
+    assert one.step == 12 and one.scheduler.last_epoch == 12
+    # half-way through the run at both sizes: the same learning rate
+    assert one.optimizer.param_groups[0]["lr"] == pytest.approx(two.optimizer.param_groups[0]["lr"])
+    same = state(World(rank=0, size=2), steps_per_epoch=3)
+    restore_state(same, saved, steps_per_epoch=3)  # same world size: the saved schedule as is
+    assert same.step == 6 and same.scheduler.last_epoch == 6

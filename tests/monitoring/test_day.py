@@ -20,6 +20,7 @@ from monitoring.day import DayPlan, play_day, table
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # two pipeline runs and a server: minutes on a busy 2-core CPU
 def test_the_day_on_small_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     data, store = tmp_path / "digits", str(tmp_path / "store")
     write_sample("digits", str(data), progress=False)

@@ -60,5 +60,6 @@ if "classify" not in TASKS:
             per_class_metrics=("recall", "precision", "f1"),
             per_class_metric="recall",
             serves="labels",
+            distributed=True,
         ),
     )
