@@ -136,7 +136,8 @@ def verdict_html(summary: dict[str, Any]) -> str:
             "" if s.get("threshold") is None else f"{s['threshold']:.3g}",
             flag if not s.get("note") else f"{flag} ({s['note']})",
         )
-        rows.append("<tr>" + "".join(f"<td>{e(str(v))}</td>" for v in cells) + "</tr>")
+        style = ' style="color:#b00020;font-weight:bold"' if s.get("drifted") else ""
+        rows.append(f"<tr{style}>" + "".join(f"<td>{e(str(v))}</td>" for v in cells) + "</tr>")
     log = summary.get("log", {})
     skipped = ", ".join(
         f"{k.replace('_', ' ')}: {v}"

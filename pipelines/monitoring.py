@@ -40,6 +40,7 @@ def build_monitoring_pipeline(image: str | None = None) -> Any:
             log_uri=log_uri, reference=reference, last=last, since=since, alpha=alpha,
             out_uri=out_uri,
         )  # fmt: skip
+        task.set_caching_options(False)  # "since 1h" is the same input every hour: never reuse
         return task.outputs["Output"]
 
     return drift_monitor

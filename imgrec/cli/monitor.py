@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+import tempfile
 
 import typer
 
@@ -157,3 +158,46 @@ def report(
         )
     if fail_on_drift and summary["drift"]:
         raise typer.Exit(EXIT_DRIFT)
+
+
+SCHEDULE_PARAMS = {"log_uri": str, "reference": str, "last": int, "since": str, "alpha": float,
+                   "out_uri": str}  # fmt: skip
+
+
+@monitor_app.command("schedule")
+def schedule(
+    host: str = typer.Option(..., "--host", help="Kubeflow Pipelines API endpoint URL."),
+    cron: str = typer.Option(
+        "0 5 * * * *", "--cron", help="KFP cron, seconds first (default: hourly at :05)."
+    ),
+    experiment: str = typer.Option("imgrec-monitoring", "--experiment", help="Experiment name."),
+    namespace: str = typer.Option(None, "--namespace", help="Kubeflow namespace (multi-user)."),
+    param: list[str] = typer.Option(
+        None, "--param", help=f"NAME=VALUE, NAME one of {', '.join(SCHEDULE_PARAMS)}."
+    ),
+) -> None:
+    """Run the drift-monitor pipeline as a Kubeflow recurring run: each window's report (HTML)
+    and verdict (Metrics) in the Kubeflow UI."""
+    import kfp
+
+    from imgrec.cli.pipeline import parse_params
+    from imgrec.errors import ConfigError
+    from pipelines.monitoring import PIPELINE_NAME, compile_monitoring
+
+    params = {}
+    for name, value in parse_params(param).items():
+        if name not in SCHEDULE_PARAMS:
+            raise ConfigError(
+                f"unknown parameter {name!r}", hint=f"one of {', '.join(SCHEDULE_PARAMS)}"
+            )
+        params[name] = SCHEDULE_PARAMS[name](value)
+    with tempfile.TemporaryDirectory() as tmp:
+        package = compile_monitoring(f"{tmp}/monitoring.yaml")
+        client = kfp.Client(host=host, namespace=namespace)
+        exp = client.create_experiment(experiment, namespace=namespace)
+        job = client.create_recurring_run(
+            experiment_id=exp.experiment_id, job_name=PIPELINE_NAME, cron_expression=cron,
+            pipeline_package_path=package, params=params, max_concurrency=1, no_catchup=True,
+            enable_caching=False,
+        )  # fmt: skip
+    typer.echo(f"recurring run {job.recurring_run_id} ({cron}) in experiment {experiment}")

@@ -26,6 +26,8 @@ def test_committed_monitoring_yaml_is_up_to_date(tmp_path: Path) -> None:
     outputs = spec["components"]["comp-monitor"]["outputDefinitions"]["artifacts"]
     assert outputs["report"]["artifactType"]["schemaTitle"] == "system.HTML"
     assert outputs["metrics"]["artifactType"]["schemaTitle"] == "system.Metrics"
+    # a recurring run must not reuse the last hour's report: caching is off (no enableCache)
+    assert spec["root"]["dag"]["tasks"]["monitor"]["cachingOptions"] == {}
 
 
 @pytest.mark.slow
@@ -60,3 +62,19 @@ def test_monitor_pipeline_runs_locally(monitored: Monitored, tmp_path: Path) -> 
     assert metrics["metadata"]["p_brightness"] < 0.001
     (copied,) = glob.glob(str(tmp_path / "reports" / "*" / "summary.json"))
     assert json.loads(Path(copied).read_text())["drift"] is True
+
+
+def test_cronjob_manifest_validates() -> None:
+    import kubernetes_validate
+
+    from imgrec.gitops.kustomize import read_worktree, render
+
+    docs = render("manifests/monitoring", read_worktree(REPO))
+    (job,) = docs
+    kubernetes_validate.validate(job, "1.37.0", strict=True)
+    assert job["kind"] == "CronJob" and job["spec"]["schedule"] == "5 * * * *"
+    container = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+    script = container["args"][0]
+    assert "imgrec monitor report" in script and "--since 1h" in script and "--out" in script
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["REFERENCE"].endswith("@production") and env["LOG_URI"].startswith("s3://")
