@@ -46,7 +46,8 @@ def test_the_day_on_small_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
                            # retrained model through so the swap and the last window happen
                            params={"train_threads": "2", "min_images": "8",
                                    "gate_max_base_drop": "0.2", "gate_min_improvement": "0.0",
-                                   "gate_max_class_regression": "1.0"})  # fmt: skip
+                                   "gate_max_class_regression": "1.0",
+                                   "gate_absolute_floor": "0.0"})  # fmt: skip
             result = play_day(plan, say=lambda _: None)
         rows = {r["window"]: r for r in result["rows"]}
         assert rows["1-clean"]["verdict"] == "no drift", rows["1-clean"]
@@ -59,7 +60,9 @@ def test_the_day_on_small_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
         record = json.loads(Path(store, "triggers", "imgrec-v1.json").read_text())
         assert record["status"] == "accepted"
         assert result["retrain"]["status"] == "succeeded", result["retrain"]
-        assert result["retrain"]["gate"] is True and result["retrain"]["production_version"] == 2
+        run = json.loads(Path(result["retrain"]["run_dir"], "summary.json").read_text())
+        assert result["retrain"]["gate"] is True, run["gate"]["reasons"]
+        assert result["retrain"]["production_version"] == 2
         after = rows["3-new-camera-after"]
         assert after["version"] == 2 and after["accuracy"] > rows["2-new-camera"]["accuracy"]
         assert len(table(result)) == 5
