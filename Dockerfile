@@ -24,18 +24,19 @@ RUN if ! command -v python3 >/dev/null; then \
       && apt-get clean && rm -rf /var/lib/apt/lists/*; \
     fi \
  && python3 -m venv "${VIRTUAL_ENV}" \
- && useradd --create-home --uid 1000 imgrec
+ && useradd --no-log-init --create-home --uid 1000 imgrec
 
 WORKDIR /opt/imgrec/src
 # torch in its own layer, the biggest one (gigabytes when the wheel bundles CUDA): it is
-# rebuilt only when constraints.txt changes, not when the code or its other dependencies do.
-COPY constraints.txt ./
-RUN printf 'torch\ntorchvision\n' > /tmp/torch.txt \
- && pip install --index-url "${TORCH_INDEX}" -c constraints.txt -r /tmp/torch.txt \
+# rebuilt only when these pins change (tests/containers checks they are constraints.txt's);
+# the next layer brings torch's own dependencies to the versions constraints.txt pins.
+ARG TORCH_PINS="torch==2.14.1 torchvision==0.29.1"
+RUN printf '%s\n' ${TORCH_PINS} > /tmp/torch.txt \
+ && pip install --index-url "${TORCH_INDEX}" -r /tmp/torch.txt \
  && rm /tmp/torch.txt
 
 # The project's dependencies (pyproject.toml), pinned by constraints.txt.
-COPY pyproject.toml ./
+COPY pyproject.toml constraints.txt ./
 RUN python3 -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies'], sep='\n')" > /tmp/requirements.txt \
  && pip install -c constraints.txt -r /tmp/requirements.txt \
  && rm /tmp/requirements.txt
@@ -46,7 +47,7 @@ WORKDIR /
 RUN pip install --no-deps /opt/imgrec/src \
  && python3 /opt/imgrec/src/containers/check_imports.py /opt/imgrec/src/pyproject.toml \
  && pip uninstall -y pip \
- && rm -rf /opt/imgrec/src /root/.cache
+ && rm -rf /opt/imgrec/src
 
 # Numeric, so that Kubernetes runAsNonRoot can verify it (a name cannot be checked).
 USER 1000:1000

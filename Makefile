@@ -63,7 +63,7 @@ BASE ?= localhost/imgrec-base:bookworm
 TORCH_INDEX ?=
 
 image:
-	PYTHON=$(PYTHON) containers/build-image.sh "$(IMAGE)" "$(BASE)" "$(TORCH_INDEX)"
+	PYTHON=$(PYTHON) TORCH_PINS="$(TORCH)" containers/build-image.sh "$(IMAGE)" "$(BASE)" "$(TORCH_INDEX)"
 
 # The image at work: the pipeline's steps inside it (--runner container) and its predictor.
 # `make image` first (cached: nothing is rebuilt when nothing changed).

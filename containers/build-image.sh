@@ -2,7 +2,7 @@
 # Build the imgrec image with podman (make image): tools and base image first when missing,
 # this machine's pip set-up lent to the build (containers/pip_mounts.py), then report the
 # size, the torch build inside and the build time (also in build/image.json).
-#   containers/build-image.sh IMAGE BASE [TORCH_INDEX]
+#   [TORCH_PINS="torch==... torchvision==..."] containers/build-image.sh IMAGE BASE [TORCH_INDEX]
 set -euo pipefail
 image="$1"; base="$2"; torch_index="${3:-}"
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -30,10 +30,11 @@ if [ -z "$torch_index" ]; then
 fi
 
 mkdir -p "$root/build"
-mapfile -t pip_options < <("$python" "$here/pip_mounts.py" "$root/build/pip.conf")
+mapfile -t pip_options < <("$python" "$here/pip_mounts.py" "$root/build/pip-host")
 start=$(date +%s)
 "$podman" build --layers --tag "$image" \
   --build-arg "BASE=$base" --build-arg "TORCH_INDEX=$torch_index" \
+  ${TORCH_PINS:+--build-arg "TORCH_PINS=$TORCH_PINS"} \
   --label "org.opencontainers.image.source=imgrec" --label "imgrec.torch-index=$torch_index" \
   "${pip_options[@]}" --file "$root/Dockerfile" "$root"
 seconds=$(( $(date +%s) - start ))

@@ -3,16 +3,22 @@
 Machines behind a proxy or with local wheel indexes configure pip in /etc/pip.conf, the
 user's pip.conf and ``PIP_*`` variables, and name a CA bundle, local indexes and constraint
 files there. This writes the effective configuration (``pip config list``, variables
-overriding files) to one pip.conf and prints the ``podman build`` options that bind it, read
-only, to /etc/pip.conf of every RUN step, together with every local path it names. Bind mounts
-of a build never become part of a layer::
+overriding files) as pip's user configuration into a staging folder and prints the
+``podman build`` options (one per line) that bind it over ``/root`` (the HOME of a build's
+RUN steps) with every local path it names below it, read only.
 
-    python3 containers/pip_mounts.py build/pip.conf      # -> -v build/pip.conf:/etc/pip.conf:ro ...
+Why ``/root``: a bind mount's target that does not exist in the image is created in the
+layer (an empty /etc/pip.conf, /run/...), so the mount points would stay in the image. /root
+exists in every base, and what the mounts need below it is created in the staging folder on
+the host. pip's cache and anything else written to HOME during the build stays there too::
+
+    python3 containers/pip_mounts.py build/pip-host
 """
 
 import configparser
 import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -37,7 +43,8 @@ def effective_config(listing: str) -> dict[str, dict[str, str]]:
     return sections
 
 
-MOUNT_ROOT = "/run/pip-host"
+BUILD_HOME = "/root"
+MOUNT_ROOT = BUILD_HOME + "/.pip-host"
 """Where the host's paths appear in a RUN step: apart from the image's own files (a CA bundle
 bound over /etc/ssl/certs/ca-certificates.crt would break installing ca-certificates)."""
 
@@ -69,18 +76,20 @@ def relocated(sections: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
     }
 
 
-def build_options(conf_path: str, python: str = sys.executable) -> list[str]:
-    """Write ``conf_path`` and return the ``podman build`` options binding it and its paths."""
+def build_options(staging: str, python: str = sys.executable) -> list[str]:
+    """Fill ``staging`` (emptied first) and return the ``podman build`` options binding it."""
     listing = subprocess.run(
         [python, "-m", "pip", "config", "list"], capture_output=True, text=True, check=False
     ).stdout
     sections = effective_config(listing)
     parser = configparser.ConfigParser(interpolation=None)
     parser.read_dict(relocated(sections))
-    os.makedirs(os.path.dirname(os.path.abspath(conf_path)), exist_ok=True)
-    with open(conf_path, "w", encoding="utf-8") as f:
+    staging = os.path.abspath(staging)
+    shutil.rmtree(staging, ignore_errors=True)
+    os.makedirs(os.path.join(staging, ".config", "pip"))
+    with open(os.path.join(staging, ".config", "pip", "pip.conf"), "w", encoding="utf-8") as f:
         parser.write(f)
-    options = ["-v", f"{os.path.abspath(conf_path)}:/etc/pip.conf:ro"]
+    options = ["-v", f"{staging}:{BUILD_HOME}"]
     for path in local_paths(sections):
         options += ["-v", f"{path}:{MOUNT_ROOT}{path}:ro"]
     return options

@@ -34,6 +34,11 @@ S3_SCHEME = "s3://"
 _CLIENTS: dict[tuple[str | None, str | None], Any] = {}
 _CLIENTS_LOCK = threading.Lock()
 _MISSING_CODES = {"404", "NoSuchKey", "NoSuchBucket", "NotFound"}
+# mkstemp makes 0600 files; an atomic write gives what a plain open() would (0666 & ~umask),
+# so a model written by one user (a pipeline step) is readable by another (the predictor's).
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+_FILE_MODE = 0o666 & ~_UMASK
 
 
 def is_s3(uri: PathLike) -> bool:
@@ -296,6 +301,7 @@ def write_bytes(uri: PathLike, data: bytes) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
         try:
+            os.fchmod(fd, _FILE_MODE)
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
                 fh.flush()

@@ -105,6 +105,34 @@ def test_a_failing_step_in_the_container_fails_the_run(image: str, tmp_path: Pat
     assert summary["registered_version"] is None
 
 
+def test_an_image_that_is_not_built_is_refused_before_any_step(
+    image: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from imgrec.cli import main
+
+    monkeypatch.setenv("IMGREC_COMPONENT_IMAGE", "localhost/imgrec-never-built:0")
+    data = make_imagefolder(tmp_path / "d", n_train=8, n_val=3)
+    code = main(["pipeline", "run", "--local", "--runner", "container", "--data", str(data),
+                 "--store", str(tmp_path / "s"), "--runs-dir", str(tmp_path / "runs")])  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code == 2 and err.startswith("error[image_not_found]: image 'localhost/imgrec-never")
+    assert "make image" in err and not list((tmp_path / "runs").rglob("ingest"))
+
+
+def test_the_image_holds_no_build_tools_caches_or_build_mounts(image: str) -> None:
+    """Non-root, no pip or compiler, no apt lists or caches, and nothing of the machine's pip
+    set-up that ``make image`` lent to the build (containers/pip_mounts.py)."""
+    script = (
+        "id -u; for t in pip pip3 gcc cc make; do command -v $t; done; ls -A /var/lib/apt/lists; "
+        "ls -d /root/.cache /root/.config /root/.pip-host /home/imgrec/.cache /opt/imgrec/src "
+        "/run/pip-host /etc/pip.conf 2>/dev/null; "
+        "python3 -c 'import importlib.util as u; print(u.find_spec(\"pip\"))'"
+    )
+    out = subprocess.run([*podman_command(), "run", "--rm", image, "sh", "-c", script],
+                         capture_output=True, text=True, check=False).stdout.split()  # fmt: skip
+    assert out == ["1000", "None"], out
+
+
 def _probes() -> dict[str, str]:
     """The predictor's probe paths from the manifests (name ``imgrec``)."""
     spec = yaml.safe_load((REPO / "manifests/base/inferenceservice.yaml").read_text())

@@ -183,3 +183,18 @@ def test_every_data_file_of_a_package_is_installed(package: str) -> None:
         and not any(fnmatch.fnmatch(path.name, p) for p in patterns)
     ]  # fmt: skip
     assert not left_out, f"not installed (add to package-data): {left_out}"
+
+
+def test_the_torch_pins_of_the_image_and_the_venv_are_constraints_txt() -> None:
+    """The image installs torch in its own layer from ``ARG TORCH_PINS`` (so other pins do not
+    rebuild it) and ``make install`` from ``TORCH``: both must be constraints.txt's pins."""
+    pins = {
+        line.split("==")[0]: line
+        for line in (ROOT / "constraints.txt").read_text().splitlines()
+        if line.split("==")[0] in ("torch", "torchvision")
+    }
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    arg = re.search(r'^ARG TORCH_PINS="([^"]+)"', dockerfile, re.M)
+    assert arg and sorted(arg.group(1).split()) == sorted(pins.values()), arg
+    make = re.search(r"^TORCH := (.+)$", (ROOT / "Makefile").read_text(), re.M)
+    assert make and sorted(make.group(1).split()) == sorted(pins.values()), make

@@ -25,7 +25,7 @@ def test_cli_refuses_an_unknown_runner_in_one_line(
     code = main(["pipeline", "run", "--local", "--data", str(tmp_path), "--runner", "dokker",
                  "--store", str(tmp_path / "s"), "--runs-dir", str(tmp_path / "r")])  # fmt: skip
     err = capsys.readouterr().err.strip().splitlines()
-    assert code != 0 and err[-1].startswith("error[unknown_name]: unknown pipeline step runner")
+    assert code == 2 and err[-1].startswith("error[unknown_name]: unknown pipeline step runner")
     assert not (tmp_path / "r").exists()
 
 

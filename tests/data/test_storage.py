@@ -195,3 +195,12 @@ def test_dataset_from_s3_imagefolder_and_csv(
     assert manifest.counts() == {"train": 8, "val": 4}
     # Same files, labels and splits -> same fingerprint whatever the format.
     assert manifest.fingerprint == data.fingerprint
+
+
+def test_local_write_gives_the_mode_of_a_plain_open(tmp_path: Path) -> None:
+    """Not mkstemp's 0600: a model a pipeline step writes is read by the predictor's user."""
+    storage.write_bytes(str(tmp_path / "atomic.json"), b"{}")
+    (tmp_path / "plain.json").write_bytes(b"{}")
+    assert oct((tmp_path / "atomic.json").stat().st_mode & 0o777) == oct(
+        (tmp_path / "plain.json").stat().st_mode & 0o777
+    )
