@@ -30,6 +30,7 @@ if [ -z "$torch_index" ]; then
 fi
 
 mkdir -p "$root/build"
+previous=$("$podman" image inspect --format '{{.Id}}' "$image" 2>/dev/null || true)
 mapfile -t pip_options < <("$python" "$here/pip_mounts.py" "$root/build/pip-host")
 start=$(date +%s)
 "$podman" build --layers --tag "$image" \
@@ -38,6 +39,10 @@ start=$(date +%s)
   --label "org.opencontainers.image.source=imgrec" --label "imgrec.torch-index=$torch_index" \
   "${pip_options[@]}" --file "$root/Dockerfile" "$root"
 seconds=$(( $(date +%s) - start ))
+# The image this build replaced, with its own layers: gigabytes each time (kept when in use).
+if [ -n "$previous" ] && [ "$previous" != "$("$podman" image inspect --format '{{.Id}}' "$image")" ]; then
+  "$podman" rmi "$previous" >/dev/null 2>&1 || true
+fi
 size=$("$podman" image inspect --format '{{.Size}}' "$image")
 torch=$("$podman" run --rm "$image" python3 -c \
   "import torch; print(torch.__version__, 'cuda', torch.version.cuda or 'none')")

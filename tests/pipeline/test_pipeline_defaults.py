@@ -16,7 +16,9 @@ VALIDATION_PARAMS = {
     "max_width": "max_image_size",
     "max_height": "max_image_size",
 }
-NOT_PARAMETERS = {"warn_only", "per_class_metric"}  # fixed by the pipeline / the task's spec
+# fixed by the pipeline or the task's spec, not pipeline parameters (a new field must be one
+# or the other: this list is the decision, written down)
+NOT_PARAMETERS = {"warn_only", "per_class_metric", "new_data_per_class_metric"}
 
 
 def _as_param(value: object) -> object:
