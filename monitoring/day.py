@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageFilter
 
-from imgrec.data.captures import fingerprint
+from imgrec.data.captures import captured_images, fingerprint
 
 
 @dataclass
@@ -113,6 +113,27 @@ def _wait_for_log(logs: str, n: int, timeout_s: float = 20) -> None:
         time.sleep(0.3)
 
 
+def kept_by_capture(
+    capture: str, images: list[tuple[bytes, str]], settle_s: float = 1.0, timeout_s: float = 20
+) -> list[tuple[bytes, str]]:
+    """The images the server's capture kept: what annotators get to label.
+
+    Capture writes off the request path and drops images when the store is slow, so a sent
+    image may never be stored; waits until the captured set stops growing (bounded).
+    """
+    wanted = {fingerprint(data) for data, _ in images}
+    deadline = time.monotonic() + timeout_s
+    have: set[str] = set()
+    while True:
+        now = wanted & captured_images(capture).keys()
+        if now == wanted or (have and now == have) or time.monotonic() > deadline:
+            have = now
+            break
+        have = now
+        time.sleep(settle_s)
+    return [(data, label) for data, label in images if fingerprint(data) in have]
+
+
 def _report(plan: DayPlan, name: str, last: int) -> tuple[dict[str, Any], str]:
     from monitoring.logs import WindowSpec
     from monitoring.report import monitor_report
@@ -172,10 +193,12 @@ def play_day(plan: DayPlan, say: Callable[[str], None] = print) -> dict[str, Any
         say("  no drift on the shifted window: nothing to retrain")
         return result
     # labels for the captured shifted images (the sample's own labels stand in for annotators)
-    key_csv = labels_csv(shifted, Path(plan.work) / "labels" / "new-camera.csv")
+    captured = kept_by_capture(plan.capture, shifted)
+    key_csv = labels_csv(captured, Path(plan.work) / "labels" / "new-camera.csv")
     new_data = Path(plan.work) / "labels" / f"new-camera-{int(time.time())}"
     imported = import_labels(str(key_csv), plan.capture, str(new_data), classes=_classes(plan))
-    say(f"  labels: {imported['imported']} captured images labelled (from the sample's own "
+    say(f"  labels: {imported['imported']} of {len(shifted)} shifted images were captured and "
+        f"labelled (from the sample's own "
         f"labels, standing in for annotators) -> {new_data}")  # fmt: skip
     params = {"new_data_uri": str(new_data.resolve()), "init_from": "production",
               "epochs": str(plan.epochs), "deploy_target": "local",

@@ -70,3 +70,17 @@ def test_the_day_on_small_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
         assert len(captured) >= 150  # every distinct served image (rate 1.0)
     finally:
         stop_server(server)
+
+
+def test_only_captured_images_are_labelled(tmp_path: Path) -> None:
+    """A slow capture store drops images: the annotators' CSV names only the ones kept."""
+    from imgrec.data.captures import capture_key, fingerprint
+    from monitoring.day import kept_by_capture
+
+    images = [(b"\x89PNG\r\n\x1a\n" + bytes([i]) * 40, str(i % 3)) for i in range(6)]
+    for data, _ in images[::2]:  # the server kept every other image
+        path = tmp_path / capture_key(fingerprint(data), data)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    kept = kept_by_capture(str(tmp_path), images, settle_s=0.01, timeout_s=1)
+    assert kept == images[::2]
