@@ -68,7 +68,7 @@ image:
 # The image at work: the pipeline's steps inside it (--runner container) and its predictor.
 # `make image` first (cached: nothing is rebuilt when nothing changed).
 test-image: $(STAMP) image
-	IMGREC_REQUIRE_IMAGE=1 IMGREC_COMPONENT_IMAGE=$(IMAGE) $(PY) -m pytest -q --durations=5 \
+	IMGREC_REQUIRE_IMAGE=1 IMGREC_COMPONENT_IMAGE=$(IMAGE) $(PY) -m pytest -q -m image --durations=5 \
 	  tests/containers/test_image_runs.py
 
 clean:

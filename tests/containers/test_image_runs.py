@@ -34,7 +34,7 @@ from serving_helpers import free_port  # noqa: E402
 REPO = Path(__file__).resolve().parents[2]
 FAST = {"epochs": "3", "train_threads": "2", "min_images": "8", "gate_absolute_floor": "0.0"}
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.image]
 
 
 def _image_problem() -> str | None:
