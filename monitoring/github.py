@@ -70,7 +70,9 @@ def _send(url: str, body: bytes, token: str, timeout_s: float) -> tuple[int, str
         },
     )
     try:
-        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+        # a fresh opener reads the proxy settings of now: urlopen's cached global one keeps
+        # whatever proxy the environment named at the process's first download
+        with urllib.request.build_opener().open(request, timeout=timeout_s) as response:
             return int(response.status), response.read().decode("utf-8", "replace")
     except urllib.error.HTTPError as exc:
         return int(exc.code), exc.read().decode("utf-8", "replace")

@@ -171,3 +171,25 @@ def test_force_and_failed_records_allow_a_new_trigger(tmp_path: Path, github_env
         assert fire("github", SUMMARY, _settings(tmp_path))["status"] == "triggered"
         assert fire("github", SUMMARY, _settings(tmp_path, force=True))["status"] == "triggered"
     assert len(gh.requests) == 2
+
+
+def test_dispatch_ignores_a_proxy_cached_by_an_earlier_download(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """urlopen caches one global opener with the proxy of its first call (a weights download
+    under a dead proxy, in the suite); the dispatch reads the environment of now."""
+    import urllib.error
+    import urllib.request
+
+    for var in ("HTTP_PROXY", "http_proxy"):
+        monkeypatch.setenv(var, "http://127.0.0.1:9")  # a closed port
+    monkeypatch.setattr(urllib.request, "_opener", None)
+    with pytest.raises(urllib.error.URLError):
+        urllib.request.urlopen("http://127.0.0.1:1/", timeout=2)  # caches the proxied opener
+    for var in ("HTTP_PROXY", "http_proxy"):
+        monkeypatch.delenv(var)
+    with recording_server([(204, None)]) as rec:
+        sent = dispatch("acme/digits", {"model": "m", "version": "1"}, token="t",
+                        api_url=rec.url, retries=0)  # fmt: skip
+    assert sent["status"] == 204
+    assert len(rec.requests) == 1
