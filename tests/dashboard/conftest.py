@@ -34,7 +34,9 @@ def dashboard() -> Iterator[Callable[..., Dashboard]]:
         stop_dashboard(dash)
 
 
-@pytest.fixture(scope="session")
+# Module scope: Playwright's sync API keeps an event loop running in the main thread while it
+# is open, and every later test that calls asyncio.run (serving, monitoring) would fail.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     if not os.access(CHROMIUM, os.X_OK):
         pytest.fail(f"{CHROMIUM} not found: `make browser` installs Debian's chromium")
