@@ -72,7 +72,10 @@ def add_new_data(
 
 
 def has_holdout(manifest_dir: str) -> bool:
-    """Whether the manifest carries a held-out slice of new data."""
-    from imgrec.mlops.ingest import read_manifest
+    """Whether the manifest carries a held-out slice of new data (only a classification
+    manifest can: new data is classification only, and other tasks' manifests differ)."""
+    from imgrec.mlops.ingest import manifest_task, read_manifest
 
+    if manifest_task(manifest_dir) != "classify":
+        return False
     return any(r["split"] == HOLDOUT_SPLIT for r in read_manifest(manifest_dir).rows)
