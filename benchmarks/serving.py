@@ -50,6 +50,13 @@ IMGREC_OPTIONS: dict[str, str] = {}  # --imgrec-options: ServingOptions fields a
 START_TIMEOUT_S = 300  # export + int8 calibration on a slow, loaded machine take ~1 min
 
 
+def cpu_model() -> str:
+    """``lscpu``'s "Model name"."""
+    from batch_predict import cpu_model as model_name  # this script's folder is on sys.path
+
+    return model_name()
+
+
 def make_jpegs(n: int = 16, seed: int = 0) -> list[bytes]:
     """n distinct 640x480 JPEGs cut from scikit-image's photos (``seed`` picks the crops)."""
     from skimage import data
@@ -285,7 +292,8 @@ def main() -> None:
     IMGREC_OPTIONS["json"] = args.imgrec_options
     jpegs = make_jpegs()
     results: dict[str, Any] = {"image": "640x480 JPEG", "model": "efficientnet_lite0 @224",
-                               "cpus": os.cpu_count(), "repeats": args.repeats,
+                               "cpus": os.cpu_count(), "cpu_model": cpu_model(),
+                               "repeats": args.repeats,
                                "load_before": os.getloadavg(), "rounds": []}  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="imgrec-bench-") as tmp:
         for _ in range(args.repeats):  # servers alternate, so a load spike hits one round
