@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable, Iterator
 
 from dashboard.config import DashboardConfig
-from imgrec.errors import ConfigError, ImgrecError
+from imgrec.errors import ConfigError, DashboardStartError, ImgrecError
 
 
 def bind(config: DashboardConfig) -> socket.socket:
@@ -75,10 +75,9 @@ def dashboard_beside(
         line = proc.stdout.readline()
         found = re.search(r"http://127\.0\.0\.1:\d+", line)
         if not found:
-            raise ImgrecError(
+            raise DashboardStartError(
                 f"the dashboard did not start: {line.strip() or 'no output'}",
                 hint="run `imgrec dashboard` by hand to see why",
-                code="dashboard_failed",
             )
         yield found[0]
     finally:

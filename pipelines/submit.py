@@ -19,14 +19,9 @@ import os
 import time
 from typing import Any
 
-from imgrec.errors import ImgrecError
+from imgrec.errors import ImgrecError, KfpError
 
 DONE_STATES = {"SUCCEEDED", "FAILED", "SKIPPED", "CANCELED"}
-
-
-class KfpError(ImgrecError):
-    code = "kfp_failed"
-    http_status = 502
 
 
 def client(host: str, namespace: str | None = None) -> Any:
