@@ -99,8 +99,9 @@ def test_a_server_that_cannot_be_swapped_refuses_before_anything_moves(
     store = served["store"]
     before = (store.production_version(), len(store.history()))
     for server in (f"http://127.0.0.1:{free_port()}", "http://10.0.0.1:8080"):
-        app = create_app(DashboardConfig(store=store.uri, server=server, allow_actions=True,
-                                         token="t0k", runs=str(served["root"] / "runs")))  # fmt: skip
+        config = DashboardConfig(store=store.uri, server=server, allow_actions=True,
+                                 token="t0k", runs=str(served["root"] / "runs"))  # fmt: skip
+        app = create_app(config)
         refused = _post(TestClient(app, base_url=BASE), "promote", version="2")
         assert refused.status_code == 502 and "redeploy_failed" in refused.text
         assert (store.production_version(), len(store.history())) == before
