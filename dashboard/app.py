@@ -14,7 +14,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, FileSystemLoader, select_autoescape
+from jinja2 import (
+    BytecodeCache,
+    Environment,
+    FileSystemBytecodeCache,
+    FileSystemLoader,
+    select_autoescape,
+)
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -49,9 +55,21 @@ NAV = (
 )
 
 
+def _bytecode_cache() -> BytecodeCache | None:
+    """Compiled templates kept in ``$IMGREC_CACHE/dashboard/templates``: a new process renders
+    its first page without compiling (Jinja checks each entry against the template's source)."""
+    folder = storage.cache_folder("dashboard") / "templates"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    return FileSystemBytecodeCache(str(folder))
+
+
 def _environment() -> Environment:
     env = Environment(
         loader=FileSystemLoader(HERE / "templates"),
+        bytecode_cache=_bytecode_cache(),
         autoescape=select_autoescape(["html"], default=True),
         trim_blocks=True,
         lstrip_blocks=True,

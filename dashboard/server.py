@@ -46,7 +46,10 @@ def serve(config: DashboardConfig, on_ready: Callable[[str], None] | None = None
     app = create_app(config)
     if on_ready:
         on_ready(url)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    # No websockets, no lifespan events, asyncio's own loop: the dashboard uses none of them,
+    # and not importing their modules shortens the start (BENCHMARKS.md, "Dashboard").
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False,
+                                           ws="none", lifespan="off", loop="asyncio"))  # fmt: skip
     server.run(sockets=[sock])
 
 
