@@ -134,6 +134,13 @@ class TrainConfig:
         default=None,
         metadata=_doc("with a frozen backbone: compute features once, train the head; auto=on"),
     )
+    shard_cache_mb: float = field(
+        default=0,
+        metadata=_doc("local disk (MB) for shards streamed from s3:// (LRU); 0=stream each epoch"),
+    )
+    shuffle_buffer: int = field(
+        default=1000, metadata=_doc("samples per worker in the shuffle buffer of sharded data")
+    )
     # --- outputs --------------------------------------------------------------------
     report: bool = field(
         default=True,
