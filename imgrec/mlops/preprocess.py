@@ -28,6 +28,7 @@ import csv
 import io
 import json
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -103,9 +104,13 @@ def preprocess(
     epochs: int = 0,
     device: str = "cpu",
     workers: int = 2,
+    epoch: Callable[[list[dict[str, Any]]], tuple[list[dict[str, Any]], str]] | None = None,
     **overrides: Any,
 ) -> PreprocessResult:
-    """Resolve the recipe, write shrunken images and ``data.csv`` to ``out_dir``."""
+    """Resolve the recipe, write shrunken images and ``data.csv`` to ``out_dir``.
+
+    ``epoch`` maps the readable rows to the rows ``data.csv`` lists (and a note), e.g. the new
+    data's training mix (:func:`imgrec.mlops.new_data.epoch_rows`)."""
     from imgrec.models import ARCHITECTURES
 
     started = time.perf_counter()
@@ -129,10 +134,13 @@ def preprocess(
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         written = list(pool.map(one, sorted(todo)))
+    listed, mix_note = epoch(rows) if epoch is not None else (rows, "")
+    if mix_note:
+        notes.append(mix_note)
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["path", "label", "split"])
-    for r in rows:
+    for r in listed:
         w.writerow([names.get(r["sha256"], r["path"]), r["label"], r["split"]])
     data_csv = storage.join(out_dir, TRAIN_CSV)
     storage.write_text(data_csv, buf.getvalue())
@@ -140,6 +148,7 @@ def preprocess(
         "images": len(rows),
         "resized": len(todo),
         "kept": len(rows) - sum(1 for r in rows if r["sha256"] in todo),
+        "epoch_images": sum(r["split"] == "train" for r in listed),
         "bytes_before": sum(int(r["bytes"]) for r in rows if r["sha256"] in todo),
         "bytes_after": sum(n for n, _ in written),
         "geometry": {
