@@ -134,7 +134,9 @@ def test_training_mix_repeats_the_new_images_and_replays_part_of_the_base(
     assert [r for r in rows if r["split"] != "train"] == [
         r for r in manifest.rows if r["split"] != "train"
     ]  # val and the held-out slice: every image once
-    assert note == "training mix: 20 of 40 base training images and the 6 new ones 3x each per epoch"
+    assert note == (
+        "training mix: 20 of 40 base training images and the 6 new ones 3x each per epoch"
+    )
     result = preprocess(manifest, str(tmp_path / "pre"), epochs=1,
                         epoch=lambda r: epoch_rows(r, str(tmp_path / "m")))  # fmt: skip
     assert result.stats["epoch_images"] == 38 and note in result.notes
