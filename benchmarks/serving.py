@@ -337,7 +337,9 @@ def one_round(
                 _, request = stack.enter_context(SERVERS[name](work))
             except ServerFailed as exc:  # said with the log's tail; the other servers still run
                 print(f"{name} failed to start: {exc}", file=sys.stderr, flush=True)
-                out[name] = {"failed": str(exc).splitlines()[0]}
+                lines = str(exc).splitlines()
+                cause = next((x for x in reversed(lines) if "Error" in x), lines[-1])
+                out[name] = {"failed": f"{lines[0]} {cause.strip()}"}
                 continue
             out[name] = {}
             for c in (int(x) for x in args.concurrency.split(",")):
