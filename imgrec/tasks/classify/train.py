@@ -7,6 +7,7 @@
     result = train("data/mnist5k")                       # the recipe picks everything
     result = train("data/photos", model="resnet18", epochs=5, out="runs/r18", lr=1e-3)
     result = train("data/photos", out="runs/r18", resume=True)   # after a crash / kill -9
+    result = train("data/mnist5k", time_budget=60)       # the schedule planned to fit 60 s
     result.model_dir, result.metrics["accuracy"]
 
 The run directory follows docs/design.md: ``model/`` (best), ``last/``, ``checkpoint.pt``,
@@ -28,6 +29,7 @@ from rich.console import Console
 from imgrec.config import TrainConfig, load_config
 from imgrec.data.dataset import ClassificationData, load_classification_data
 from imgrec.data.shards import ShardIndex, is_shards, read_index, read_shard
+from imgrec.engine.budget import TimeBudget
 from imgrec.engine.callbacks import (
     Callback,
     Checkpointer,
@@ -46,7 +48,7 @@ from imgrec.engine.distributed import (
     threads_per_process,
 )
 from imgrec.engine.loop import TrainState, classification_loss, fit
-from imgrec.engine.optim import build_optimizer, build_scheduler
+from imgrec.engine.optim import Horizon, build_optimizer, build_scheduler
 from imgrec.engine.run import (
     CONFIG_FILE,
     TrainResult,
@@ -107,7 +109,7 @@ def _class_weights(cfg: TrainConfig, data: TrainData) -> torch.Tensor | None:
 
 
 def _state(cfg: TrainConfig, session: Session, data: TrainData, device: torch.device,
-           generator: torch.Generator, world: World) -> TrainState:  # fmt: skip
+           generator: torch.Generator, world: World, horizon: Horizon) -> TrainState:  # fmt: skip
     assert cfg.lr is not None and cfg.epochs is not None and cfg.scheduler is not None
     params = [p for p in session.trained.parameters() if p.requires_grad]
     optimizer = build_optimizer(
@@ -117,7 +119,8 @@ def _state(cfg: TrainConfig, session: Session, data: TrainData, device: torch.de
     scheduler = build_scheduler(
         cfg.scheduler,
         optimizer,
-        total_steps=steps * cfg.epochs,
+        # a time budget plans the length once it has timed the steps: the schedule follows
+        total_steps=horizon if cfg.time_budget else horizon.total_steps,
         warmup_steps=round(cfg.warmup_epochs * steps),
     )
     use_amp = bool(cfg.amp) and device.type == "cuda"
@@ -219,6 +222,9 @@ def _train(data: Any, cfg: TrainConfig, run_dir: Path, resume: bool, quiet: bool
     device = pick_device(cfg.device, world.local_rank)
     stats = _image_stats(dataset)
     cfg, notes = resolve(cfg, stats, device.type)
+    if cfg.time_budget and world.distributed:  # each rank would plan its own schedule
+        notes.append(f"time_budget: not planned across processes yet; {cfg.epochs} epochs run")
+        cfg = cfg.replace(time_budget=None)
     for note in notes:
         console.print(note, highlight=False, soft_wrap=True)
     if world.main:
@@ -230,9 +236,12 @@ def _train(data: Any, cfg: TrainConfig, run_dir: Path, resume: bool, quiet: bool
     else:
         build = feature_session if cfg.freeze == "backbone" and cfg.feature_cache else pixel_session
         session = build(cfg, dataset, device, generator, console, world)
-    state = _state(cfg, session, dataset, device, generator, world)
+    steps = len(session.train_batches)  # type: ignore[arg-type]
+    assert cfg.epochs is not None
+    horizon = Horizon(steps * cfg.epochs)
+    state = _state(cfg, session, dataset, device, generator, world, horizon)
     if resume:
-        _restore(state, run_dir, dataset, console, len(session.train_batches))  # type: ignore[arg-type]
+        _restore(state, run_dir, dataset, console, steps)
 
     def save(st: TrainState, path: str, record: dict[str, Any]) -> None:
         save_model_dir(session.network, _card(cfg, session, dataset, dict(record), task), path)
@@ -240,6 +249,11 @@ def _train(data: Any, cfg: TrainConfig, run_dir: Path, resume: bool, quiet: bool
     callbacks: list[Callback] = [
         EarlyStopping(cfg.early_stopping_patience, cfg.early_stopping_min_delta)
     ]
+    if cfg.time_budget:  # before the Checkpointer: the checkpoint keeps the plan
+        log = None if quiet else lambda line: console.print(line, highlight=False)
+        budget = TimeBudget(cfg.time_budget, horizon=horizon, started=started,
+                            max_steps=horizon.total_steps, log=log)  # fmt: skip
+        callbacks.insert(0, budget)
     if world.main:  # one writer: rank 0
         callbacks.insert(0, HistoryWriter(run_dir / "history.jsonl"))
         callbacks.append(

@@ -2,8 +2,8 @@
 
 Detection trains through the shared loop (:func:`imgrec.engine.loop.fit`): its batches are
 ``(images or cached features, list of box targets)`` and its ``batch_loss`` sums the detector's
-losses; the best epoch is the one with the highest ``val_map50``; ``max_seconds`` is a
-:class:`~imgrec.engine.callbacks.TimeBudget` the learning-rate schedule follows. Checkpoints,
+losses; the best epoch is the one with the highest ``val_map50``; ``time_budget`` is a
+:class:`~imgrec.engine.budget.TimeBudget` that plans the schedule's length. Checkpoints,
 ``--resume``, history, seeding, device and threads are the engine's, as for classification.
 """
 
@@ -22,12 +22,12 @@ from torch.utils.data import DataLoader
 from imgrec.data.detection import DetectionData, boxes_summary, load_detection_data
 from imgrec.data.detection.augment import DetectionDataset, collate, train_transform
 from imgrec.engine.batches import RankBatchSampler
+from imgrec.engine.budget import TimeBudget
 from imgrec.engine.callbacks import (
     Callback,
     Checkpointer,
     HistoryWriter,
     ProgressBar,
-    TimeBudget,
     restore_state,
 )
 from imgrec.engine.checkpoint import seed_everything
@@ -42,7 +42,7 @@ from imgrec.engine.distributed import (
     threads_per_process,
 )
 from imgrec.engine.loop import TrainState, fit
-from imgrec.engine.optim import build_optimizer, build_scheduler
+from imgrec.engine.optim import Horizon, build_optimizer, build_scheduler
 from imgrec.engine.run import (
     CONFIG_FILE,
     TrainResult,
@@ -167,8 +167,14 @@ def _train(data: str | Path, cfg: DetectConfig, run_dir: Path, resume: bool, pro
     )
     epoch_batches, loss_fn, steps = _batches(det, train_set, cfg, pre, generator, progress, world)
     setup_seconds = time.perf_counter() - setup_start
-    budget = TimeBudget(cfg.max_seconds - setup_seconds) if cfg.max_seconds else None
-    state = _state(cfg, det, on_device(loss_fn, device), steps, device, generator, budget, world)
+    horizon = Horizon(cfg.epochs * steps)
+    budget = None
+    if cfg.time_budget:
+        log = (lambda line: console.print(line, highlight=False)) if progress else None
+        budget = TimeBudget(cfg.time_budget, horizon=horizon, started=setup_start,
+                            max_steps=horizon.total_steps, log=log)  # fmt: skip
+    state = _state(cfg, det, on_device(loss_fn, device), horizon, device, generator, budget,
+                   world)  # fmt: skip
     if resume:
         restore_state(state, resume_checkpoint(run_dir, fingerprint), steps)
         console.print(
@@ -204,7 +210,7 @@ def _train(data: str | Path, cfg: DetectConfig, run_dir: Path, resume: bool, pro
             HistoryWriter(run_dir / "history.jsonl"),
             Checkpointer(run_dir, save, extra=lambda: {"fingerprint": fingerprint}),
         ]
-    if budget is not None:
+    if budget is not None:  # before the Checkpointer: the checkpoint keeps the plan
         callbacks.insert(0, budget)
     if progress:
         callbacks.insert(0, ProgressBar(console))
@@ -229,7 +235,7 @@ def _state(
     cfg: DetectConfig,
     det: Detector,
     loss_fn: LossFn,
-    steps: int,
+    horizon: Horizon,
     device: torch.device,
     generator: torch.Generator,
     budget: TimeBudget | None,
@@ -240,9 +246,8 @@ def _state(
     scheduler = build_scheduler(
         "cosine",
         opt,
-        total_steps=cfg.epochs * steps,
+        total_steps=horizon if budget is not None else horizon.total_steps,
         warmup_steps=cfg.warmup_steps,
-        progress=budget.fraction if budget is not None else None,
     )
     # DDP wraps the loss computation (detection's loss is not its forward) to sync gradients;
     # cached features leave the frozen prefix without gradients: unused parameters
