@@ -54,6 +54,17 @@ def test_fewer_samples_than_processes_is_an_error() -> None:
         rank_batches(torch.arange(2), 8, World(rank=0, size=3))
 
 
+def _run_cli(command: list[str]) -> subprocess.CompletedProcess[str]:
+    """``command`` with this checkout first on the path; it must succeed."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
 def _history(run: Path) -> list[dict]:
     return [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
 
@@ -84,12 +95,7 @@ def test_two_gloo_processes_equal_one_and_resume_at_world_size_one(tmp_path: Pat
         "--set", "warmup_epochs=0", "--set", "augment=none", "--set", "report=false",
         "--set", f"arch_kwargs={arch}",
     ]  # fmt: skip
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-    }
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = _run_cli(command)
     assert done.stdout.count("model:") == 1  # rank 0 alone reports (and writes)
     _close(_history(two), single.history[:2])
     assert load_checkpoint(two / "checkpoint.pt")["world_size"] == 2
@@ -133,12 +139,7 @@ def test_detection_trains_in_two_gloo_processes_and_resumes_in_one(tmp_path: Pat
         "--nproc", "2", "--epochs", "2", "--batch-size", "2", "--img-size", "96",
         "--set", "threads=1", "-q",
     ]  # fmt: skip
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-    }
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = _run_cli(command)
     assert done.stdout.count("metrics:") == 1  # rank 0 alone reports (and writes)
     history = _history(two)
     # the same global batches of 4; FCOS normalises its loss by the positives of each rank's
