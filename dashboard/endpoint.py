@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from imgrec.errors import EndpointUnavailableError, ImgrecError
+from imgrec.errors import EndpointError, EndpointUnavailableError, ImgrecError
 
 # httpx, NumPy and Pillow load on first use: the dashboard starts without them (< 2 s goal).
 
@@ -167,10 +167,10 @@ class Endpoint:
                 err = response.json()
             except ValueError:
                 err = {"message": response.text[:200]}
-            raise ImgrecError(
+            raise EndpointError(
                 str(err.get("message") or err.get("error") or response.status_code),
                 hint=str(err.get("hint", "")),
-                code=str(err.get("code", "server_error")),
+                code=str(err.get("code") or EndpointError.code),
             )
         return parse_v2(response.json(), len(images))
 

@@ -41,7 +41,9 @@ def preprocess(manifest_dir: str, out_dir: str, **options: Any) -> dict[str, Any
 def train_inputs(data_dir: str, payload: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     from imgrec.mlops.ingest import TRAIN_CSV
 
-    return storage.join(data_dir, TRAIN_CSV), payload
+    payload = dict(payload)
+    shards = payload.pop("shards", None)  # written by preprocess with shards=...: streamed
+    return (shards or storage.join(data_dir, TRAIN_CSV)), payload
 
 
 def eval_data(manifest_dir: str) -> str:
