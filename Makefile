@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q -c constraints.txt $(TORCH)
-	$(PIP) install -q -c constraints.txt -e '.[dev]'
+	$(PIP) install -q -c constraints.txt -e '.[all,dev]'
 	touch $(STAMP)
 
 run: $(STAMP)
@@ -66,7 +66,8 @@ image:
 	PYTHON=$(PYTHON) TORCH_PINS="$(TORCH)" containers/build-image.sh "$(IMAGE)" "$(BASE)" "$(TORCH_INDEX)"
 
 # The image at work: the pipeline's steps inside it (--runner container) and its predictor.
-# `make image` first (cached: nothing is rebuilt when nothing changed).
+# `make image` first: it returns at once when the image carries this checkout's inputs label
+# (imgrec.inputs); the tests fail on an image built from other files.
 test-image: $(STAMP) image
 	IMGREC_REQUIRE_IMAGE=1 IMGREC_COMPONENT_IMAGE=$(IMAGE) $(PY) -m pytest -q -m image --durations=5 \
 	  tests/containers/test_image_runs.py

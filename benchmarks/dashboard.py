@@ -8,12 +8,16 @@ days in the server's daily files, ``--reports`` drift reports and 20 pipeline ru
   would cost if it loaded the log);
 * ``index_build_s``: the first (background) indexing of the whole log; ``index_reload_s``: a
   new process loading the saved index; ``incremental_s``: reading 1,000 appended records;
-* ``startup_s``: ``imgrec dashboard`` from process start to the first 200 on ``/`` (median of 3),
-  with the index saved (``warm``) and without (``cold``: the first page renders while indexing);
-  beside ``imgrec --help`` (start and exit, the baseline) in the same run, and the load average;
+* ``startup``: ``imgrec dashboard`` from process start to the first 200 on ``/`` (wall and CPU
+  seconds, medians of ``--rounds``), with the index and compiled templates saved (``warm``) and
+  without (``cold``: the first page renders while indexing starts); the same for a ``--baseline``
+  checkout (e.g. ``git worktree add --detach /tmp/base main``) started alternately with this one;
+  and as floors ``imgrec --help`` (start and exit) and a bare ``python -c pass``, with the load
+  average;
 * ``pages_ms``: each page's server time (``Server-Timing``), median and max of ``--repeats``.
 
     python benchmarks/dashboard.py --records 1000000 --versions 50
+    python benchmarks/dashboard.py --startup-only --baseline /tmp/base --rounds 5
 """
 
 from __future__ import annotations
@@ -145,17 +149,19 @@ def naive_full_read(folder: Path) -> float:
     return time.perf_counter() - started
 
 
-def start(args: list[str], env: dict[str, str]) -> tuple[subprocess.Popen[str], str, float, float]:
-    """Start the dashboard; returns it, its URL, the wall seconds to the first 200 on ``/`` and
-    the CPU seconds it used by then (the machine is shared: CPU time is what a quiet machine
-    would wait)."""
+def start(
+    args: list[str], env: dict[str, str], checkout: Path = REPO
+) -> tuple[subprocess.Popen[str], str, float, float]:
+    """Start the dashboard of ``checkout``; returns it, its URL, the wall seconds to the first
+    200 on ``/`` and the CPU seconds it used by then (the machine is shared: CPU time is what a
+    quiet machine would wait)."""
     import psutil
 
     started = time.perf_counter()
     proc = subprocess.Popen(
         [sys.executable, "-m", "imgrec", "dashboard", *args, "--port", "0"],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env={**os.environ, **env, "PYTHONPATH": str(REPO)},
+        cwd=checkout, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, **env, "PYTHONPATH": str(checkout)},
     )  # fmt: skip
     assert proc.stdout is not None
     url = ""
@@ -171,6 +177,47 @@ def start(args: list[str], env: dict[str, str]) -> tuple[subprocess.Popen[str], 
                 return proc, url, wall, cpu.user + cpu.system
         except httpx.HTTPError:
             time.sleep(0.01)
+
+
+def command_time(cmd: list[str], checkout: Path = REPO) -> tuple[float, float]:
+    """Wall and CPU seconds of a command that starts and exits."""
+    t0 = time.perf_counter()
+    before = os.times()
+    subprocess.run(cmd, cwd=checkout, capture_output=True, check=True,
+                   env={**os.environ, "PYTHONPATH": str(checkout)})  # fmt: skip
+    after = os.times()
+    cpu = (
+        after.children_user + after.children_system - before.children_user - before.children_system
+    )
+    return time.perf_counter() - t0, cpu
+
+
+def startup_figures(cli: list[str], work: Path, rounds: int, baseline: Path | None) -> dict:
+    """Median wall and CPU seconds over ``rounds`` of: the dashboard to its first page, warm
+    (saved index and compiled templates in ``work/cache``) and cold (an empty cache); the same
+    for the ``baseline`` checkout when given; and, as floors, ``imgrec --help`` and a bare
+    ``python -c pass``. The kinds alternate within each round, so load changes hit all alike."""
+    checkouts = {"current": REPO, **({"baseline": baseline} if baseline else {})}
+    samples: dict[str, list[tuple[float, float]]] = {}
+    for _ in range(rounds):
+        for who, checkout in checkouts.items():
+            for name, cache in (("warm", work / f"cache-{who}"), ("cold", work / "cold-cache")):
+                shutil.rmtree(work / "cold-cache", ignore_errors=True)
+                proc, _, wall, cpu = start(cli, {"IMGREC_CACHE": str(cache)}, checkout)
+                stop(proc)
+                samples.setdefault(f"{who}_{name}", []).append((wall, cpu))
+        samples.setdefault("imgrec_help", []).append(
+            command_time([sys.executable, "-m", "imgrec", "--help"])
+        )
+        samples.setdefault("python_pass", []).append(command_time([sys.executable, "-c", "pass"]))
+    out: dict[str, object] = {
+        k: {"wall_s": round(statistics.median(w for w, _ in v), 2),
+            "cpu_s": round(statistics.median(c for _, c in v), 2)}
+        for k, v in samples.items()
+    }  # fmt: skip
+    out["rounds"] = rounds
+    out["load_average_1m"] = round(os.getloadavg()[0], 1)
+    return out
 
 
 def stop(proc: subprocess.Popen[str]) -> None:
@@ -200,6 +247,18 @@ def main() -> None:
     parser.add_argument("--reports", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--work", default="")
+    parser.add_argument("--rounds", type=int, default=5, help="start-up rounds (medians)")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        help="another checkout (e.g. a git worktree of main) to start beside",
+    )
+    parser.add_argument(
+        "--startup-only",
+        action="store_true",
+        help="only the index and start-up figures (no naive read, no pages)",
+    )
     args = parser.parse_args()
     work = Path(args.work or tempfile.mkdtemp(prefix="imgrec-dash-bench-"))
     from dashboard.predlog import LogIndex
@@ -212,7 +271,8 @@ def main() -> None:
         make_reports(work / "reports", args.reports)
         runs = make_runs(work / "runs", store, 20)
         result.update(log_mb=round(log_bytes / 2**20, 1), setup_s=round(time.perf_counter() - t0))
-        result["naive_full_read_s"] = round(naive_full_read(work / "log"), 2)
+        if not args.startup_only:
+            result["naive_full_read_s"] = round(naive_full_read(work / "log"), 2)
 
         cache = work / "cache"
         t0 = time.perf_counter()
@@ -235,35 +295,11 @@ def main() -> None:
 
         cli = ["--store", store, "--log", str(work / "log"), "--runs", runs,
                "--reports", str(work / "reports")]  # fmt: skip
-        startups, cpus = {}, {}
-        for name, env_cache in (("warm", cache), ("cold", work / "cold-cache")):
-            times, cpu_times = [], []
-            for _ in range(3):
-                shutil.rmtree(work / "cold-cache", ignore_errors=True)
-                proc, url, seconds, cpu = start(cli, {"IMGREC_CACHE": str(env_cache)})
-                times.append(seconds)
-                cpu_times.append(cpu)
-                stop(proc)
-            startups[name] = round(statistics.median(times), 2)
-            cpus[name] = round(statistics.median(cpu_times), 2)
-        result["startup_s"] = startups
-        result["startup_cpu_s"] = cpus
-        helps, help_cpu = [], []
-        for _ in range(3):  # the baseline: another imgrec command that only starts and exits
-            t0 = time.perf_counter()
-            before = os.times()
-            subprocess.run([sys.executable, "-m", "imgrec", "--help"], cwd=REPO,
-                           capture_output=True, check=True,
-                           env={**os.environ, "PYTHONPATH": str(REPO)})  # fmt: skip
-            helps.append(time.perf_counter() - t0)
-            after = os.times()
-            help_cpu.append(after.children_user + after.children_system
-                            - before.children_user - before.children_system)  # fmt: skip
-        result["imgrec_help_s"] = round(statistics.median(helps), 2)
-        result["imgrec_help_cpu_s"] = round(statistics.median(help_cpu), 2)
-        result["startup_warm_over_help"] = round(startups["warm"] / result["imgrec_help_s"], 2)
-        result["load_average"] = round(os.getloadavg()[0], 1)
-
+        for who in ("current", "baseline"):  # each checkout's warm cache: the saved index
+            shutil.copytree(cache, work / f"cache-{who}")
+        result["startup"] = startup_figures(cli, work, args.rounds, args.baseline)
+        if args.startup_only:
+            return
         proc, url, _, _ = start(cli, {"IMGREC_CACHE": str(cache)})
         try:
             run_id = sorted(p.name for p in (work / "runs").iterdir())[-1]
@@ -282,7 +318,7 @@ def main() -> None:
     finally:
         if not args.work:
             shutil.rmtree(work, ignore_errors=True)
-    print(json.dumps(result, indent=1))
+        print(json.dumps(result, indent=1))
 
 
 if __name__ == "__main__":

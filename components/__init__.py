@@ -17,6 +17,7 @@ runs after ``register`` when the ``deploy_target`` parameter is ``local`` or ``c
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 DEFAULT_IMAGE = "ghcr.io/imgrec/imgrec:0.1.0"
@@ -47,4 +48,47 @@ def build_components(image: str | None = None) -> dict[str, Any]:
     funcs = (ingest, validate, preprocess, train, train_on_cluster, evaluate, gate, register,
              not_registered, deploy, monitor)  # fmt: skip
     # packages_to_install stays empty: imgrec and kfp are in the image (and in the local venv).
-    return {f.__name__: dsl.component(f, base_image=base, install_kfp_package=False) for f in funcs}
+    return {
+        f.__name__: dsl.component(current_function(f), base_image=base, install_kfp_package=False)
+        for f in funcs
+    }
+
+
+def current_function(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``func`` as its module's file now defines it (re-imported when the file changed).
+
+    kfp ships a lightweight component as the *text* ``inspect.getsource`` finds at the line
+    where the function began when its module was imported. When the file changed since (a
+    ``git merge``/checkout in the same working tree while a long process -- a test session,
+    ``make run``, a server -- keeps running), that line is elsewhere and the step runs
+    whatever is there: kfp's ``module 'ephemeral_component' has no attribute
+    'not_registered'``, or silently another function's body. The source on disk is compared
+    with the imported code; on a difference the module is reloaded, so the component is built
+    from, and runs, the file as it is now.
+    """
+    import importlib
+    import inspect
+    import linecache
+    import sys
+
+    linecache.checkcache(inspect.getsourcefile(func))
+    if _source_matches(func):
+        return func
+    module = importlib.reload(sys.modules[func.__module__])
+    return getattr(module, func.__name__)  # type: ignore[no-any-return]
+
+
+def _source_matches(func: Callable[..., Any]) -> bool:
+    """Whether the text ``inspect.getsource`` returns for ``func`` compiles to ``func``'s code."""
+    import inspect
+    import textwrap
+
+    try:
+        tree = compile(textwrap.dedent(inspect.getsource(func)), "<component>", "exec")
+    except (OSError, SyntaxError):
+        return False
+    code = func.__code__  # type: ignore[attr-defined]
+    return any(
+        getattr(c, "co_name", None) == code.co_name and c.co_code == code.co_code
+        for c in tree.co_consts
+    )

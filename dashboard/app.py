@@ -14,7 +14,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, FileSystemLoader, select_autoescape
+from jinja2 import (
+    BytecodeCache,
+    Environment,
+    FileSystemBytecodeCache,
+    FileSystemLoader,
+    select_autoescape,
+)
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -29,6 +35,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from dashboard import pages, runs
+from dashboard.actions import apply_action
 from dashboard.config import DashboardConfig
 from dashboard.endpoint import thumbnail
 from dashboard.security import SANDBOX_CSP, SecurityMiddleware, check_action
@@ -48,9 +55,21 @@ NAV = (
 )
 
 
+def _bytecode_cache() -> BytecodeCache | None:
+    """Compiled templates kept in ``$IMGREC_CACHE/dashboard/templates``: a new process renders
+    its first page without compiling (Jinja checks each entry against the template's source)."""
+    folder = storage.cache_folder("dashboard") / "templates"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    return FileSystemBytecodeCache(str(folder))
+
+
 def _environment() -> Environment:
     env = Environment(
         loader=FileSystemLoader(HERE / "templates"),
+        bytecode_cache=_bytecode_cache(),
         autoescape=select_autoescape(["html"], default=True),
         trim_blocks=True,
         lstrip_blocks=True,
@@ -80,6 +99,14 @@ def _int(value: Any, name: str) -> int:
         raise ConfigError(f"{name} must be a whole number, got {str(value)[:40]!r}") from None
 
 
+def _done(request: Request) -> dict[str, Any] | None:
+    """The action just done, from the redirect's query (``done``, ``version``, ``served``)."""
+    q = request.query_params
+    if q.get("done") not in ("promote", "rollback") or not q.get("version", "").isdigit():
+        return None
+    return {"kind": q["done"], "version": int(q["version"]), "served": q.get("served") == "1"}
+
+
 def create_app(config: DashboardConfig) -> Starlette:
     """The ASGI app for ``config`` (indexing of the prediction log starts in the background)."""
     src = Sources(config)
@@ -100,7 +127,7 @@ def create_app(config: DashboardConfig) -> Starlette:
         return render(request, "try.html", {"health": health})
 
     def models_list(request: Request) -> Response:
-        return render(request, "models.html", pages.models_page(src))
+        return render(request, "models.html", {**pages.models_page(src), "done": _done(request)})
 
     def model_detail(request: Request) -> Response:
         number = _int(request.path_params["version"], "version")
@@ -152,17 +179,14 @@ def create_app(config: DashboardConfig) -> Starlette:
     async def action(request: Request) -> Response:
         form = await request.form(max_files=0, max_fields=8, max_part_size=4096)
         check_action(config.allow_actions, config.token, str(form.get("token") or ""))
-        reason = str(form.get("reason") or "from the dashboard")[:200]
         kind = request.path_params["kind"]
-        if kind == "promote":
-            number = _int(form.get("version", ""), "version")
-            await run_in_threadpool(src.store.promote, number, reason=f"dashboard: {reason}")
-        elif kind == "rollback":
-            await run_in_threadpool(src.store.rollback, reason=f"dashboard: {reason}")
-        else:
-            raise NotFoundError(f"no action {kind!r}", hint="actions: promote, rollback")
+        version = _int(form["version"], "version") if form.get("version") else None
+        reason = str(form.get("reason") or "from the dashboard")[:200]
+        done = await run_in_threadpool(apply_action, src.store, kind, version=version,
+                                       reason=reason, server_url=config.server)  # fmt: skip
         src.forget()
-        return RedirectResponse("/models", status_code=303)
+        query = f"done={done.kind}&version={done.version}&served={int(done.served)}"
+        return RedirectResponse(f"/models?{query}", status_code=303)
 
     async def on_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ImgrecError)

@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from imgrec.errors import EndpointUnavailableError, ImgrecError
+from imgrec.errors import EndpointError, EndpointUnavailableError, ImgrecError
 
 # httpx, NumPy and Pillow load on first use: the dashboard starts without them (< 2 s goal).
 
@@ -114,6 +114,10 @@ class Endpoint:
             self._model = str(models[0]) if models else "imgrec"
         return self._model
 
+    def forget(self) -> None:
+        """Drop the cached health (the served version just changed)."""
+        self._health = None
+
     def health(self) -> dict[str, Any]:
         """Liveness, readiness and the served model's metadata (cached a few seconds)."""
         import httpx
@@ -167,10 +171,10 @@ class Endpoint:
                 err = response.json()
             except ValueError:
                 err = {"message": response.text[:200]}
-            raise ImgrecError(
+            raise EndpointError(
                 str(err.get("message") or err.get("error") or response.status_code),
                 hint=str(err.get("hint", "")),
-                code=str(err.get("code", "server_error")),
+                code=str(err.get("code") or EndpointError.code),
             )
         return parse_v2(response.json(), len(images))
 

@@ -125,7 +125,8 @@ def _head_hash(path: str) -> str:
 
 
 def default_cache_dir() -> Path:
-    return Path(os.environ.get("IMGREC_CACHE", Path.home() / ".cache" / "imgrec")) / "dashboard"
+    """``$IMGREC_CACHE/dashboard``: where saved log indexes live."""
+    return storage.cache_folder("dashboard")
 
 
 class LogIndex:

@@ -1,4 +1,6 @@
-"""Pipeline runs written by ``imgrec pipeline run --local`` (imgrec/mlops/local_run.py).
+"""Pipeline runs written by ``imgrec pipeline run --local`` (imgrec/mlops/local_run.py), and
+runs submitted to Kubeflow Pipelines (``imgrec pipeline submit``, recorded in the same folder by
+``pipelines.submit.record_submission``: ``summary.json`` with a ``kfp`` block of host and run id).
 
 A run folder holds ``summary.json`` (status, gate, metrics, registered version, reports),
 ``pipeline.log`` (kfp's local runner log: one ``Executing task`` and one ``finished with
@@ -18,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlsplit
 
 from imgrec.errors import NotFoundError
 
@@ -76,6 +79,21 @@ class Run:
     def registered_version(self) -> int | None:
         v = self.summary.get("registered_version")
         return int(v) if isinstance(v, int) and not isinstance(v, bool) else None
+
+    @property
+    def kfp(self) -> dict[str, Any]:
+        """The Kubeflow Pipelines record (``host``, ``run_id``, ``state``...), or ``{}``."""
+        doc = self.summary.get("kfp")
+        return doc if isinstance(doc, dict) and doc.get("host") and doc.get("run_id") else {}
+
+    @property
+    def kfp_url(self) -> str:
+        """The run in the KFP UI, ``{host}/#/runs/details/{run_id}``; empty for local runs (and
+        for a host that is not http(s), which a link must never carry)."""
+        host = str(self.kfp.get("host", "")).rstrip("/")
+        if urlsplit(host).scheme not in ("http", "https"):
+            return ""
+        return f"{host}/#/runs/details/{quote(str(self.kfp['run_id']), safe='')}"
 
     def task_dir(self, task: str) -> Path | None:
         """The folder of step ``task`` (inside kfp's per-pipeline folder)."""

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable, Iterator
 
 from dashboard.config import DashboardConfig
-from imgrec.errors import ConfigError, ImgrecError
+from imgrec.errors import ConfigError, DashboardStartError, ImgrecError
 
 
 def bind(config: DashboardConfig) -> socket.socket:
@@ -46,7 +46,10 @@ def serve(config: DashboardConfig, on_ready: Callable[[str], None] | None = None
     app = create_app(config)
     if on_ready:
         on_ready(url)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    # No websockets, no lifespan events, asyncio's own loop: the dashboard uses none of them,
+    # and not importing their modules shortens the start (BENCHMARKS.md, "Dashboard").
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False,
+                                           ws="none", lifespan="off", loop="asyncio"))  # fmt: skip
     server.run(sockets=[sock])
 
 
@@ -75,10 +78,9 @@ def dashboard_beside(
         line = proc.stdout.readline()
         found = re.search(r"http://127\.0\.0\.1:\d+", line)
         if not found:
-            raise ImgrecError(
+            raise DashboardStartError(
                 f"the dashboard did not start: {line.strip() or 'no output'}",
                 hint="run `imgrec dashboard` by hand to see why",
-                code="dashboard_failed",
             )
         yield found[0]
     finally:

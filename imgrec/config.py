@@ -54,7 +54,17 @@ class TrainConfig:
         metadata=_doc("none | backbone | first:N (first N blocks frozen); auto=recipe"),
     )
     # --- schedule -------------------------------------------------------------------
-    epochs: int | None = field(default=None, metadata=_doc("number of epochs; auto=recipe"))
+    epochs: int | None = field(
+        default=None,
+        metadata=_doc("number of epochs (with time_budget: the most it may plan); auto=recipe"),
+    )
+    time_budget: float | None = field(
+        default=None,
+        metadata=_doc(
+            "seconds for the whole run (data loading to final evaluation): the step speed is "
+            "measured and the schedule planned to fit; auto=recipe (none when epochs is set)"
+        ),
+    )
     img_size: int | None = field(
         default=None, metadata=_doc("network input size in pixels; auto=native size or 224")
     )
@@ -123,6 +133,13 @@ class TrainConfig:
     feature_cache: bool | None = field(
         default=None,
         metadata=_doc("with a frozen backbone: compute features once, train the head; auto=on"),
+    )
+    shard_cache_mb: float = field(
+        default=0,
+        metadata=_doc("local disk (MB) for shards streamed from s3:// (LRU); 0=stream each epoch"),
+    )
+    shuffle_buffer: int = field(
+        default=1000, metadata=_doc("samples per worker in the shuffle buffer of sharded data")
     )
     # --- outputs --------------------------------------------------------------------
     report: bool = field(
@@ -257,7 +274,7 @@ def _validate(cfg: TrainConfig) -> None:
                 f"config key {name!r}: {value!r} is not one of {'|'.join(choices)}{did_you_mean}",
                 hint=f"{name}: {f.metadata.get('doc', '')}",
             )
-    positive = ("epochs", "img_size", "batch_size", "lr", "threads")
+    positive = ("epochs", "time_budget", "img_size", "batch_size", "lr", "threads")
     for name in positive:
         value = getattr(cfg, name)
         if value is not None and value <= 0:

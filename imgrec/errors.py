@@ -101,6 +101,13 @@ class WeightsUnavailableError(ImgrecError):
     http_status = 503
 
 
+class MissingExtraError(ImgrecError):
+    """A command needs an optional extra that is not installed (``pip install 'imgrec[EXTRA]'``)."""
+
+    code = "missing_extra"
+    http_status = 501
+
+
 class StorageError(ImgrecError):
     """Reading or writing a local path or ``s3://`` URI failed."""
 
@@ -274,6 +281,13 @@ class TriggerError(ImgrecError):
     http_status = 502
 
 
+class KfpError(ImgrecError):
+    """Kubeflow Pipelines refused or did not answer an upload, a run or a read of one."""
+
+    code = "kfp_failed"
+    http_status = 502
+
+
 # --- the dashboard (imgrec dashboard, BAD-INPUTS rows 40-41) ------------------------------
 class ForbiddenError(ImgrecError):
     """An action the dashboard refuses: actions off, a missing or wrong token, another origin."""
@@ -300,3 +314,25 @@ class EndpointUnavailableError(ImgrecError):
 
     code = "endpoint_unavailable"
     http_status = 502
+
+
+class EndpointError(ImgrecError):
+    """The model server answered the dashboard with an error; its own ``code`` and ``hint``
+    (the API's stable codes, e.g. ``image_too_large``) are passed on unchanged."""
+
+    code = "server_error"
+    http_status = 502
+
+
+class DashboardStartError(ImgrecError):
+    """``imgrec dashboard`` started beside the model server (``make run``) did not come up."""
+
+    code = "dashboard_failed"
+    http_status = 500
+
+
+class RedeployError(DeployError):
+    """The dashboard moved the store's production pointer but the running server was not
+    made to serve it (no state file for its port, or the swap was refused)."""
+
+    code = "redeploy_failed"

@@ -165,6 +165,23 @@ def open_read(uri: PathLike) -> Iterator[IO[bytes]]:
         yield fh
 
 
+@contextlib.contextmanager
+def open_stream(uri: PathLike) -> Iterator[IO[bytes]]:
+    """Open for sequential binary reading without holding the whole file: S3 objects are
+    streamed from the response body as they are read (for large files such as tar shards)."""
+    if not is_s3(uri):
+        with open_read(uri) as fh:
+            yield fh
+        return
+    bucket, key = split_s3(str(uri))
+    try:
+        body = s3_client().get_object(Bucket=bucket, Key=key)["Body"]
+    except Exception as exc:
+        raise _s3_error(exc, str(uri), "read") from exc
+    with contextlib.closing(body):
+        yield body
+
+
 def exists(uri: PathLike) -> bool:
     """True when a file (or S3 object) exists; for S3 also when ``uri`` is a non-empty prefix."""
     if not is_s3(uri):

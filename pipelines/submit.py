@@ -3,7 +3,10 @@
 * :func:`upload`: the pipeline ``name`` is created on first use, later uploads add a pipeline
   version (``imgrec pipeline upload``, run by cd.yml for every commit);
 * :func:`submit`: upload, then a run of that version in an experiment, then read the run back
-  (``imgrec pipeline submit``); with ``wait_s`` it polls the run until it ends.
+  (``imgrec pipeline submit``); with ``wait_s`` it polls the run until it ends;
+* :func:`record_submission`: a run folder beside the local runs (``runs/pipeline/STAMP/``) whose
+  ``summary.json`` names the host and run id, so the dashboard's Runs page links to the run in
+  the KFP UI (``{host}/#/runs/details/{run_id}``).
 
 The REST calls made (tests/pipeline/kfp_api_server.py implements them on loopback): healthz,
 list pipelines (by name), upload pipeline / upload pipeline version, list pipeline versions,
@@ -15,18 +18,17 @@ when set. Example::
 
 from __future__ import annotations
 
+import json
 import os
 import time
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
-from imgrec.errors import ImgrecError
+from imgrec import storage
+from imgrec.errors import ImgrecError, KfpError
 
 DONE_STATES = {"SUCCEEDED", "FAILED", "SKIPPED", "CANCELED"}
-
-
-class KfpError(ImgrecError):
-    code = "kfp_failed"
-    http_status = 502
 
 
 def client(host: str, namespace: str | None = None) -> Any:
@@ -122,6 +124,30 @@ def submit(
             hint="check the experiment, the namespace and the parameters",
         ) from exc
     return {**ids, "experiment_id": exp.experiment_id, "run_id": run.run_id, "state": state}
+
+
+def record_submission(
+    runs_dir: str | os.PathLike[str], host: str, result: dict[str, Any], *,
+    experiment: str, run_name: str, arguments: dict[str, Any],
+) -> Path:  # fmt: skip
+    """Write ``RUNS_DIR/STAMP/summary.json`` for a run started on Kubeflow Pipelines (the result
+    of :func:`submit`); returns the folder. ``status`` is ``submitted`` unless the run had
+    already ended (``--wait``); ``kfp`` holds the host, the ids and the state then read."""
+    folder = Path(runs_dir) / datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+    state = str(result.get("state") or "")
+    summary = {
+        "status": state.lower() if state in DONE_STATES else "submitted",
+        "kfp": {
+            "host": host.rstrip("/"), "run_id": result["run_id"], "run_name": run_name,
+            "experiment": experiment, "experiment_id": result.get("experiment_id"),
+            "pipeline_id": result.get("pipeline_id"), "version_id": result.get("version_id"),
+            "state": state, "recorded": datetime.now().astimezone().isoformat(timespec="seconds"),
+        },
+        "params": arguments,
+    }  # fmt: skip
+    folder.mkdir(parents=True)
+    storage.write_text(folder / "summary.json", json.dumps(summary, indent=1, default=str))
+    return folder
 
 
 def _reason(exc: Exception) -> str:

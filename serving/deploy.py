@@ -25,7 +25,7 @@ from typing import Any
 
 from imgrec.errors import DeployError, ImgrecError
 from imgrec.registry import Registry
-from serving.server import DEFAULT_NAME, state_path
+from serving.local_server import DEFAULT_NAME, running_server, state_path, swap_local
 
 IMAGE = os.environ.get("IMGREC_IMAGE", "ghcr.io/imgrec/imgrec:0.1.0")
 PREDICTOR_RUNTIME = "imgrec-predictor"  # the ClusterServingRuntime in manifests/base
@@ -35,46 +35,6 @@ DEPLOY_TARGETS: Registry[Callable[..., dict[str, Any]]] = Registry("deploy targe
 
 
 # --- local -------------------------------------------------------------------------------
-def _running_server(port: int) -> dict[str, Any] | None:
-    import httpx
-
-    path = state_path(port)
-    if not path.exists():
-        return None
-    state = json.loads(path.read_text())
-    try:
-        if httpx.get(f"{state['url']}/v2/health/live", timeout=3).status_code == 200:
-            return dict(state)
-    except httpx.HTTPError:
-        pass
-    return None
-
-
-def swap_local(
-    state: dict[str, Any],
-    model: str,
-    name: str = DEFAULT_NAME,
-    *,
-    canary_percent: int | None = None,
-) -> dict[str, Any]:
-    """Ask the running server described by ``state`` to load ``model`` (blocks until done);
-    with ``canary_percent`` as a canary taking that share of the requests."""
-    import httpx
-
-    body: dict[str, Any] = {"model": model}
-    if canary_percent is not None:
-        body["canary_percent"] = canary_percent
-    r = httpx.post(
-        f"{state['url']}/imgrec/admin/models/{name}/load",
-        json=body,
-        headers={"Authorization": f"Bearer {state['token']}"},
-        timeout=600,
-    )
-    if r.status_code != 200:
-        raise DeployError(f"the server at {state['url']} refused {model}: {r.text[:300]}")
-    return dict(r.json())
-
-
 def start_local(model: str, *, host: str, port: int, name: str, wait_s: float = 300) -> dict:
     """Start ``imgrec serve MODEL`` detached and wait until it is ready."""
     import httpx
@@ -117,7 +77,7 @@ def deploy_local(
 ) -> dict[str, Any]:
     """Hot-swap a running local server to ``STORE@version``, or start one."""
     model = f"{store_uri}@{version}"
-    state = _running_server(port)
+    state = running_server(port)
     if state is not None:
         result = swap_local(state, model, name)
         return {"target": "local", "action": "swapped", "url": state["url"], **result}

@@ -35,8 +35,8 @@ from imgrec.errors import GitOpsError, ImgrecError
 from imgrec.gitops.git import Remote
 from imgrec.gitops.kustomize import render
 from imgrec.gitops.overlay import Production, production_from_docs
-from serving.deploy import _running_server, start_local, swap_local
-from serving.server import DEFAULT_NAME, state_path
+from serving.deploy import start_local
+from serving.local_server import DEFAULT_NAME, running_server, state_path, swap_local
 
 log = logging.getLogger("imgrec.serving")
 
@@ -127,7 +127,7 @@ class GitOpsSync:
         store.verify(desired.version)  # ModelError: a file no longer matches its sha256
 
     def _apply(self, desired: Production) -> dict[str, Any]:
-        server = _running_server(self.port)
+        server = running_server(self.port)
         model = desired.model
         if server is None:
             if not self.start:
@@ -162,7 +162,7 @@ class GitOpsSync:
         return {"action": action, "apply_s": round(time.perf_counter() - started, 3)}
 
     def _served_summary(self) -> dict[str, Any] | None:
-        server = _running_server(self.port)
+        server = running_server(self.port)
         if server is None:
             return None
         try:

@@ -38,12 +38,12 @@ from imgrec.errors import ImgrecError
 from serving._kserve import DataPlane, RESTServer, kserve, kserve_model_server
 from serving.errors import BadRequestError, UnauthorizedError, install_error_handlers
 from serving.limits import RequestLimitMiddleware, RequestLimits
+from serving.local_server import DEFAULT_NAME, state_path
 from serving.logs import configure_logs
 from serving.model import ImgrecModel, ServingOptions
 from serving.protocol import decode_binary_request
 
 log = logging.getLogger("imgrec.serving")
-DEFAULT_NAME = "imgrec"
 
 
 def _loop_factory() -> Any:
@@ -53,12 +53,6 @@ def _loop_factory() -> Any:
     except ImportError:  # pragma: no cover - uvloop ships with kserve's dependencies
         return asyncio.new_event_loop
     return uvloop.new_event_loop
-
-
-def state_path(port: int) -> Path:
-    """Where a running ``imgrec serve`` on ``port`` records its URL, pid and admin token."""
-    root = Path(os.environ.get("IMGREC_CACHE", Path.home() / ".cache" / "imgrec")) / "serve"
-    return root / f"{port}.json"
 
 
 class _RESTServer(RESTServer):

@@ -3,21 +3,24 @@
 Every failure is handled here, in :func:`main`, for every command present and future:
 
 * errors from the library (``ImgrecError``) print one line ``error[code]: message (hint)``;
+* a command whose optional extra is not installed (``imgrec serve`` without ``imgrec[serve]``)
+  prints ``error[missing_extra]: ...`` with the pip command (:mod:`imgrec.extras`);
 * usage errors (unknown command or option, missing argument, bad value or choice) print click's
   usual message on stderr -- the usage line and one ``Error:`` line with click's did-you-mean --
   and exit with code 2, click's and argparse's convention;
 * ``--debug`` shows the traceback instead.
+
+Typer loads only when a command needs it: ``imgrec dashboard`` with options it can read for
+certain starts without it (:mod:`imgrec.cli.dashboard_args`), for a fast first page.
 """
 
 from __future__ import annotations
 
 import importlib
 import sys
+from collections.abc import Callable
 from types import ModuleType
 
-import typer
-
-from imgrec.cli.app import ARGV, DEBUG, app
 from imgrec.errors import ImgrecError
 
 USAGE_EXIT_CODE = 2
@@ -55,8 +58,34 @@ def click_exceptions() -> ModuleType:
     return exceptions
 
 
+def _quick_command(args: list[str]) -> Callable[[], None] | None:
+    """A command that runs without Typer, or ``None`` (so far only ``imgrec dashboard``)."""
+    if args[:1] != ["dashboard"]:
+        return None
+    from imgrec.cli.dashboard_args import quick_parse, run
+
+    values = quick_parse(args[1:])
+    return None if values is None else (lambda: run(values))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code (used by the ``imgrec`` console script)."""
+    quick = _quick_command(list(argv if argv is not None else sys.argv[1:]))
+    if quick is not None:
+        try:
+            quick()
+        except ImgrecError as exc:
+            print(f"error[{exc.code}]: {exc}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            return 130
+        return 0
+    import typer
+
+    from imgrec.cli.app import ARGV, DEBUG, app
+    from imgrec.extras import missing_extra
+
     _load_commands()
     ARGV[:] = argv if argv is not None else sys.argv[1:]
     DEBUG["on"] = "--debug" in ARGV
@@ -68,6 +97,12 @@ def main(argv: list[str] | None = None) -> int:
         if DEBUG["on"]:
             raise
         print(f"error[{exc.code}]: {exc}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:  # an optional extra (pyproject.toml) not installed
+        typed = missing_extra(exc)
+        if typed is None or DEBUG["on"]:
+            raise
+        print(f"error[{typed.code}]: {typed}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

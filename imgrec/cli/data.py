@@ -33,6 +33,33 @@ def samples() -> None:
         typer.echo(f"{name:16s} {spec.description}")
 
 
+@data_app.command("shards")
+def shards(
+    data: str = typer.Argument(..., help="Dataset folder, s3:// prefix or CSV manifest."),
+    out: str = typer.Argument(..., help="Folder or s3://bucket/prefix for the tar shards."),
+    shard_samples: int = typer.Option(1000, "--shard-samples", help="Images per shard."),
+    val_fraction: float = typer.Option(
+        None, "--val-fraction", help="Share moved to val when the data has no val split."
+    ),
+    seed: int = typer.Option(0, "--seed", help="Seed of the split and of the shard order."),
+) -> None:
+    """Write the dataset as WebDataset tar shards + shards.json (train streams them)."""
+    import dataclasses
+
+    from imgrec.data.dataset import load_classification_data
+    from imgrec.data.shards import shard_dataset
+    from imgrec.tasks.classify.recipe import inspect_images
+
+    dataset = load_classification_data(data, val_fraction=val_fraction, seed=seed)
+    stats = inspect_images([r.path for r in dataset.splits.get("train", [])])
+    index = shard_dataset(
+        dataset, out, shard_samples=shard_samples, image_stats=dataclasses.asdict(stats)
+    )
+    counts = ", ".join(f"{s}: {len(v)} shards, {index.counts()[s]} images"
+                       for s, v in index.splits.items())  # fmt: skip
+    typer.echo(f"wrote {out} ({counts}); train with: imgrec train {out}")
+
+
 @data_app.command("report")
 def report(
     data: str = typer.Argument(..., help="Dataset folder, s3:// prefix or CSV manifest."),

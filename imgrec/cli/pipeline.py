@@ -204,24 +204,37 @@ def submit_cmd(
     param: list[str] = typer.Option(None, "--param", help="NAME=VALUE pipeline parameter."),
     wait: float = typer.Option(0, "--wait", help="Wait up to SECONDS for the run to end."),
     as_json: bool = typer.Option(False, "--json", help="Print the ids and state as JSON."),
+    runs_dir: str = typer.Option(
+        "runs/pipeline",
+        "--runs-dir",
+        help="Where the run is recorded (host, run id) beside local runs; the dashboard's Runs "
+        "page links to it. Empty: not recorded.",
+    ),
 ) -> None:
     """Upload the pipeline as a new version, start a run of it, and report the run's state."""
     import time
 
     from imgrec.mlops.local_run import coerce_params
-    from pipelines.submit import submit
+    from pipelines.submit import record_submission, submit
 
     arguments = coerce_params(parse_params(param))
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    run_name = run_name or f"imgrec-{stamp}"
     with tempfile.TemporaryDirectory() as tmp:
         result = submit(host, _package(package, image, tmp), name=name,
                         version=version or stamp, experiment=experiment,
-                        run_name=run_name or f"imgrec-{stamp}", arguments=arguments,
+                        run_name=run_name, arguments=arguments,
                         namespace=namespace, wait_s=wait)  # fmt: skip
+    if runs_dir:
+        folder = record_submission(runs_dir, host, result, experiment=experiment,
+                                   run_name=run_name, arguments=arguments)  # fmt: skip
+        result["record"] = str(folder)
     if as_json:
         typer.echo(json.dumps(result))
     else:
         typer.echo(f"submitted run {result['run_id']} to {host} (experiment {experiment}, "
                    f"state {result['state'] or 'unknown'})")  # fmt: skip
+        if runs_dir:
+            typer.echo(f"recorded in {result['record']} (imgrec dashboard --runs {runs_dir})")
     if wait and result["state"] != "SUCCEEDED":
         raise typer.Exit(1)

@@ -26,6 +26,14 @@ def train_command(
     weights: str = typer.Option(None, "--weights", help="Initial weights (safetensors)."),
     freeze: str = typer.Option(None, "--freeze", help="none, backbone, or first:N."),
     epochs: int = typer.Option(None, "--epochs", help="Epochs (default: the recipe's)."),
+    time_budget: float = typer.Option(
+        None,
+        "--time-budget",
+        min=0.001,
+        help="Seconds for the run (data loading to the last epoch; the evaluation and report "
+        "follow): the step speed is measured and the schedule planned to fit. With --epochs: "
+        "the most epochs it may plan.",
+    ),
     img_size: int = typer.Option(None, "--img-size", help="Input size in pixels."),
     batch_size: int = typer.Option(None, "--batch-size", help="Training batch size."),
     out: str = typer.Option(None, "--out", help="Run directory (default runs/train-<time>)."),
@@ -60,6 +68,7 @@ def train_command(
         "model": model, "epochs": epochs, "img_size": img_size, "batch_size": batch_size,
         "out": out, "config": config, "pretrained": pretrained, "weights": weights,
         "freeze": freeze, "seed": seed, "resume": resume or None, "quiet": quiet or None,
+        "time_budget": time_budget,
     }  # fmt: skip
     # Only what the user gave: each task keeps its own defaults for the rest.
     options = {k: v for k, v in given.items() if v is not None}

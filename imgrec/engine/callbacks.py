@@ -1,5 +1,5 @@
-"""Callbacks for :func:`imgrec.engine.loop.fit`: progress, history, early stopping, checkpoints,
-and a time budget."""
+"""Callbacks for :func:`imgrec.engine.loop.fit`: progress, history, early stopping and
+checkpoints (the time budget is :mod:`imgrec.engine.budget`)."""
 
 from __future__ import annotations
 
@@ -58,6 +58,7 @@ class ProgressBar(Callback):
             TimeElapsedColumn(),
             TextColumn("ETA"),
             TimeRemainingColumn(),
+            TextColumn("{task.fields[ends]}"),
             console=self.console,
             transient=True,
             disable=not self.console.is_terminal,  # logs and pipes get the epoch lines only
@@ -65,7 +66,7 @@ class ProgressBar(Callback):
         self.progress.start()
         label = f"{state.epoch + 1}/{state.epochs}"
         self.task = self.progress.add_task(
-            "train", total=self.steps or None, epoch=label, rate="-", loss="-"
+            "train", total=self.steps or None, epoch=label, rate="-", loss="-", ends=""
         )
 
     def on_batch_end(self, state: TrainState, loss: float, batch_size: int) -> None:
@@ -74,11 +75,13 @@ class ProgressBar(Callback):
         self.loss_sum += loss * batch_size
         self.seen += batch_size
         elapsed = self.progress.tasks[0].elapsed or 1e-9
+        ends = state.plan.get("ends_at")
         self.progress.update(
             self.task,
             advance=1,
             rate=f"{self.seen / elapsed:.0f}",
             loss=f"{self.loss_sum / self.seen:.4f}",
+            ends=f"training ends ~{_clock(ends)}" if ends else "",
         )
 
     def on_validation_start(self, state: TrainState) -> None:
@@ -93,12 +96,27 @@ class ProgressBar(Callback):
             for key, value in record.items()
             if key.startswith("val_") and isinstance(value, float)
         )
+        ends = "" if state.epoch >= state.epochs else f"  ends ~{_clock(projected_end(state))}"
         self.console.print(
             f"epoch {record['epoch']}/{state.epochs}  train_loss {record['train_loss']:.4f}"
-            f"{figures}  lr {record['lr']:.2e}  {record['seconds']:.1f}s{best}",
+            f"{figures}  lr {record['lr']:.2e}  {record['seconds']:.1f}s{best}{ends}",
             highlight=False,
             soft_wrap=True,
         )
+
+
+def projected_end(state: TrainState) -> float:
+    """When training should end (``time.time()``): a time budget's plan, else the mean epoch
+    so far times the epochs left."""
+    if state.plan.get("ends_at"):
+        return float(state.plan["ends_at"])
+    seconds = [r["seconds"] for r in state.history if "seconds" in r]
+    mean = sum(seconds) / len(seconds) if seconds else 0.0
+    return time.time() + mean * max(0, state.epochs - state.epoch)
+
+
+def _clock(when: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(when))
 
 
 class HistoryWriter(Callback):
@@ -134,40 +152,6 @@ class EarlyStopping(Callback):
                 best_index = i
         if len(scores) - 1 - best_index >= self.patience:
             state.stop = True
-
-
-class TimeBudget(Callback):
-    """Stop once ``seconds`` of training steps are spent (validation is not counted).
-
-    ``fraction()`` is the share of the budget used so far; a schedule built with
-    ``progress=budget.fraction`` anneals with the clock, so a run that stops on time still ends
-    at its lowest learning rate. The time used is kept in the checkpoint (``train_seconds``).
-    """
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = max(float(seconds), 1e-9)
-        self.used = 0.0
-        self._since: float | None = None
-
-    def fraction(self) -> float:
-        running = time.perf_counter() - self._since if self._since is not None else 0.0
-        return (self.used + running) / self.seconds
-
-    def on_fit_start(self, state: TrainState, steps_per_epoch: int) -> None:
-        self.used = state.train_seconds
-        state.stop = state.stop or self.fraction() >= 1.0
-
-    def on_epoch_start(self, state: TrainState) -> None:
-        self._since = time.perf_counter()
-
-    def on_batch_end(self, state: TrainState, loss: float, batch_size: int) -> None:
-        if self.fraction() >= 1.0:
-            state.stop = True
-
-    def on_validation_start(self, state: TrainState) -> None:
-        if self._since is not None:
-            self.used += time.perf_counter() - self._since
-            self._since = None
 
 
 def _schedule_from(scheduler: Any, step: int) -> None:
@@ -221,6 +205,7 @@ def checkpoint_state(state: TrainState, extra: dict[str, Any]) -> dict[str, Any]
         "best": state.best,
         "best_epoch": state.best_epoch,
         "train_seconds": state.train_seconds,
+        "plan": state.plan,
         "rng": rng_state(state.generator),
         "world_size": state.world.size,
         **extra,
@@ -253,4 +238,5 @@ def restore_state(
     state.history = list(saved["history"])
     state.best, state.best_epoch = float(saved["best"]), int(saved["best_epoch"])
     state.train_seconds = float(saved.get("train_seconds", 0.0))
+    state.plan = dict(saved.get("plan") or {})
     set_rng_state(saved["rng"], state.generator)

@@ -1,10 +1,11 @@
 """The training loop of every task: one epoch of steps, then validation, callbacks at the seams.
 
 Everything that is not "compute the loss and step" (progress, history, early stopping,
-checkpoints, a time budget) is a :class:`Callback`; what differs between tasks is a parameter
-of :class:`TrainState`: ``batch_loss`` turns one batch into a loss (classification's default
-moves ``(x, y)`` to the device and applies ``loss_fn``; detection sums its box losses) and
-``monitor`` names the validation figure that picks the best epoch::
+checkpoints, a time budget: :mod:`imgrec.engine.budget`) is a :class:`Callback`; what differs
+between tasks is a parameter of :class:`TrainState`: ``batch_loss`` turns one batch into a
+loss (classification's default moves ``(x, y)`` to the device and applies ``loss_fn``;
+detection sums its box losses) and ``monitor`` names the validation figure that picks the
+best epoch::
 
     state = TrainState(model=net, optimizer=opt, scheduler=sched, epochs=10)
     fit(state, train_batches, validate, callbacks=[ProgressBar(), HistoryWriter(path)])
@@ -63,6 +64,7 @@ class TrainState:
     best: float = -math.inf
     best_epoch: int = 0
     train_seconds: float = 0.0  # time spent in training steps (validation excluded)
+    plan: dict[str, Any] = field(default_factory=dict)  # a time budget's plan, checkpointed
     stop: bool = False  # set by a callback: the loop ends after the current batch
     world: World = field(default_factory=World)  # this process's rank among the trainers
 

@@ -1,8 +1,8 @@
 """Optimizers and learning-rate schedules, looked up by name in registries.
 
 Schedules step once per optimizer step (not per epoch) so short runs still warm up and anneal.
-``progress`` (e.g. :meth:`imgrec.engine.callbacks.TimeBudget.fraction`) lets a schedule follow
-the clock: the share of the run done is the larger of steps done / planned and ``progress()``::
+Their length is a number of steps, or a :class:`Horizon` that a time budget
+(:mod:`imgrec.engine.budget`) plans while the run goes::
 
     opt = build_optimizer("adamw", model.parameters(), lr=3e-3, weight_decay=0.05)
     sched = build_scheduler("cosine", opt, total_steps=1000, warmup_steps=50)
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -67,51 +68,69 @@ def build_optimizer(
     return OPTIMIZERS.get(name)(params, lr=lr, weight_decay=weight_decay, **kw)
 
 
-Progress = Callable[[], float] | None
+@dataclass
+class Horizon:
+    """The planned length of a run in optimizer steps, read by its schedule at every step.
+
+    A fixed run's horizon never changes; a time-budgeted run starts from a guess and its
+    :class:`~imgrec.engine.budget.TimeBudget` sets ``total_steps`` once it has measured the
+    step speed, so the schedule built on it anneals to the end of the budget::
+
+        horizon = Horizon(total_steps=1000)
+        sched = build_scheduler("cosine", opt, total_steps=horizon, warmup_steps=50)
+        horizon.total_steps = 640   # the rest of the run follows the new length
+    """
+
+    total_steps: int
 
 
 def _warmup_then(
-    after: Callable[[float], float], warmup_steps: int, total_steps: int, progress: Progress = None
-):
+    after: Callable[[float], float],
+    warmup_steps: int,
+    horizon: Horizon,
+    start: float = 0.0,
+) -> Callable[[int], float]:
+    """Linear warm-up from ``start`` (a share of the peak) to 1, then ``after(share done)``."""
+
     def factor(step: int) -> float:
         if warmup_steps > 0 and step < warmup_steps:
-            return (step + 1) / (warmup_steps + 1)
-        span = max(1, total_steps - warmup_steps)
-        done = (step - warmup_steps) / span
-        if progress is not None:
-            done = max(done, progress())
-        return after(min(1.0, done))
+            return start + (1.0 - start) * (step + 1) / (warmup_steps + 1)
+        span = max(1, horizon.total_steps - warmup_steps)
+        return after(min(1.0, (step - warmup_steps) / span))
 
     return factor
 
 
+def _horizon(total_steps: int | Horizon) -> Horizon:
+    return total_steps if isinstance(total_steps, Horizon) else Horizon(int(total_steps))
+
+
+def _cosine_from(peak: float, floor: float) -> Callable[[float], float]:
+    return lambda t: floor + (peak - floor) * 0.5 * (1 + math.cos(math.pi * t))
+
+
 @SCHEDULERS.register("cosine")
-def _cosine(
-    opt: Optimizer, *, total_steps: int, warmup_steps: int, progress: Progress = None
-) -> LRScheduler:
+def _cosine(opt: Optimizer, *, total_steps: int | Horizon, warmup_steps: int) -> LRScheduler:
     # Anneals to 1% of the peak rather than 0: the last steps still learn something.
-    cosine = _warmup_then(
-        lambda t: 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * t)),
-        warmup_steps,
-        total_steps,
-        progress,
-    )
-    return LambdaLR(opt, cosine)
+    return LambdaLR(opt, _warmup_then(_cosine_from(1.0, 0.01), warmup_steps, _horizon(total_steps)))
 
 
 @SCHEDULERS.register("constant")
-def _constant(
-    opt: Optimizer, *, total_steps: int, warmup_steps: int, progress: Progress = None
-) -> LRScheduler:
-    return LambdaLR(opt, _warmup_then(lambda t: 1.0, warmup_steps, total_steps))
+def _constant(opt: Optimizer, *, total_steps: int | Horizon, warmup_steps: int) -> LRScheduler:
+    return LambdaLR(opt, _warmup_then(lambda t: 1.0, warmup_steps, _horizon(total_steps)))
+
+
+ONECYCLE_START = 1 / 25  # OneCycleLR's div_factor: the warm-up starts at 4% of the peak
 
 
 @SCHEDULERS.register("onecycle")
-def _onecycle(
-    opt: Optimizer, *, total_steps: int, warmup_steps: int, progress: Progress = None
-) -> LRScheduler:
-    if progress is not None:  # OneCycleLR counts steps only: follow the clock with cosine
-        return _cosine(opt, total_steps=total_steps, warmup_steps=warmup_steps, progress=progress)
+def _onecycle(opt: Optimizer, *, total_steps: int | Horizon, warmup_steps: int) -> LRScheduler:
+    if isinstance(total_steps, Horizon):
+        # A length planned while running: OneCycleLR fixes it at construction, so the same
+        # shape as a lambda on the horizon (warm-up from 4% of the peak, cosine to ~0).
+        steps = warmup_steps or max(1, total_steps.total_steps // 4)
+        anneal = _warmup_then(_cosine_from(1.0, 1e-4), steps, total_steps, ONECYCLE_START)
+        return LambdaLR(opt, anneal)
     max_lrs = [g["lr"] for g in opt.param_groups]
     pct = min(0.5, max(0.05, warmup_steps / max(1, total_steps))) if warmup_steps else 0.25
     # OneCycleLR needs >= 2 steps in each phase; very short runs get warm-up + cosine instead.
@@ -125,12 +144,11 @@ def build_scheduler(
     name: str,
     opt: Optimizer,
     *,
-    total_steps: int,
+    total_steps: int | Horizon,
     warmup_steps: int = 0,
-    progress: Progress = None,
 ) -> LRScheduler:
-    """Per-step schedule ``name`` (``cosine``, ``onecycle`` or ``constant``) with warm-up;
-    with ``progress`` (a share of a time budget, 0..1) it also follows the clock."""
-    return SCHEDULERS.get(name)(
-        opt, total_steps=total_steps, warmup_steps=warmup_steps, progress=progress
-    )
+    """Per-step schedule ``name`` (``cosine``, ``onecycle`` or ``constant``) with warm-up.
+
+    ``total_steps`` is a number, or a :class:`Horizon` a time budget plans while the run goes.
+    """
+    return SCHEDULERS.get(name)(opt, total_steps=total_steps, warmup_steps=warmup_steps)

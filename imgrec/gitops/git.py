@@ -17,6 +17,7 @@ import os
 import subprocess
 from pathlib import Path
 
+from imgrec import storage
 from imgrec.errors import GitOpsError
 
 _IDENTITY = ("-c", "user.name=imgrec", "-c", "user.email=imgrec@localhost")
@@ -92,8 +93,8 @@ class Remote:
     def __init__(self, repo: str, cache: str | Path | None = None) -> None:
         self.repo = repo if "://" in repo or repo.startswith("git@") else str(Path(repo).resolve())
         if cache is None:
-            root = Path(os.environ.get("IMGREC_CACHE", Path.home() / ".cache" / "imgrec"))
-            cache = root / "gitops" / hashlib.sha256(self.repo.encode()).hexdigest()[:16]
+            digest = hashlib.sha256(self.repo.encode()).hexdigest()[:16]
+            cache = storage.cache_folder("gitops") / digest
         self.cache = Path(cache)
         if not (self.cache / "HEAD").exists():
             self.cache.mkdir(parents=True, exist_ok=True)

@@ -18,6 +18,7 @@ import glob
 import json
 import os
 import re
+import threading
 import time
 import warnings
 from datetime import datetime
@@ -27,6 +28,11 @@ from typing import Any
 from imgrec.errors import ConfigError
 
 DEFAULT_RUNS_DIR = "runs/pipeline"
+# kfp.local keeps a run's settings in process globals (``LocalExecutionConfig.instance``: the
+# runner, the pipeline root, the workspace it deletes when a run ends; the pipeline being
+# built, ``Pipeline._default_pipeline``) and a run redirects sys.stdout: two runs in one
+# process at once would write into each other's folders. They take turns.
+_ONE_RUN_AT_A_TIME = threading.Lock()
 # Reports a run leaves behind: (summary key, task folder, output artifact name).
 _REPORTS = (
     ("dataset", "ingest", "summary"),
@@ -150,15 +156,16 @@ def run_local(
         "run_dir": str(run_root),
         "log": str(log_path),
     }
-    pipeline = build_pipeline()
     place = StepPlace(values["data_uri"], values["store_uri"], component_image())
     with (
+        _ONE_RUN_AT_A_TIME,
         open(log_path, "w", encoding="utf-8") as log,
         warnings.catch_warnings(),
         step_runner(place) as kfp_runner,
     ):
         # The component image is not named "python"; kfp warns, but subprocess tasks run here.
         warnings.filterwarnings("ignore", message="You may be attemping", category=RuntimeWarning)
+        pipeline = build_pipeline()
         local.init(runner=kfp_runner, pipeline_root=str(run_root), raise_on_error=True)
         stream: Any = _Tee(log, steps_only=echo == "steps") if echo else log
         try:

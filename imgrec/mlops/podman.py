@@ -6,7 +6,7 @@ step). podman is ``$IMGREC_PODMAN`` (a command line), else the checkout's
 ``containers/podman`` (podman with this machine's settings), else ``podman`` on ``PATH``::
 
     with docker_api() as client:          # a docker.DockerClient
-        require_image(client, "ghcr.io/imgrec/imgrec:0.1.0")
+        require_image(client, "ghcr.io/imgrec/imgrec:0.1.0")  # built here, from these files
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import os
 import shlex
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -102,18 +103,51 @@ def _connect(docker: Any, url: str, service: tuple[Any, str] | None, timeout: fl
             time.sleep(0.2)
 
 
-def require_image(client: Any, image: str) -> None:
-    """Refuse to start when ``image`` is not in the engine's local store (nothing is pulled)."""
+STALE_OK_ENV = "IMGREC_ALLOW_STALE_IMAGE"
+"""Set to 1 to run the steps in an image built from other files anyway (with a warning)."""
+
+
+def require_image(client: Any, image: str, root: Path | None = None) -> None:
+    """Refuse to start when ``image`` is not in the engine's local store (nothing is pulled),
+    or when it was not built from the files of the checkout ``root`` (default: the one imgrec
+    is imported from; none when imgrec is installed): its build-inputs label must be the
+    checkout's digest (:mod:`imgrec.mlops.image_inputs`), so a stale image never runs a step
+    unnoticed. ``$IMGREC_ALLOW_STALE_IMAGE=1`` turns that refusal into a warning."""
     import docker
 
+    import imgrec.mlops.image_inputs as image_inputs
+
     try:
-        client.images.get(image)
+        labels = client.images.get(image).labels or {}
     except docker.errors.ImageNotFound:
         raise ContainerEngineError(
             f"image {image!r} is not built on this machine",
             hint="build it with `make image`, or name another with IMGREC_COMPONENT_IMAGE",
             code="image_not_found",
         ) from None
+    root = root or image_inputs.checkout_root()
+    if root is None:
+        return  # an installed imgrec: no build inputs to compare the image with
+    want = image_inputs.inputs_digest(root)
+    have = labels.get(image_inputs.INPUTS_LABEL)
+    if have == want:
+        return
+    built = labels.get(image_inputs.REVISION_LABEL, "unknown")
+    message = (
+        f"image {image!r} was not built from this checkout's files (image built at revision "
+        f"{built}, inputs {(have or 'unlabelled')[:12]}; checkout {want[:12]} at "
+        f"{image_inputs.revision(root)})"
+    )
+    if os.environ.get(STALE_OK_ENV) == "1":
+        print(f"warning: {message}; running the steps in it anyway ({STALE_OK_ENV}=1)",
+              file=sys.stderr)  # fmt: skip
+        return
+    raise ContainerEngineError(
+        message,
+        hint=f"rebuild it with `make image` (only changed layers are rebuilt), or set "
+        f"{STALE_OK_ENV}=1 to run in it anyway",
+        code="image_stale",
+    )
 
 
-__all__ = ["docker_api", "podman_command", "require_image"]
+__all__ = ["STALE_OK_ENV", "docker_api", "podman_command", "require_image"]

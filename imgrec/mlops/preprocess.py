@@ -25,14 +25,17 @@ decode and the resize dominate that step. This step does the expensive part ahea
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from imgrec import storage
+from imgrec.data.shards import SHARD_SAMPLES, Sample, write_shards
 from imgrec.errors import DatasetError
 from imgrec.mlops.ingest import TRAIN_CSV, DatasetManifest
 
@@ -66,10 +69,10 @@ def resolve_recipe(
 
     explicit = {k: v for k, v in overrides.items() if v not in (None, 0, "", "auto")}
     cfg = load_config(None, overrides=explicit)
-    resolved, notes = resolve(
-        cfg, inspect_images(train_paths), "cuda" if device == "cuda" else "cpu"
-    )
+    stats = inspect_images(train_paths)
+    resolved, notes = resolve(cfg, stats, "cuda" if device == "cuda" else "cpu")
     values = resolved.to_dict()
+    values["image_stats"] = dataclasses.asdict(stats)
     for key in _DEVICE_KEYS:
         values.pop(key, None)
     return values, notes
@@ -94,6 +97,12 @@ def _shrink(path: str, pre: Any) -> bytes:
     return buf.getvalue()
 
 
+def _sample(row: dict[str, Any], classes: list[str], pre: Any, shrink: bool) -> Sample:
+    path = row["path"]
+    read = (lambda: _shrink(path, pre)) if shrink else (lambda: storage.read_bytes(path))
+    return Sample(read=read, label=classes.index(str(row["label"])), split=row["split"])
+
+
 def preprocess(
     manifest: DatasetManifest,
     out_dir: str,
@@ -103,9 +112,20 @@ def preprocess(
     epochs: int = 0,
     device: str = "cpu",
     workers: int = 2,
+    shards: str = "",
+    shard_samples: int = SHARD_SAMPLES,
+    epoch: Callable[[list[dict[str, Any]]], tuple[list[dict[str, Any]], str]] | None = None,
     **overrides: Any,
 ) -> PreprocessResult:
-    """Resolve the recipe, write shrunken images and ``data.csv`` to ``out_dir``."""
+    """Resolve the recipe, write shrunken images and ``data.csv`` to ``out_dir``.
+
+    ``shards`` (a folder or ``s3://`` prefix; ``auto``: ``out_dir/shards``) writes the
+    images as WebDataset tar shards of ``shard_samples`` images there instead (see
+    :mod:`imgrec.data.shards`), for datasets too big for one disk: the train step then
+    streams them (``train_config.json`` names them) and nothing is copied one by one.
+    ``epoch`` maps the readable rows to the rows the trainer reads (``data.csv`` or the
+    shards) and a note, e.g. the new data's training mix
+    (:func:`imgrec.mlops.new_data.epoch_rows`)."""
     from imgrec.models import ARCHITECTURES
 
     started = time.perf_counter()
@@ -118,8 +138,23 @@ def preprocess(
     config, notes = resolve_recipe(
         train_paths, device=device, model=model, img_size=img_size, epochs=epochs, **overrides
     )
+    image_stats = config.pop("image_stats")
+    listed, mix_note = epoch(rows) if epoch is not None else (rows, "")
+    if mix_note:
+        notes.append(mix_note)
     pre = ARCHITECTURES.get(config["model"]).default_preprocessing(config["img_size"])
     todo = {r["sha256"]: r["path"] for r in rows if _target(r["width"], r["height"], pre)}
+    if shards:
+        where = storage.join(out_dir, "shards") if shards == "auto" else shards
+        index = write_shards(
+            [_sample(r, manifest.classes, pre, r["sha256"] in todo) for r in listed], where,
+            classes=manifest.classes, shard_samples=shard_samples,
+            fingerprint=manifest.fingerprint, image_stats=image_stats, workers=workers,
+        )  # fmt: skip
+        config["shards"] = where
+        shard_counts = {split: len(v) for split, v in index.splits.items()}
+        notes.append(f"wrote shards {shard_counts} of <= {shard_samples} images to {where}")
+        todo = {}  # the shards hold the shrunken images
     names = {sha: f"images/{sha[:2]}/{sha[:24]}.png" for sha in todo}
 
     def one(sha: str) -> tuple[int, int]:
@@ -128,11 +163,11 @@ def preprocess(
         return len(data), 1
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        written = list(pool.map(one, sorted(todo)))
+        written = list(pool.map(one, sorted(todo)))  # none with shards
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["path", "label", "split"])
-    for r in rows:
+    for r in listed:
         w.writerow([names.get(r["sha256"], r["path"]), r["label"], r["split"]])
     data_csv = storage.join(out_dir, TRAIN_CSV)
     storage.write_text(data_csv, buf.getvalue())
@@ -140,6 +175,7 @@ def preprocess(
         "images": len(rows),
         "resized": len(todo),
         "kept": len(rows) - sum(1 for r in rows if r["sha256"] in todo),
+        "epoch_images": sum(r["split"] == "train" for r in listed),
         "bytes_before": sum(int(r["bytes"]) for r in rows if r["sha256"] in todo),
         "bytes_after": sum(n for n, _ in written),
         "geometry": {
@@ -151,6 +187,8 @@ def preprocess(
         "seconds": round(time.perf_counter() - started, 3),
         "fingerprint": manifest.fingerprint,
     }
+    if shards:
+        stats["shards"] = config["shards"]
     storage.write_text(storage.join(out_dir, CONFIG_JSON), json.dumps(config, indent=1))
     storage.write_text(
         storage.join(out_dir, STATS_JSON), json.dumps({**stats, "notes": notes}, indent=1)

@@ -52,6 +52,7 @@ def ingest_step(
     task: str = "classify",
     new_data_uri: str = "",
     new_holdout_fraction: float = 0.3,
+    new_data_share: float = 0.5,
 ) -> dict:
     """Ingest ``data_uri`` into a manifest folder for ``task``; returns ``manifest.json``'s
     content (with ``task``). Detection data keep their own splits (``val_fraction`` unused).
@@ -69,7 +70,10 @@ def ingest_step(
         )
     from imgrec.mlops.new_data import add_new_data
 
-    merged = add_new_data(out_dir, new_data_uri, holdout_fraction=new_holdout_fraction, seed=seed)
+    merged = add_new_data(
+        out_dir, new_data_uri, holdout_fraction=new_holdout_fraction, seed=seed,
+        share=new_data_share,
+    )  # fmt: skip
     _stamp_task(storage.join(out_dir, MANIFEST_META), spec.name)
     return {**merged, "task": spec.name}
 
@@ -192,7 +196,7 @@ def preprocess_markdown(result: dict[str, Any]) -> str:
             "## Preprocessing",
             "",
             f"Detector `{cfg['model']}` on `{cfg.get('backbone', '')}` at {cfg['img_size']} px, "
-            f"{cfg['epochs']} epochs (time budget {cfg.get('max_seconds') or 'none'} s), "
+            f"{cfg['epochs']} epochs (time budget {cfg.get('time_budget') or 'none'} s), "
             f"batch {cfg['batch_size']}; {result['images']} images used as they are.",
             "",
         ]
@@ -201,7 +205,7 @@ def preprocess_markdown(result: dict[str, Any]) -> str:
     lines = [
         "## Preprocessing",
         "",
-        f"Recipe: `{cfg['model']}` at {cfg['img_size']} px, {cfg['epochs']} epochs, "
+        f"Recipe: `{cfg['model']}` at {cfg['img_size']} px, {_length(cfg)}, "
         f"batch {cfg['batch_size']}.",
         f"Geometry: resize {geo['resize_size']}, crop {geo['crop']} to {geo['input_size']}.",
         f"{result['resized']} of {result['images']} images cached at the training size "
@@ -211,6 +215,12 @@ def preprocess_markdown(result: dict[str, Any]) -> str:
     ]
     lines += [f"- {n}" for n in result.get("notes", [])]
     return "\n".join(lines) + "\n"
+
+
+def _length(cfg: dict[str, Any]) -> str:
+    if cfg.get("time_budget"):
+        return f"a {cfg['time_budget']:g} s time budget (at most {cfg['epochs']} epochs)"
+    return f"{cfg['epochs']} epochs"
 
 
 def train_step(

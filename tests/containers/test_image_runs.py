@@ -1,8 +1,9 @@
 """The built image at work (slow): the pipeline's steps inside it with kfp's DockerRunner on
 podman, and its predictor answering V1/V2 and the manifests' health probes.
 
-Needs ``make image``. Without the image these tests skip with the reason; CI builds the image
-first and sets ``IMGREC_REQUIRE_IMAGE=1``, which turns that skip into a failure.
+Needs ``make image`` of this checkout. Without the image, or with an image built from other
+files (its ``imgrec.inputs`` label is not this checkout's digest), these tests skip with the
+reason; ``make test-image`` (CI) sets ``IMGREC_REQUIRE_IMAGE=1``, which makes that a failure.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from PIL import Image
 
 from components import component_image
 from imgrec.mlops import run_local
-from imgrec.mlops.podman import podman_command
+from imgrec.mlops.image_inputs import INPUTS_LABEL, context_files, inputs_digest
+from imgrec.mlops.podman import STALE_OK_ENV, docker_api, podman_command, require_image
 from imgrec.store import ModelStore
 
 for _helpers in ("pipeline", "serving"):
@@ -38,12 +40,20 @@ pytestmark = [pytest.mark.slow, pytest.mark.image]
 
 
 def _image_problem() -> str | None:
+    """Why the image cannot be tested: no podman, not built, or built from other files."""
     try:
         podman = podman_command()
     except Exception as exc:
         return str(exc)
-    found = subprocess.run([*podman, "image", "exists", component_image()], check=False)
-    return None if found.returncode == 0 else f"image {component_image()} not built (make image)"
+    label = subprocess.run([*podman, "image", "inspect", "--format",
+                            f'{{{{index .Labels "{INPUTS_LABEL}"}}}}', component_image()],
+                           capture_output=True, text=True, check=False)  # fmt: skip
+    if label.returncode != 0:
+        return f"image {component_image()} not built (make image)"
+    if label.stdout.strip() != inputs_digest(REPO):
+        return f"image {component_image()} was built from other files than this checkout's " \
+            "(make image)"  # fmt: skip
+    return None
 
 
 @pytest.fixture(scope="module")
@@ -117,6 +127,62 @@ def test_an_image_that_is_not_built_is_refused_before_any_step(
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert code == 2 and err.startswith("error[image_not_found]: image 'localhost/imgrec-never")
     assert "make image" in err and not list((tmp_path / "runs").rglob("ingest"))
+
+
+@pytest.fixture(scope="module")
+def stale_image(image: str, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The image under another tag with another inputs label: one built from other files."""
+    tag = f"localhost/imgrec-stale-test:{os.getpid()}"
+    folder = tmp_path_factory.mktemp("stale-image")
+    (folder / "Dockerfile").write_text(f"FROM {image}\n")
+    subprocess.run([*podman_command(), "build", "--tag", tag, "--label", f"{INPUTS_LABEL}=0",
+                    str(folder)], capture_output=True, check=True)  # fmt: skip
+    yield tag
+    subprocess.run([*podman_command(), "rmi", tag], capture_output=True, check=False)
+
+
+def test_an_image_of_other_files_is_refused_before_any_step(
+    stale_image: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    from imgrec.cli import main
+
+    monkeypatch.setenv("IMGREC_COMPONENT_IMAGE", stale_image)
+    monkeypatch.delenv(STALE_OK_ENV, raising=False)
+    data = make_imagefolder(tmp_path / "d", n_train=8, n_val=3)
+    code = main(["pipeline", "run", "--local", "--runner", "container", "--data", str(data),
+                 "--store", str(tmp_path / "s"), "--runs-dir", str(tmp_path / "runs")])  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code == 2 and err.startswith(f"error[image_stale]: image '{stale_image}' was not built")
+    assert f"checkout {inputs_digest(REPO)[:12]}" in err and "make image" in err
+    assert not list((tmp_path / "runs").rglob("ingest"))
+    # Allowed on purpose: a warning naming both, then the run goes on.
+    monkeypatch.setenv(STALE_OK_ENV, "1")
+    with docker_api() as client:
+        require_image(client, stale_image)
+        require_image(client, component_image())  # the current one: silent
+    assert capsys.readouterr().err.count("warning: image") == 1
+
+
+def test_podman_reads_the_build_context_as_the_digest_does(tmp_path: Path) -> None:
+    """The digest's file list (imgrec/mlops/image_inputs.py reads .dockerignore) is exactly
+    what podman sends as the build context."""
+    base = "localhost/imgrec-base:bookworm"
+    if subprocess.run([*podman_command(), "image", "exists", base], check=False).returncode:
+        pytest.skip(f"{base} not made (make image)")
+    tag = f"localhost/imgrec-context-test:{os.getpid()}"
+    dockerfile = tmp_path / "Dockerfile"
+    dockerfile.write_text(f"FROM {base}\nCOPY . /context/\n")
+    podman = podman_command()
+    subprocess.run([*podman, "build", "--tag", tag, "--label", "imgrec.test=context", "-f",
+                    str(dockerfile), str(REPO)], capture_output=True, check=True)  # fmt: skip
+    try:
+        listed = subprocess.run([*podman, "run", "--rm", tag, "find", "/context", "-type", "f"],
+                                capture_output=True, text=True, check=True).stdout  # fmt: skip
+    finally:
+        subprocess.run([*podman, "rmi", tag], capture_output=True, check=False)
+    in_podman = sorted(p.removeprefix("/context/") for p in listed.split())
+    assert in_podman == context_files(REPO)
 
 
 def test_the_image_holds_no_build_tools_caches_or_build_mounts(image: str) -> None:

@@ -24,6 +24,8 @@ import tomllib
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from imgrec.mlops.image_inputs import DockerIgnore
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -62,53 +64,41 @@ def copy_sources(text: str) -> list[str]:
     return sources
 
 
-def context_excludes(path: str, rules: list[str]) -> bool:
-    """Whether .dockerignore ``rules`` leave ``path`` out of the build context (last rule
-    that matches the path or one of its parent folders wins, as in Docker)."""
-    parts = Path(path).parts
-    candidates = ["/".join(parts[: i + 1]) for i in range(len(parts))]
-    excluded = False
-    for rule in rules:
-        negate = rule.startswith("!")
-        pattern = rule.removeprefix("!").strip("/")
-        pattern = pattern.removeprefix("**/")
-        if any(fnmatch.fnmatch(c, pattern) or fnmatch.fnmatch(Path(c).name, pattern)
-               for c in candidates):  # fmt: skip
-            excluded = not negate
-    return excluded
-
-
-def dockerignore_rules() -> list[str]:
-    lines = (ROOT / ".dockerignore").read_text().splitlines()
-    return [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
+def context_excludes(path: str) -> bool:
+    """Whether the checkout's .dockerignore leaves ``path`` out of the build context."""
+    return DockerIgnore.of(ROOT).excludes(path)
 
 
 def test_every_copy_source_exists_and_is_in_the_build_context() -> None:
     sources = copy_sources((ROOT / "Dockerfile").read_text())
     assert sources, "the Dockerfile copies nothing?"
-    rules = dockerignore_rules()
     for source in sources:
         assert (ROOT / source).exists(), f"COPY {source}: not in the checkout"
         if source != ".":
-            assert not context_excludes(source, rules), f"COPY {source}: .dockerignore drops it"
+            assert not context_excludes(source), f"COPY {source}: .dockerignore drops it"
 
 
 def test_build_context_holds_every_installed_package_and_the_import_check() -> None:
-    rules = dockerignore_rules()
     needed = [*installed_packages(), "pyproject.toml", "constraints.txt", "README.md",
               "containers/check_imports.py"]  # fmt: skip
     for path in needed:
-        assert not context_excludes(path, rules), f".dockerignore leaves {path} out of the image"
+        assert not context_excludes(path), f".dockerignore leaves {path} out of the image"
     for path in ("data", "runs", "tests", ".venv", "model-store", "imgrec/__pycache__"):
-        assert context_excludes(path, rules), f".dockerignore lets {path} into the image"
+        assert context_excludes(path), f".dockerignore lets {path} into the image"
     assert {"imgrec", "components", "pipelines", "serving"} <= set(installed_packages())
 
 
 def test_dockerignore_rules_behave_like_docker() -> None:
-    rules = ["*", "!imgrec", "**/__pycache__"]
-    assert context_excludes("tests", rules) and context_excludes("tests/x.py", rules)
-    assert not context_excludes("imgrec/cli/app.py", rules)
-    assert context_excludes("imgrec/cli/__pycache__", rules)
+    rules = DockerIgnore(["# a comment", "*", "!imgrec", "**/__pycache__", "!containers/a.py",
+                          "docs/*.md", "!docs/keep.md"])  # fmt: skip
+    assert rules.excludes("tests") and rules.excludes("tests/x.py")
+    assert not rules.excludes("imgrec/cli/app.py")
+    assert rules.excludes("imgrec/cli/__pycache__") and rules.excludes("imgrec/__pycache__/a.pyc")
+    assert not rules.excludes("containers/a.py") and rules.excludes("containers/b.py")
+    assert rules.excludes("docs/a.md") and not rules.excludes("docs/keep.md")
+    # Excluded folders are walked only where a "!" rule may let something back in.
+    assert rules.may_keep_below("containers") and rules.may_keep_below("docs")
+    assert not rules.may_keep_below("tests") and not rules.may_keep_below("imgrec/__pycache__")
 
 
 def imported_top_levels(folder: Path) -> dict[str, str]:
@@ -127,11 +117,26 @@ def imported_top_levels(folder: Path) -> dict[str, str]:
 
 
 @functools.cache
+def image_extras() -> list[str]:
+    """The extras the image installs: those of ``imgrec[all]`` (``all = ["imgrec[a,b,c]"]``)."""
+    [everything] = _pyproject()["project"]["optional-dependencies"]["all"]
+    return sorted(Requirement(everything).extras)
+
+
+def test_the_image_installs_the_extras_of_all() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    named = set(re.findall(r"\*x\['([a-z]+)'\]", dockerfile))
+    assert named == set(image_extras()), "the Dockerfile's extras differ from imgrec[all]'s"
+
+
 def runtime_closure() -> set[str]:
-    """Canonical names of every distribution ``[project].dependencies`` installs (no extras
-    of imgrec itself; markers evaluated for this Python)."""
+    """Canonical names of every distribution the image installs: ``[project].dependencies``
+    and the extras of ``imgrec[all]`` (markers evaluated for this Python)."""
     seen: set[tuple[str, frozenset[str]]] = set()  # a name again with other extras counts
-    todo = [Requirement(r) for r in _pyproject()["project"]["dependencies"]]
+    optional = _pyproject()["project"]["optional-dependencies"]
+    wanted = [*_pyproject()["project"]["dependencies"]]
+    wanted += [r for extra in image_extras() for r in optional[extra]]
+    todo = [Requirement(r) for r in wanted]
     todo = [r for r in todo if r.marker is None or r.marker.evaluate({"extra": ""})]
     while todo:  # markers of a dependency's requirements are evaluated before they are queued
         req = todo.pop()

@@ -15,6 +15,7 @@ import pytest
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "evaluation"))
+sys.path.insert(0, str(HERE.parent / "pipeline"))  # kfp_api_server: the KFP REST on loopback
 
 from monitor_fixtures import Monitored, make_monitored  # noqa: E402
 

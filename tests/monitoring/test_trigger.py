@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from recording_server import recording_server
 
-from imgrec.errors import ConfigError, TriggerError
+from imgrec.errors import ConfigError, ImgrecError, TriggerError
 from monitoring.github import dispatch
 from monitoring.trigger import TriggerSettings, fire, read_record
 
@@ -193,3 +193,52 @@ def test_dispatch_ignores_a_proxy_cached_by_an_earlier_download(
                         api_url=rec.url, retries=0)  # fmt: skip
     assert sent["status"] == 204
     assert len(rec.requests) == 1
+
+
+def test_kfp_uploads_and_starts_the_retraining_once(tmp_path: Path) -> None:
+    """``--on-drift kfp`` through the real kfp.Client against the KFP v2 REST on loopback."""
+    import yaml
+    from kfp_api_server import KfpApiServer, model_problems
+
+    params = {"new_data_uri": "s3://labels/new-camera", "init_from": "production", "epochs": "2"}
+    settings = _settings(tmp_path, data="s3://data/mnist5k", params=params)
+    with KfpApiServer(run_states=("PENDING",)) as kfp:
+        settings.kfp_host = kfp.url
+        result = fire("kfp", SUMMARY, settings)
+        again = fire("kfp", SUMMARY, settings)  # the same verdict: no second run
+    assert result["status"] == "triggered" and again["status"] == "duplicate"
+    assert result["details"] == {"run_id": "run-4", "host": kfp.url, "state": "PENDING"}
+    [upload] = kfp.of("POST", "/apis/v2beta1/pipelines/upload")
+    assert yaml.safe_load(upload.files["uploadfile"])["pipelineInfo"]["name"] == "imgrec-training"
+    [experiment] = kfp.of("POST", "/apis/v2beta1/experiments")
+    [run] = kfp.of("POST", "/apis/v2beta1/runs")
+    assert not model_problems(experiment.body, "V2beta1Experiment")
+    assert not model_problems(run.body, "V2beta1Run")
+    assert experiment.body["display_name"] == "imgrec-retrain"
+    assert run.body["display_name"] == "retrain-imgrec-v3"
+    assert run.body["runtime_config"]["parameters"] == {
+        "new_data_uri": "s3://labels/new-camera", "init_from": "production", "epochs": 2,
+        "store_uri": str(tmp_path / "store"), "data_uri": "s3://data/mnist5k",
+    }  # fmt: skip
+    record = read_record(str(tmp_path / "store"), "imgrec-v3")
+    assert record is not None and record["status"] == "accepted"
+    assert record["details"]["run_id"] == "run-4"
+
+
+def test_kfp_refusal_or_unreachable_host_marks_nothing(tmp_path: Path) -> None:
+    from kfp_api_server import KfpApiServer
+
+    settings = _settings(tmp_path, data="s3://data/mnist5k", params={"epochz": "2"})
+    with KfpApiServer() as kfp:
+        settings.kfp_host = kfp.url
+        with pytest.raises(ConfigError, match="unknown pipeline parameter 'epochz'"):
+            fire("kfp", SUMMARY, settings)
+    assert not kfp.of("POST", "/apis/v2beta1/runs")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        settings.kfp_host = f"http://127.0.0.1:{s.getsockname()[1]}"  # nothing listens there
+    settings.params = {}
+    with pytest.raises(ImgrecError) as info:
+        fire("kfp", SUMMARY, settings)
+    assert info.value.code == "kfp_failed"
+    assert read_record(str(tmp_path / "store"), "imgrec-v3") is None

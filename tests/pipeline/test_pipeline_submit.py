@@ -1,49 +1,18 @@
 """`imgrec pipeline submit|upload` against a KFP v2 REST server on loopback (kfp_api_server.py):
 the real kfp.Client sends real HTTP; every JSON body is checked against kfp-server-api's
-models, the uploaded file is the compiled pipeline, and the run references the new version."""
+models (``model_problems``), the uploaded file is the compiled pipeline, and the run
+references the new version."""
 
 from __future__ import annotations
 
 import json
 import socket
-from typing import Any
 
-import kfp_server_api
 import pytest
 import yaml
-from kfp_api_server import KfpApiServer
+from kfp_api_server import KfpApiServer, model_problems
 
 from imgrec.cli import main
-
-PRIMITIVES = {"str": str, "int": int, "bool": bool, "datetime": str, "object": object}
-
-
-def model_problems(value: Any, type_name: str, path: str = "") -> list[str]:
-    """Fields of ``value`` (JSON) that kfp-server-api's model ``type_name`` does not have."""
-    if type_name.startswith("list["):
-        return [
-            p
-            for i, v in enumerate(value)
-            for p in model_problems(v, type_name[5:-1], f"{path}[{i}]")
-        ]
-    if type_name.startswith("dict("):
-        inner = type_name[5:-1].split(", ", 1)[1]
-        return [p for k, v in value.items() for p in model_problems(v, inner, f"{path}.{k}")]
-    if type_name in PRIMITIVES:
-        ok = isinstance(value, PRIMITIVES[type_name])
-        return [] if ok else [f"{path}: expected {type_name}, got {value!r}"]
-    cls = getattr(kfp_server_api, type_name)
-    if not hasattr(cls, "attribute_map"):  # enums (V2beta1RuntimeState, ...) are strings
-        allowed = [v for k, v in vars(cls).items() if k.isupper()]
-        return [] if value in allowed else [f"{path}: {value!r} not in {type_name}"]
-    by_json = {json_key: attr for attr, json_key in cls.attribute_map.items()}
-    problems = []
-    for key, item in value.items():
-        if key not in by_json:
-            problems.append(f"{path}.{key}: not a field of {type_name}")
-        elif item is not None:
-            problems += model_problems(item, cls.openapi_types[by_json[key]], f"{path}.{key}")
-    return problems
 
 
 def test_submit_then_upload_a_version(capsys: pytest.CaptureFixture[str]) -> None:

@@ -60,3 +60,26 @@ def test_preprocessed_pixels_equal_the_originals(tmp_path: Path, model: str, siz
     assert int(diff.max()) <= 1 and float((diff > 0).float().mean()) < 0.01
     saved = json.loads((out / "train_config.json").read_text())
     assert saved == result.config
+
+
+def test_preprocess_writes_shards_to_s3_that_the_train_step_streams(
+    tmp_path: Path, make_bucket
+) -> None:
+    from imgrec.data.images import decode_image
+    from imgrec.data.shards import read_index, read_shard
+    from imgrec.tasks.classify.pipeline import train_inputs
+
+    manifest = ingest(str(_photos(tmp_path / "photos")))
+    where = f"s3://{make_bucket()}/pre/shards"
+    result = preprocess(manifest, str(tmp_path / "pre"), model="small_resnet", img_size=32,
+                        epochs=1, shards=where, shard_samples=4)  # fmt: skip
+    assert result.config["shards"] == where and result.stats["resized"] == 0
+    index = read_index(where)
+    assert index.counts() == {"train": 7, "val": 6} and len(index.shards("train")) == 2
+    assert index.classes == ["x", "y"] and index.fingerprint == manifest.fingerprint
+    assert index.image_stats["n_sampled"] == 7
+    images = [decode_image(b) for s in index.shards("train") for _, b, _ in read_shard(s.uri)]
+    # the shards hold the images at the training geometry (the 20 px one unchanged)
+    assert sorted(min(im.size) for im in images) == [20] + [32] * 6
+    data, config = train_inputs(str(tmp_path / "pre"), result.config)
+    assert data == where and "shards" not in config

@@ -28,8 +28,9 @@ import torch
 
 from imgrec import storage
 from imgrec.data.dataset import ClassificationData, ImageRecord, load_classification_data
-from imgrec.data.images import load_image
-from imgrec.errors import DatasetError, ImgrecError
+from imgrec.data.images import decode_image, load_image
+from imgrec.data.shards import Shard, ShardIndex, is_shards, read_index, read_shard
+from imgrec.errors import DatasetError, ImageError, ImgrecError
 from imgrec.evaluation import classification_metrics, reliability_data
 from imgrec.evaluation.plots import Mistake, write_figures
 from imgrec.evaluation.report import write_report
@@ -60,8 +61,10 @@ def _load_model(model: Any) -> Any:
 
 
 def _load_data(data: Any, model: Any, val_fraction: float | None, seed: int | None) -> Any:
-    if isinstance(data, ClassificationData):
+    if isinstance(data, ClassificationData | ShardIndex):
         return data
+    if is_shards(data):
+        return read_index(os.fspath(data))
     config: Mapping[str, Any] = getattr(getattr(model, "card", None), "config", None) or {}
     # a flat folder must be split exactly as in training: reuse the run's fraction and seed
     if val_fraction is None and isinstance(config.get("val_fraction"), float):
@@ -113,6 +116,39 @@ def predict_records(
     return kept, probs, failed
 
 
+def predict_shards(
+    model: Any, shards: Sequence[Shard], split: str, *, batch_size: int = 64
+) -> tuple[list[ImageRecord], np.ndarray, list[tuple[str, ImgrecError]]]:
+    """:func:`predict_records` for images streamed from tar shards (one pass, in order); a
+    record's path is ``SHARD#KEY``."""
+    kept: list[ImageRecord] = []
+    failed: list[tuple[str, ImgrecError]] = []
+    parts: list[np.ndarray] = []
+    batch: list[torch.Tensor] = []
+
+    def flush() -> None:
+        logits = model.predict_batch(torch.stack(batch))  # (B, C)
+        parts.append(torch.softmax(logits.float(), dim=1).double().cpu().numpy())
+        batch.clear()
+
+    with torch.inference_mode():
+        for shard in shards:
+            for key, data, label in read_shard(shard.uri):
+                record = ImageRecord(f"{shard.uri}#{key}", label, split)
+                try:
+                    batch.append(model.preprocess(decode_image(data)))
+                except ImageError as err:
+                    failed.append((record.path, err))
+                    continue
+                kept.append(record)
+                if len(batch) == batch_size:
+                    flush()
+        if batch:
+            flush()
+    probs = np.concatenate(parts) if parts else np.zeros((0, len(model.classes)))
+    return kept, probs, failed
+
+
 def evaluate(
     model: Any,
     data: Any,
@@ -126,22 +162,25 @@ def evaluate(
 ) -> dict[str, Any]:
     """Evaluate ``model`` (a model directory, pretrained name or loaded classifier) on ``data``.
 
-    ``data`` is a dataset URI (folder, ``s3://`` prefix, CSV) or a loaded ``ClassificationData``.
+    ``data`` is a dataset URI (folder, ``s3://`` prefix, CSV, tar shards with ``shards.json``)
+    or a loaded ``ClassificationData`` or ``ShardIndex``.
     Returns the ``imgrec evaluate --json`` dict. With ``out_dir``: writes ``metrics.json``,
     ``figures/`` and ``report.html`` there; training curves come from ``history`` (default:
     ``out_dir/history.jsonl`` when present). Images that fail to decode are skipped and logged.
     """
     clf = _load_model(model)
     dataset = _load_data(data, clf, val_fraction, seed)
-    records = dataset.splits.get(split)
-    if not records:
-        available = ", ".join(s for s, r in dataset.splits.items() if r) or "none"
+    if not dataset.counts().get(split):
+        available = ", ".join(s for s, n in dataset.counts().items() if n) or "none"
         raise DatasetError(
             f"split {split!r} of {dataset.uri} has no images",
             hint=f"splits with images: {available}",
         )
     mapping = class_mapping(dataset.classes, clf.classes)
-    kept, probs, failed = predict_records(clf, records, batch_size=batch_size)
+    if isinstance(dataset, ShardIndex):
+        kept, probs, failed = predict_shards(clf, dataset.shards(split), split)
+    else:
+        kept, probs, failed = predict_records(clf, dataset.splits[split], batch_size=batch_size)
     for path, err in failed:
         log.warning("skipped %s: [%s] %s", path, err.code, err.message)
     if not kept:

@@ -32,16 +32,22 @@ def validate(manifest_dir: str, out_dir: str, thresholds: Any) -> dict[str, Any]
 
 def preprocess(manifest_dir: str, out_dir: str, **options: Any) -> dict[str, Any]:
     from imgrec.mlops.ingest import read_manifest
+    from imgrec.mlops.new_data import epoch_rows
     from imgrec.mlops.preprocess import preprocess as shrink
 
-    result = shrink(read_manifest(manifest_dir), out_dir, **options)
+    def epoch(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], str]:
+        return epoch_rows(rows, manifest_dir)
+
+    result = shrink(read_manifest(manifest_dir), out_dir, epoch=epoch, **options)
     return {**result.stats, "config": result.config, "notes": result.notes}
 
 
 def train_inputs(data_dir: str, payload: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     from imgrec.mlops.ingest import TRAIN_CSV
 
-    return storage.join(data_dir, TRAIN_CSV), payload
+    payload = dict(payload)
+    shards = payload.pop("shards", None)  # written by preprocess with shards=...: streamed
+    return (shards or storage.join(data_dir, TRAIN_CSV)), payload
 
 
 def eval_data(manifest_dir: str) -> str:

@@ -23,13 +23,16 @@ from torch import nn
 from imgrec.config import TrainConfig
 from imgrec.data.augment import batch_mixer, build_augment
 from imgrec.data.dataset import ClassificationData
+from imgrec.data.shards import ShardCache, ShardIndex
 from imgrec.engine.batches import FileBatches, TensorBatches, cache_bytes, decode_to_cache
 from imgrec.engine.distributed import World
 from imgrec.engine.feature_cache import FeatureBatches, cached_features, feature_key
+from imgrec.engine.stream import StreamBatches
 from imgrec.errors import ConfigError
 from imgrec.models.card import Preprocessing
 from imgrec.models.registry import ARCHITECTURES, build_model
 from imgrec.models.transfer import freeze, head, train_mode
+from imgrec.storage import cache_folder
 
 CACHE_LIMIT_BYTES = 2 * 1024**3
 EVAL_BATCH = 256
@@ -160,6 +163,52 @@ def pixel_session(
             val_paths, val_labels, pre, batch_size=EVAL_BATCH, shuffle=False,
             num_workers=workers, world=world,
         )  # fmt: skip
+    network.to(device)
+    if cfg.channels_last:
+        network.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    return Session(
+        network=network,
+        trained=network,
+        pre=pre,
+        train_batches=train_batches,
+        validate=lambda m: _accuracy_and_loss(m, val_batches, device),
+        train_mode=train_mode,
+        channels_last=bool(cfg.channels_last),
+    )
+
+
+def stream_session(
+    cfg: TrainConfig, data: ShardIndex, device: torch.device, generator: torch.Generator,
+    console: Console, world: World | None = None,
+) -> Session:  # fmt: skip
+    """Train the network on images streamed from tar shards (``s3://`` or a folder): each
+    rank reads only its shards, through a local cache of at most ``shard_cache_mb``."""
+    world = world or World()
+    if cfg.balanced_sampler:
+        raise ConfigError(
+            "balanced_sampler needs random access to the images, not shards",
+            hint="set balanced_sampler=false or class_weights=balanced",
+        )
+    network = build_network(cfg, len(data.classes))
+    freeze(network, cfg.freeze or "none")
+    assert cfg.batch_size is not None and cfg.img_size is not None
+    pre = preprocessing(cfg, None)
+    cache = ShardCache(
+        cache_folder("shards") / f"rank-{world.rank}", int((cfg.shard_cache_mb or 0) * 1024**2)
+    )
+    workers = cfg.num_workers if cfg.num_workers is not None else min(4, os.cpu_count() or 1)
+    common: dict[str, Any] = {"world": world, "cache": cache, "num_workers": workers}
+    train_batches = StreamBatches(
+        data.shards("train"), pre, batch_size=cfg.batch_size, generator=generator,
+        augment=build_augment(cfg.augment or "none", cfg.img_size),
+        mixer=batch_mixer(
+            len(data.classes), mixup_alpha=cfg.mixup_alpha, cutmix_alpha=cfg.cutmix_alpha
+        ),
+        buffer=cfg.shuffle_buffer, **common,
+    )  # fmt: skip
+    val_batches = StreamBatches(
+        data.shards("val"), pre, batch_size=EVAL_BATCH, shuffle=False, **common
+    )
     network.to(device)
     if cfg.channels_last:
         network.to(memory_format=torch.channels_last)  # type: ignore[call-overload]

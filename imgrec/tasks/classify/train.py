@@ -7,6 +7,7 @@
     result = train("data/mnist5k")                       # the recipe picks everything
     result = train("data/photos", model="resnet18", epochs=5, out="runs/r18", lr=1e-3)
     result = train("data/photos", out="runs/r18", resume=True)   # after a crash / kill -9
+    result = train("data/mnist5k", time_budget=60)       # the schedule planned to fit 60 s
     result.model_dir, result.metrics["accuracy"]
 
 The run directory follows docs/design.md: ``model/`` (best), ``last/``, ``checkpoint.pt``,
@@ -27,6 +28,8 @@ from rich.console import Console
 
 from imgrec.config import TrainConfig, load_config
 from imgrec.data.dataset import ClassificationData, load_classification_data
+from imgrec.data.shards import ShardIndex, is_shards, read_index, read_shard
+from imgrec.engine.budget import TimeBudget
 from imgrec.engine.callbacks import (
     Callback,
     Checkpointer,
@@ -45,7 +48,7 @@ from imgrec.engine.distributed import (
     threads_per_process,
 )
 from imgrec.engine.loop import TrainState, classification_loss, fit
-from imgrec.engine.optim import build_optimizer, build_scheduler
+from imgrec.engine.optim import Horizon, build_optimizer, build_scheduler
 from imgrec.engine.run import (
     CONFIG_FILE,
     TrainResult,
@@ -57,15 +60,24 @@ from imgrec.engine.run import (
 from imgrec.errors import DatasetError
 from imgrec.models.card import ModelCard, read_model_dir, save_model_dir
 from imgrec.storage import write_bytes
-from imgrec.tasks.classify.recipe import inspect_images, resolve
-from imgrec.tasks.classify.session import Session, feature_session, pixel_session
+from imgrec.tasks.classify.recipe import ImageStats, inspect_images, resolve
+from imgrec.tasks.classify.session import (
+    Session,
+    feature_session,
+    pixel_session,
+    stream_session,
+)
 
+TrainData = ClassificationData | ShardIndex  # image files, or tar shards streamed
 CARD_METRICS = ("accuracy", "top5", "f1_macro", "precision_macro", "recall_macro", "ece", "n")
 
 
-def _load_data(data: Any, cfg: TrainConfig, console: Console) -> ClassificationData:
-    if isinstance(data, ClassificationData):
+def _load_data(data: Any, cfg: TrainConfig, console: Console) -> TrainData:
+    if isinstance(data, ClassificationData | ShardIndex):
         dataset = data
+    elif is_shards(data):
+        console.print(f"streaming shards from {data}", highlight=False)
+        dataset = read_index(os.fspath(data))
     else:
         console.print(f"scanning {data} ...", highlight=False)
         dataset = load_classification_data(
@@ -77,7 +89,7 @@ def _load_data(data: Any, cfg: TrainConfig, console: Console) -> ClassificationD
     for bad in dataset.report.bad:
         console.print(f"skipped bad file {bad.path}: [{bad.code}] {bad.reason}", highlight=False)
     for split in ("train", "val"):
-        if not dataset.splits.get(split):
+        if not dataset.counts().get(split):
             raise DatasetError(
                 f"dataset {dataset.uri} has no {split} images",
                 hint="add a val/ folder or set val_fraction (e.g. --set val_fraction=0.2)",
@@ -85,16 +97,19 @@ def _load_data(data: Any, cfg: TrainConfig, console: Console) -> ClassificationD
     return dataset
 
 
-def _class_weights(cfg: TrainConfig, data: ClassificationData) -> torch.Tensor | None:
+def _class_weights(cfg: TrainConfig, data: TrainData) -> torch.Tensor | None:
     if cfg.class_weights != "balanced":
         return None
-    labels = torch.as_tensor([r.label for r in data.splits["train"]])
-    counts = torch.bincount(labels, minlength=len(data.classes)).clamp(min=1).float()
+    if isinstance(data, ShardIndex):
+        counts = torch.as_tensor(data.class_counts["train"]).clamp(min=1).float()
+    else:
+        labels = torch.as_tensor([r.label for r in data.splits["train"]])
+        counts = torch.bincount(labels, minlength=len(data.classes)).clamp(min=1).float()
     return counts.sum() / (len(data.classes) * counts)
 
 
-def _state(cfg: TrainConfig, session: Session, data: ClassificationData, device: torch.device,
-           generator: torch.Generator, world: World) -> TrainState:  # fmt: skip
+def _state(cfg: TrainConfig, session: Session, data: TrainData, device: torch.device,
+           generator: torch.Generator, world: World, horizon: Horizon) -> TrainState:  # fmt: skip
     assert cfg.lr is not None and cfg.epochs is not None and cfg.scheduler is not None
     params = [p for p in session.trained.parameters() if p.requires_grad]
     optimizer = build_optimizer(
@@ -104,7 +119,8 @@ def _state(cfg: TrainConfig, session: Session, data: ClassificationData, device:
     scheduler = build_scheduler(
         cfg.scheduler,
         optimizer,
-        total_steps=steps * cfg.epochs,
+        # a time budget plans the length once it has timed the steps: the schedule follows
+        total_steps=horizon if cfg.time_budget else horizon.total_steps,
         warmup_steps=round(cfg.warmup_epochs * steps),
     )
     use_amp = bool(cfg.amp) and device.type == "cuda"
@@ -127,7 +143,7 @@ def _state(cfg: TrainConfig, session: Session, data: ClassificationData, device:
     )
 
 
-def _card(cfg: TrainConfig, session: Session, data: ClassificationData,
+def _card(cfg: TrainConfig, session: Session, data: TrainData,
           metrics: dict[str, Any], task: str) -> ModelCard:  # fmt: skip
     assert cfg.model is not None
     return ModelCard(
@@ -140,7 +156,7 @@ def _card(cfg: TrainConfig, session: Session, data: ClassificationData,
         dataset={
             "uri": data.uri,
             "fingerprint": data.fingerprint,
-            "counts": {s: len(r) for s, r in data.splits.items()},
+            "counts": data.counts(),
         },
         config=cfg.to_dict(),
         weights={"pretrained": bool(cfg.pretrained), "init": cfg.weights},
@@ -169,7 +185,8 @@ def train(
     task: str = "classify",
     **overrides: Any,
 ) -> TrainResult:
-    """Train a classifier on ``data`` (folder, ``s3://`` prefix, CSV or ``ClassificationData``).
+    """Train a classifier on ``data`` (folder, ``s3://`` prefix, CSV, ``ClassificationData``,
+    or tar shards with a ``shards.json`` index, streamed: see :mod:`imgrec.data.shards`).
 
     ``config`` is a YAML file, dict or ``TrainConfig``; keyword ``overrides`` are config keys
     (``lr=1e-3``, ``freeze="backbone"``...). ``resume=True`` continues the run in ``out`` from
@@ -203,19 +220,28 @@ def _train(data: Any, cfg: TrainConfig, run_dir: Path, resume: bool, quiet: bool
     if world.main:
         dataset.report.write(str(run_dir / "data_report.json"))
     device = pick_device(cfg.device, world.local_rank)
-    stats = inspect_images([r.path for r in dataset.splits["train"]])
+    stats = _image_stats(dataset)
     cfg, notes = resolve(cfg, stats, device.type)
+    if cfg.time_budget and world.distributed:  # each rank would plan its own schedule
+        notes.append(f"time_budget: not planned across processes yet; {cfg.epochs} epochs run")
+        cfg = cfg.replace(time_budget=None)
     for note in notes:
         console.print(note, highlight=False, soft_wrap=True)
     if world.main:
         cfg.save(run_dir / CONFIG_FILE)
     torch.set_num_threads(cfg.threads or threads_per_process(world))
     generator = seed_everything(cfg.seed, deterministic=cfg.deterministic)
-    build = feature_session if cfg.freeze == "backbone" and cfg.feature_cache else pixel_session
-    session = build(cfg, dataset, device, generator, console, world)
-    state = _state(cfg, session, dataset, device, generator, world)
+    if isinstance(dataset, ShardIndex):
+        session = stream_session(cfg, dataset, device, generator, console, world)
+    else:
+        build = feature_session if cfg.freeze == "backbone" and cfg.feature_cache else pixel_session
+        session = build(cfg, dataset, device, generator, console, world)
+    steps = len(session.train_batches)  # type: ignore[arg-type]
+    assert cfg.epochs is not None
+    horizon = Horizon(steps * cfg.epochs)
+    state = _state(cfg, session, dataset, device, generator, world, horizon)
     if resume:
-        _restore(state, run_dir, dataset, console, len(session.train_batches))  # type: ignore[arg-type]
+        _restore(state, run_dir, dataset, console, steps)
 
     def save(st: TrainState, path: str, record: dict[str, Any]) -> None:
         save_model_dir(session.network, _card(cfg, session, dataset, dict(record), task), path)
@@ -223,6 +249,11 @@ def _train(data: Any, cfg: TrainConfig, run_dir: Path, resume: bool, quiet: bool
     callbacks: list[Callback] = [
         EarlyStopping(cfg.early_stopping_patience, cfg.early_stopping_min_delta)
     ]
+    if cfg.time_budget:  # before the Checkpointer: the checkpoint keeps the plan
+        log = None if quiet else lambda line: console.print(line, highlight=False)
+        budget = TimeBudget(cfg.time_budget, horizon=horizon, started=started,
+                            max_steps=horizon.total_steps, log=log)  # fmt: skip
+        callbacks.insert(0, budget)
     if world.main:  # one writer: rank 0
         callbacks.insert(0, HistoryWriter(run_dir / "history.jsonl"))
         callbacks.append(
@@ -242,13 +273,23 @@ def _train(data: Any, cfg: TrainConfig, run_dir: Path, resume: bool, quiet: bool
     )
 
 
-def _restore(state: TrainState, run_dir: Path, data: ClassificationData, console: Console,
+def _image_stats(data: TrainData) -> ImageStats:
+    """What the recipe looks at: sampled from the files, or recorded in the shard index."""
+    if isinstance(data, ShardIndex):
+        if data.image_stats:
+            return ImageStats(**data.image_stats)
+        first = data.shards("train")[0].uri  # not recorded: the images of the first shard
+        return inspect_images([image for _, image, _ in read_shard(first)])  # type: ignore[misc]
+    return inspect_images([r.path for r in data.splits["train"]])
+
+
+def _restore(state: TrainState, run_dir: Path, data: TrainData, console: Console,
              steps_per_epoch: int) -> None:  # fmt: skip
     restore_state(state, resume_checkpoint(run_dir, data.fingerprint), steps_per_epoch)
     console.print(f"resumed {run_dir} after epoch {state.epoch}/{state.epochs}", highlight=False)
 
 
-def _finish(cfg: TrainConfig, session: Session, data: ClassificationData, run_dir: Path,
+def _finish(cfg: TrainConfig, session: Session, data: TrainData, run_dir: Path,
             state: TrainState) -> dict[str, Any]:  # fmt: skip
     """Evaluate the best model on val (metrics.json, figures, report) and record it in its card."""
     from imgrec.models.weights import build_from_card

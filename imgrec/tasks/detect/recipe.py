@@ -3,7 +3,7 @@
 The default recipe is the fast CPU one measured in ``benchmarks/detect_digits.py``: FCOS on the
 offline ImageNet EfficientNet-Lite0 (frozen BatchNorm, stem and first two stages frozen), a
 64-channel FPN over strides 8/16/32 with 2-conv heads, 256-pixel inputs, AdamW with warm-up and
-a cosine schedule that follows the step count, or the clock when ``max_seconds`` is set.
+a cosine schedule over the epochs, or over the steps planned to fit ``time_budget`` when set.
 """
 
 from __future__ import annotations
@@ -31,9 +31,9 @@ class DetectConfig:
     pretrained: bool | str = True  # ImageNet backbone weights; "coco" for torchvision COCO models
     img_size: int = 256  # images are resized to img_size x img_size (aspect not kept)
     epochs: int = 12
-    max_seconds: float | None = (
-        None  # stop training after this long; the LR schedule follows the clock
-    )
+    time_budget: float | None = None  # seconds from the start of training (feature caching
+    # included) to its end: the steps are timed and the schedule planned to fit (max_seconds:
+    # the older name); epochs is then the most it may plan
     batch_size: int = 16
     lr: float = 2e-3
     weight_decay: float = 1e-4
@@ -101,6 +101,8 @@ def make_config(
     elif isinstance(config, dict):
         values.update(config)
     values.update({k: v for k, v in overrides.items() if v is not None})
+    if "max_seconds" in values:  # the older name of time_budget
+        values.setdefault("time_budget", values.pop("max_seconds"))
     known = {f.name for f in fields(DetectConfig)}
     for key in values:
         if key not in known:
@@ -110,6 +112,8 @@ def make_config(
     cfg = DetectConfig(**values)
     if cfg.device not in DEVICES:
         raise ConfigError(f"unknown device {cfg.device!r}", hint=f"one of: {', '.join(DEVICES)}")
+    if cfg.time_budget is not None and cfg.time_budget <= 0:
+        raise ConfigError(f"time_budget={cfg.time_budget}", hint="seconds > 0, or leave it unset")
     if cfg.img_size < 32 or cfg.batch_size < 1 or cfg.epochs < 1:
         raise ConfigError(
             f"img_size={cfg.img_size}, batch_size={cfg.batch_size}, epochs={cfg.epochs}",

@@ -2,8 +2,8 @@
 
 Detection trains through the shared loop (:func:`imgrec.engine.loop.fit`): its batches are
 ``(images or cached features, list of box targets)`` and its ``batch_loss`` sums the detector's
-losses; the best epoch is the one with the highest ``val_map50``; ``max_seconds`` is a
-:class:`~imgrec.engine.callbacks.TimeBudget` the learning-rate schedule follows. Checkpoints,
+losses; the best epoch is the one with the highest ``val_map50``; ``time_budget`` is a
+:class:`~imgrec.engine.budget.TimeBudget` that plans the schedule's length. Checkpoints,
 ``--resume``, history, seeding, device and threads are the engine's, as for classification.
 """
 
@@ -21,18 +21,18 @@ from torch.utils.data import DataLoader
 
 from imgrec.data.detection import DetectionData, boxes_summary, load_detection_data
 from imgrec.data.detection.augment import DetectionDataset, collate, train_transform
+from imgrec.engine.budget import TimeBudget
 from imgrec.engine.callbacks import (
     Callback,
     Checkpointer,
     HistoryWriter,
     ProgressBar,
-    TimeBudget,
     restore_state,
 )
 from imgrec.engine.checkpoint import seed_everything
 from imgrec.engine.distributed import env_world
 from imgrec.engine.loop import TrainState, fit
-from imgrec.engine.optim import build_optimizer, build_scheduler
+from imgrec.engine.optim import Horizon, build_optimizer, build_scheduler
 from imgrec.engine.run import (
     CONFIG_FILE,
     TrainResult,
@@ -152,8 +152,13 @@ def train(
     )
     epoch_batches, loss_fn, steps = _batches(det, train_set, cfg, pre, generator, progress)
     setup_seconds = time.perf_counter() - setup_start
-    budget = TimeBudget(cfg.max_seconds - setup_seconds) if cfg.max_seconds else None
-    state = _state(cfg, det, on_device(loss_fn, device), steps, device, generator, budget)
+    horizon = Horizon(cfg.epochs * steps)
+    budget = None
+    if cfg.time_budget:
+        log = (lambda line: console.print(line, highlight=False)) if progress else None
+        budget = TimeBudget(cfg.time_budget, horizon=horizon, started=setup_start,
+                            max_steps=horizon.total_steps, log=log)  # fmt: skip
+    state = _state(cfg, det, on_device(loss_fn, device), horizon, device, generator, budget)
     if resume:
         restore_state(state, resume_checkpoint(run_dir, fingerprint))
         console.print(
@@ -184,7 +189,7 @@ def train(
         HistoryWriter(run_dir / "history.jsonl"),
         Checkpointer(run_dir, save, extra=lambda: {"fingerprint": fingerprint}),
     ]
-    if budget is not None:
+    if budget is not None:  # before the Checkpointer: the checkpoint keeps the plan
         callbacks.insert(0, budget)
     if progress:
         callbacks.insert(0, ProgressBar(console))
@@ -206,7 +211,7 @@ def _state(
     cfg: DetectConfig,
     det: Detector,
     loss_fn: LossFn,
-    steps: int,
+    horizon: Horizon,
     device: torch.device,
     generator: torch.Generator,
     budget: TimeBudget | None,
@@ -216,9 +221,8 @@ def _state(
     scheduler = build_scheduler(
         "cosine",
         opt,
-        total_steps=cfg.epochs * steps,
+        total_steps=horizon if budget is not None else horizon.total_steps,
         warmup_steps=cfg.warmup_steps,
-        progress=budget.fraction if budget is not None else None,
     )
     return TrainState(
         model=det,
