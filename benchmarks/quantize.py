@@ -1,4 +1,6 @@
-"""Benchmark: INT8 (static QDQ) vs fp32 ONNX Runtime inference for imgrec classifiers.
+"""Benchmark: INT8 (static QDQ, ONNX Runtime) and bf16 (OpenVINO) vs fp32 for imgrec classifiers.
+
+bf16 columns appear where the CPU has native bf16 (AMX / AVX512-BF16) and OpenVINO is installed.
 
 Two parts, one JSON object on stdout:
 
@@ -72,30 +74,38 @@ def random_crops(images: list[np.ndarray], n: int, seed: int) -> list[Any]:
     return out
 
 
-def session(path: Path, threads: int) -> Any:
-    """An ONNX Runtime session configured like the server's (no spinning)."""
-    import onnxruntime as ort
+def session(path: Path, threads: int, precision: str = "fp32") -> Any:
+    """The session imgrec runs ``path`` with in ``precision`` (server settings: no spinning;
+    bf16: OpenVINO, one stream)."""
+    from imgrec.inference.onnx import precision_session
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return precision_session(path, threads, precision)
 
 
-def logits(path: Path, x: np.ndarray, threads: int = 2) -> np.ndarray:
-    sess = session(path, threads)
+def bf16_available() -> bool:
+    from imgrec.errors import ConfigError
+    from imgrec.inference.openvino import require_bf16
+
+    try:
+        require_bf16()
+    except ConfigError:
+        return False
+    return True
+
+
+def logits(path: Path, x: np.ndarray, threads: int = 2, precision: str = "fp32") -> np.ndarray:
+    sess = session(path, threads, precision)
     return np.concatenate([sess.run(["logits"], {"input": x[i : i + 16]})[0]
                            for i in range(0, len(x), 16)])  # fmt: skip
 
 
 def speed(paths: dict[str, Path], x: np.ndarray, repeats: int) -> dict[str, Any]:
     """Median ms/image per (precision, threads, batch); precisions interleaved per repeat so
-    the other processes on the machine slow both alike."""
+    the other processes on the machine slow all alike. ``paths``: precision -> file."""
     cores = os.cpu_count() or 1
     out: dict[str, Any] = {}
     for threads in sorted({1, cores}):
-        sessions = {name: session(path, threads) for name, path in paths.items()}
+        sessions = {name: session(path, threads, name) for name, path in paths.items()}
         for batch in (1, 8):
             xb = np.ascontiguousarray(x[:batch])
             times: dict[str, list[float]] = {name: [] for name in sessions}
@@ -107,7 +117,9 @@ def speed(paths: dict[str, Path], x: np.ndarray, repeats: int) -> dict[str, Any]
                     sess.run(["logits"], {"input": xb})
                     times[name].append((time.perf_counter() - started) * 1000 / batch)
             row = {name: round(float(np.median(t)), 2) for name, t in times.items()}
-            row["int8_speedup"] = round(row["fp32"] / row["int8"], 2)
+            for name in times:
+                if name != "fp32":
+                    row[f"{name}_speedup"] = round(row["fp32"] / row[name], 2)
             out[f"threads={threads} batch={batch}"] = row
     return out
 
@@ -160,6 +172,10 @@ def pretrained_part(work: Path, repeats: int) -> dict[str, Any]:
         x = np.stack([tf(im).numpy() for im in crops])
     ref, got = logits(fp32, x), logits(result.path, x)
     files = {"fp32": fp32, "int8": result.path}
+    bf16: dict[str, Any] = {}
+    if bf16_available():
+        files["bf16"] = fp32
+        bf16 = {"bf16_agreement_vs_fp32": agreement(ref, logits(fp32, x, precision="bf16"))}
     return {
         "model": "efficientnet_lite0 (offline ImageNet weights), 224 px",
         "settings": {**settings.__dict__, "keep_fp32": list(settings.keep_fp32)},
@@ -168,6 +184,7 @@ def pretrained_part(work: Path, repeats: int) -> dict[str, Any]:
         "top1_agreement_on_calibration_images": result.agreement,
         "held_out": f"{HELD_OUT_CROPS} random crops of 10 other sample photos",
         "agreement_vs_fp32": agreement(ref, got),
+        **bf16,
         "ms_per_image": speed(files, x, repeats),
         "file_mb": {
             "fp32": round(fp32.stat().st_size / 2**20, 1),
@@ -238,7 +255,15 @@ def int8_accuracy(work: Path, model_dir: str, data: Path) -> dict[str, Any]:
     with torch.inference_mode():
         x = np.stack([tf(load_image(f)).numpy() for f in val_files])
     ref, got = logits(fp32, x), logits(result.path, x)
+    bf16: dict[str, Any] = {}
+    if bf16_available():
+        half = logits(fp32, x, precision="bf16")
+        bf16 = {
+            "bf16_val_accuracy": round(float((half.argmax(1) == labels).mean()), 4),
+            "bf16_agreement_vs_fp32": agreement(ref, half),
+        }
     return {
+        **bf16,
         "calibration_images": result.images,
         "top1_agreement_on_calibration_images": result.agreement,
         "would_be_refused": result.agreement < QuantizeSettings().min_agreement,
@@ -261,6 +286,7 @@ def main() -> None:
     args = parser.parse_args()
 
     import onnxruntime
+    from batch_predict import cpu_model  # this script's folder is on sys.path
 
     work = Path(tempfile.mkdtemp(prefix="imgrec-bench-quantize-"))
     os.environ["IMGREC_CACHE"] = str(work / "cache")
@@ -268,8 +294,9 @@ def main() -> None:
     load_before = [round(x, 2) for x in os.getloadavg()]
     try:
         report = {
-            "benchmark": "INT8 static QDQ vs fp32, ONNX Runtime CPU",
+            "benchmark": "INT8 static QDQ (ONNX Runtime) and bf16 (OpenVINO) vs fp32, CPU",
             "onnxruntime": onnxruntime.__version__,
+            "cpu_model": cpu_model(),
             "cores": os.cpu_count(),
             "load_average_before": load_before,
             "pretrained": pretrained_part(work, args.repeats),

@@ -5,6 +5,8 @@
 
 * ``imgrec``: the imgrec KServe predictor (ONNX Runtime fp32, dynamic batching), V1 JSON;
 * ``imgrec-int8``: the same with ``precision="int8"``, calibrated on 64 other crops;
+* ``imgrec-bf16``: the same with ``precision="bf16"`` (OpenVINO, CPUs with AMX / AVX512-BF16),
+  checked against fp32 on those 64 crops;
 * ``plain-kserve``: a plain PyTorch-eager KServe predictor (benchmarks/serving_baselines.py);
 * ``torchserve-default``: TorchServe's stock ``image_classifier`` handler as installed;
 * ``torchserve-tuned``: the same, tuned as TorchServe documents for CPUs (one worker per
@@ -12,7 +14,9 @@
 
 Each (server, concurrency) run is bounded: ``--seconds`` after a warm-up, at most
 ``--max-requests``. Request bodies are encoded once, so the load generator costs every server
-the same. Prints one JSON object; ratios compare servers measured in the same run.
+the same. Prints one JSON object; ratios compare servers measured in the same run. A server
+that exits or is not ready within ``START_TIMEOUT_S`` is reported with its log's tail on
+stderr (``failed_to_start`` in the JSON) and the other servers still run.
 
     python benchmarks/serving.py [--seconds 8] [--repeats 3] [--only imgrec,plain-kserve]
 """
@@ -22,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import io
 import json
 import os
@@ -42,6 +47,14 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 CONCURRENCY = (1, 8, 32)
 IMGREC_OPTIONS: dict[str, str] = {}  # --imgrec-options: ServingOptions fields as JSON
+START_TIMEOUT_S = 300  # export + int8 calibration on a slow, loaded machine take ~1 min
+
+
+def cpu_model() -> str:
+    """``lscpu``'s "Model name"."""
+    from batch_predict import cpu_model as model_name  # this script's folder is on sys.path
+
+    return model_name()
 
 
 def make_jpegs(n: int = 16, seed: int = 0) -> list[bytes]:
@@ -71,18 +84,43 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_http(url: str, timeout_s: float, headers: dict[str, str] | None = None) -> None:
+class ServerFailed(RuntimeError):
+    """A server exited or never became ready; the message ends with its log's tail."""
+
+
+def log_tail(path: Path, lines: int = 30) -> str:
+    """The last ``lines`` lines of a server log (what it said before failing)."""
+    try:
+        text = path.read_text(errors="replace")
+    except OSError as exc:
+        return f"(no log: {exc})"
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def wait_http(
+    url: str,
+    timeout_s: float,
+    headers: dict[str, str] | None = None,
+    proc: subprocess.Popen[bytes] | None = None,
+    log: Path | None = None,
+) -> None:
+    """Poll ``url`` until it answers 200; fail early (with the log's tail) when ``proc``
+    exits: a server that refuses to start (e.g. ``int8_inaccurate``) is not waited on."""
     import httpx
 
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            tail = log_tail(log) if log else ""
+            raise ServerFailed(f"server exited with code {proc.returncode}:\n{tail}")
         try:
             if httpx.get(url, timeout=2, headers=headers).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
         time.sleep(0.5)
-    raise RuntimeError(f"{url} not ready after {timeout_s} s")
+    tail = log_tail(log) if log else ""
+    raise ServerFailed(f"{url} not ready after {timeout_s} s:\n{tail}")
 
 
 def calibration_folder(work: Path) -> Path:
@@ -95,6 +133,24 @@ def calibration_folder(work: Path) -> Path:
     return folder
 
 
+def prepare_int8(options: dict[str, Any], env: dict[str, str], log: Path) -> None:
+    """Export and calibrate once into the cache the server will read, untimed: calibration
+    is a one-time cost (cached), and on a loaded 2-core machine it alone took 136 s, which
+    with the export ran past the start timeout. A refusal (``int8_inaccurate``) shows here,
+    with the output's tail."""
+    code = (
+        "import sys; from serving.runtime import load_runtime; "
+        "load_runtime('efficientnet_lite0', precision='int8', calibration=sys.argv[1])"
+    )
+    cmd = [sys.executable, "-c", code, options["calibration"]]
+    with log.open("wb") as out:
+        done = subprocess.run(
+            cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, timeout=1800
+        )
+    if done.returncode != 0:
+        raise ServerFailed(f"int8 preparation failed ({done.returncode}):\n{log_tail(log)}")
+
+
 @contextmanager
 def kserve_server(kind: str, work: Path) -> Iterator[tuple[str, Callable[[bytes], Any]]]:
     port = free_port()
@@ -102,6 +158,8 @@ def kserve_server(kind: str, work: Path) -> Iterator[tuple[str, Callable[[bytes]
         options = json.loads(IMGREC_OPTIONS.get("json", "{}"))
         if kind == "imgrec-int8":
             options.update(precision="int8", calibration=str(calibration_folder(work)))
+        if kind == "imgrec-bf16":  # checked against fp32 on the same calibration crops
+            options.update(precision="bf16", calibration=str(calibration_folder(work)))
         code = ("import json, sys; from serving.server import serve; "
                 "from serving.model import ServingOptions; "
                 "serve('efficientnet_lite0', port=int(sys.argv[1]), "
@@ -111,10 +169,14 @@ def kserve_server(kind: str, work: Path) -> Iterator[tuple[str, Callable[[bytes]
         # -m from the repo root: run as a script, benchmarks/serving.py would shadow `serving`
         cmd = [sys.executable, "-m", "benchmarks.serving_baselines", "plain", str(port)]
     env = {**os.environ, "IMGREC_CACHE": str(work / "cache")}
-    log = (work / f"{kind}.log").open("wb")
+    log_path = work / f"{kind}.log"
+    if kind == "imgrec-int8":
+        prepare_int8(options, env, log_path)
+    log = log_path.open("wb")
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        wait_http(f"http://127.0.0.1:{port}/v2/models/imgrec/ready", 300)
+        ready = f"http://127.0.0.1:{port}/v2/models/imgrec/ready"
+        wait_http(ready, START_TIMEOUT_S, proc=proc, log=log_path)
         url = f"http://127.0.0.1:{port}/v1/models/imgrec:predict"
         bodies: dict[bytes, bytes] = {}  # encoded once: the client's cost stays per server alike
         headers = {"Content-Type": "application/json"}
@@ -155,7 +217,12 @@ def torchserve(tuned: bool, work: Path) -> Iterator[tuple[str, Callable[[bytes],
     folder = work / ("ts-tuned" if tuned else "ts-default")
     ts = TorchServe.start(store, ["lite0=lite0.mar"], folder, defaults=not tuned, **kw)
     try:
-        ts.wait_ready(300)
+        try:
+            ts.wait_ready(START_TIMEOUT_S)
+        except Exception as exc:
+            logs = sorted(folder.rglob("*.log"))
+            tails = "\n".join(f"--- {p}\n{log_tail(p)}" for p in logs[-2:])
+            raise ServerFailed(f"TorchServe not ready: {exc}\n{tails}") from exc
         key = ts.keys()["inference"]
         url = f"{ts.url}/predictions/lite0"
 
@@ -225,6 +292,7 @@ async def _bounded(coros: list[Any], timeout_s: float) -> None:
 SERVERS: dict[str, Callable[[Path], Any]] = {
     "imgrec": lambda w: kserve_server("imgrec", w),
     "imgrec-int8": lambda w: kserve_server("imgrec-int8", w),
+    "imgrec-bf16": lambda w: kserve_server("imgrec-bf16", w),
     "plain-kserve": lambda w: kserve_server("plain", w),
     "torchserve-default": lambda w: torchserve(False, w),
     "torchserve-tuned": lambda w: torchserve(True, w),
@@ -244,7 +312,8 @@ def main() -> None:
     IMGREC_OPTIONS["json"] = args.imgrec_options
     jpegs = make_jpegs()
     results: dict[str, Any] = {"image": "640x480 JPEG", "model": "efficientnet_lite0 @224",
-                               "cpus": os.cpu_count(), "repeats": args.repeats,
+                               "cpus": os.cpu_count(), "cpu_model": cpu_model(),
+                               "repeats": args.repeats,
                                "load_before": os.getloadavg(), "rounds": []}  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="imgrec-bench-") as tmp:
         for _ in range(args.repeats):  # servers alternate, so a load spike hits one round
@@ -258,7 +327,13 @@ def one_round(args: argparse.Namespace, jpegs: list[bytes], work: Path) -> dict[
     """Every server once, at every concurrency: ``{server: {concurrency: run}}``."""
     out: dict[str, Any] = {}
     for name in args.only.split(","):
-        with SERVERS[name](work) as (_, request):
+        with contextlib.ExitStack() as stack:
+            try:
+                _, request = stack.enter_context(SERVERS[name](work))
+            except ServerFailed as exc:  # said with the log's tail; the other servers still run
+                print(f"{name} failed to start: {exc}", file=sys.stderr, flush=True)
+                out[name] = {"failed": str(exc).splitlines()[0]}
+                continue
             out[name] = {}
             for c in (int(x) for x in args.concurrency.split(",")):
                 out[name][c] = asyncio.run(load(request, jpegs, c, args.seconds,
@@ -271,6 +346,8 @@ def summarize(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     """Medians over rounds per (server, concurrency), and the c=8 ratios taken within each
     round (servers measured minutes apart) then their median."""
     med = lambda xs: round(float(np.median(xs)), 2)  # noqa: E731
+    failed = {n: r[n]["failed"] for r in rounds for n in r if "failed" in r[n]}
+    rounds = [{n: v for n, v in r.items() if n not in failed} for r in rounds]
     servers: dict[str, list[dict[str, Any]]] = {}
     for name in rounds[0]:
         servers[name] = [
@@ -288,6 +365,7 @@ def summarize(rounds: list[dict[str, Any]]) -> dict[str, Any]:
         for a in ours for b in theirs if all(r[b][8]["req_per_s"] > 0 for r in rounds)
     }  # fmt: skip
     return {
+        "failed_to_start": failed,
         "servers": servers,
         "ratios_at_c8_per_round": ratios,
         "ratios_at_c8": {k: med(v) for k, v in ratios.items()},

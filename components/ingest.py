@@ -11,12 +11,13 @@ def ingest(
     seed: int,
     new_data_uri: str,
     new_holdout_fraction: float,
+    new_data_share: float,
     manifest: Output[Dataset],
     summary: Output[Markdown],
 ) -> str:
     """List, hash and inspect every image (and, for ``task=detect``, count its boxes); with
-    ``new_data_uri``, add the new labelled images (part held out for the gate); returns the
-    dataset fingerprint."""
+    ``new_data_uri``, add the new labelled images (part held out for the gate, the rest
+    ``new_data_share`` of each training epoch); returns the dataset fingerprint."""
     from imgrec.mlops.steps import ingest_step, ingest_summary
 
     meta = ingest_step(
@@ -27,6 +28,7 @@ def ingest(
         task=task,
         new_data_uri=new_data_uri,
         new_holdout_fraction=new_holdout_fraction,
+        new_data_share=new_data_share,
     )
     keys = ("task", "fingerprint", "version", "source", "n_images", "n_unreadable", "classes")
     for key in keys:

@@ -370,13 +370,22 @@ def top1_agreement(fp32_path: Path, int8_path: Path, x: np.ndarray) -> float:
     """Fraction of ``x`` on which the two ONNX models' ``logits`` have the same top-1."""
     import onnxruntime as ort
 
-    tops = []
-    for path in (fp32_path, int8_path):
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        logits = [
-            session.run(["logits"], {"input": x[i : i + 16]})[0] for i in range(0, len(x), 16)
-        ]
-        tops.append(np.concatenate(logits).argmax(1))
+    a, b = (
+        ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        for path in (fp32_path, int8_path)
+    )
+    return session_agreement(a, b, x)
+
+
+def session_logits(session: Any, x: np.ndarray, batch_size: int = 16) -> np.ndarray:
+    """``logits`` of a session (ONNX Runtime's ``run`` signature) over ``x``, in batches."""
+    batches = (x[i : i + batch_size] for i in range(0, len(x), batch_size))
+    return np.concatenate([session.run(["logits"], {"input": b})[0] for b in batches])
+
+
+def session_agreement(reference: Any, candidate: Any, x: np.ndarray) -> float:
+    """Fraction of ``x`` on which two sessions' ``logits`` have the same top-1."""
+    tops = [session_logits(s, x).argmax(1) for s in (reference, candidate)]
     return float((tops[0] == tops[1]).mean())
 
 
@@ -503,3 +512,58 @@ def int8_model(
         flush=True,
     )
     return result.path
+
+
+BF16_PROBE_TOLERANCE = 0.25
+"""Without calibration images, bf16 logits on a fixed noise probe may differ from fp32's by at
+most this fraction of the fp32 logits' range (a broken compile, not rounding; bf16 rounding
+measured 0.6 of a 15-wide range at worst on 192 photo crops for EfficientNet-Lite0)."""
+
+
+@PRECISIONS.register("bf16")
+def bf16_model(
+    fp32_path: str | os.PathLike[str],
+    calibration: CalibrationSource | None,
+    pre: Preprocessing,
+    *,
+    cache_dir: str | os.PathLike[str] | None = None,
+) -> Path:
+    """The fp32 file itself, which OpenVINO then runs in bf16 (:mod:`imgrec.inference.openvino`;
+    no calibration, no new file). Refused with ``precision_unsupported`` without OpenVINO or
+    native bf16 on this CPU. Checked against fp32 (ONNX Runtime) before use: with
+    ``calibration`` images, top-1 agreement on them must reach ``QuantizeSettings.min_agreement``
+    (else ``ModelError``, code ``bf16_inaccurate``); without, the logits on a fixed noise probe
+    must stay within :data:`BF16_PROBE_TOLERANCE` of fp32's range. Says on stderr what runs."""
+    from imgrec.inference.onnx import cpu_session
+    from imgrec.inference.openvino import cpu_name, openvino_session
+
+    path = Path(fp32_path)
+    candidate = openvino_session(path, threads=1)
+    reference = cpu_session(path, 1)
+    settings = QuantizeSettings()
+    if calibration is not None:
+        x, _, _ = load_calibration(calibration_files(calibration), pre, settings)
+        agreement = session_agreement(reference, candidate, x)
+        checked = f"top-1 agrees with fp32 on {agreement:.0%} of {len(x)} calibration images"
+        if agreement < settings.min_agreement:
+            raise ModelError(
+                f"the bf16 model's {checked} (< {settings.min_agreement:.0%})",
+                hint="use --precision fp32",
+                code="bf16_inaccurate",
+            )
+    else:
+        size = pre.input_size
+        probe = np.random.default_rng(0).standard_normal((4, 3, size, size), dtype=np.float32)
+        ref = session_logits(reference, probe)
+        diff = float(np.abs(session_logits(candidate, probe) - ref).max())
+        spread = float(ref.max() - ref.min()) or 1.0
+        checked = f"logits within {diff / spread:.1%} of fp32's range on a noise probe"
+        if diff > BF16_PROBE_TOLERANCE * spread:
+            raise ModelError(
+                f"the bf16 model's logits differ from fp32 by {diff:.3g} on a noise probe "
+                f"(> {BF16_PROBE_TOLERANCE:.0%} of their range {spread:.3g})",
+                hint="use --precision fp32",
+                code="bf16_inaccurate",
+            )
+    print(f"OpenVINO bf16 on {cpu_name()} ({checked})", file=sys.stderr, flush=True)
+    return path

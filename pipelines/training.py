@@ -146,6 +146,7 @@ def build_pipeline(cluster: ClusterSettings | None = None, image: str | None = N
         store_uri: str = "model-store",
         new_data_uri: str = "",
         new_holdout_fraction: float = 0.3,
+        new_data_share: float = 0.5,
         init_from: str = "",
         task: str = "classify",
         architecture: str = "auto",
@@ -187,6 +188,7 @@ def build_pipeline(cluster: ClusterSettings | None = None, image: str | None = N
             seed=seed,
             new_data_uri=new_data_uri,
             new_holdout_fraction=new_holdout_fraction,
+            new_data_share=new_data_share,
         )
         manifest = ingest.outputs["manifest"]
         check = ops["validate"](

@@ -7,8 +7,9 @@ prediction log's summary). Backends live in the ``BACKENDS`` registry::
     backend = BACKENDS.get("onnx")(classifier, threads=2)
     logits, embedding = backend.run(x)
 
-The ONNX backend runs in ``fp32`` (default) or ``int8`` (static QDQ quantization calibrated on a
-folder of images, :mod:`imgrec.quantize`); ``PRECISIONS`` maps each name to what it loads::
+The ONNX backend runs in ``fp32`` (default), ``int8`` (static QDQ quantization calibrated on a
+folder of images, :mod:`imgrec.quantize`) or ``bf16`` (OpenVINO, CPUs with native bf16);
+``PRECISIONS`` maps each name to what it loads::
 
     backend = BACKENDS.get("onnx")(classifier, precision="int8", calibration="calib/")
 
@@ -31,8 +32,8 @@ from imgrec.inference.onnx import (
     cache_path,
     cached_export,
     check_export,
-    cpu_session,
     export_onnx,
+    precision_session,
 )
 from imgrec.quantize import INT8_NEEDS_CALIBRATION as INT8_NEEDS_CALIBRATION
 from imgrec.quantize import PRECISIONS as PRECISIONS
@@ -104,7 +105,10 @@ class OnnxBackend:
     (``invalid_model``) rather than answer wrong.
 
     ``precision="int8"`` runs the static-quantized model calibrated on the ``calibration``
-    images (folder, glob or list; see :func:`imgrec.quantize.quantize_onnx`).
+    images (folder, glob or list; see :func:`imgrec.quantize.quantize_onnx`);
+    ``precision="bf16"`` runs the export in OpenVINO in bf16 (CPUs with AMX / AVX512-BF16;
+    :func:`imgrec.quantize.bf16_model`). ``streams``: model calls that may run at once
+    (default cores / ``threads``, one per model worker).
     """
 
     name = "onnx"
@@ -117,6 +121,7 @@ class OnnxBackend:
         onnx_path: str | os.PathLike[str] | None = None,
         precision: str = "fp32",
         calibration: str | os.PathLike[str] | None = None,
+        streams: int | None = None,
     ) -> None:
         to_precision = PRECISIONS.get(precision)
         hint = "serve with --backend torch"
@@ -128,7 +133,9 @@ class OnnxBackend:
             path = cached_export(classifier, hint=hint)
         pre = classifier.card.preprocessing
         path = to_precision(path, calibration, pre, cache_dir=cache_path(classifier).parent)
-        self.session = cpu_session(path, threads or (os.cpu_count() or 1))
+        threads = threads or (os.cpu_count() or 1)
+        streams = streams or max(1, (os.cpu_count() or 1) // threads)
+        self.session = precision_session(path, threads, precision, streams)
         if precision == "fp32" and not onnx_path:
             # int8 passed quantization's top-1 agreement check instead; a file given as
             # ``onnx_path`` is run as it is (tests compare files of either precision)

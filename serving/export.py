@@ -116,6 +116,12 @@ def export_model(
 
     exporter = EXPORT_FORMATS.get(fmt)
     check_precision(precision, calibration)
+    if precision == "bf16":  # a way to run the fp32 file, not a file of its own
+        require_fp32(
+            precision,
+            "at run time (imgrec predict / serve --precision bf16 read the fp32 ONNX file)",
+            "export in fp32 (drop --precision)",
+        )
     if fmt != "onnx":
         require_fp32(
             precision, f"with --format onnx, not {fmt}", "drop --precision, or export --format onnx"

@@ -234,5 +234,7 @@ def submit_cmd(
     else:
         typer.echo(f"submitted run {result['run_id']} to {host} (experiment {experiment}, "
                    f"state {result['state'] or 'unknown'})")  # fmt: skip
+        if runs_dir:
+            typer.echo(f"recorded in {result['record']} (imgrec dashboard --runs {runs_dir})")
     if wait and result["state"] != "SUCCEEDED":
         raise typer.Exit(1)

@@ -53,16 +53,18 @@ def predict(
     precision: str = typer.Option(
         "fp32",
         "--precision",
-        help="fp32 (default) or int8: classifiers only, ONNX Runtime on CPU; about half the "
-        "inference CPU for a small accuracy trade-off (see BENCHMARKS.md). int8 needs "
-        "--calibration.",
+        help="fp32 (default), bf16 or int8: classifiers only, on CPU. bf16: OpenVINO on CPUs "
+        "with AMX / AVX512-BF16 (pip install 'imgrec[openvino]'), about half the inference "
+        "CPU, no calibration. int8: ONNX Runtime, needs --calibration; a larger accuracy "
+        "trade-off (see BENCHMARKS.md).",
     ),
     calibration: str = typer.Option(
         None,
         "--calibration",
         help="With --precision int8: folder (local or s3://) or glob of a few dozen images like "
         "the ones you predict (not necessarily the same); calibrated once, then cached. int8 is "
-        "refused (int8_inaccurate) when it visibly breaks the model.",
+        "refused (int8_inaccurate) when it visibly breaks the model. With bf16 (optional): "
+        "images to check bf16 against fp32 on (bf16_inaccurate).",
     ),
 ) -> None:
     """Predict labels with scores for each image; exit code 1 if any image failed.

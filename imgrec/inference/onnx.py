@@ -22,6 +22,7 @@ import logging
 import os
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ import torch
 from torch import nn
 
 from imgrec.errors import ModelError
+from imgrec.registry import Registry
 from imgrec.storage import cache_folder
 
 log = logging.getLogger(__name__)
@@ -205,3 +207,31 @@ def cpu_session(path: str | os.PathLike[str], threads: int) -> Any:
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(os.fspath(path), options, providers=["CPUExecutionProvider"])
+
+
+def precision_session(
+    path: str | os.PathLike[str], threads: int, precision: str = "fp32", streams: int = 1
+) -> Any:
+    """The session that runs ``path`` (the file ``PRECISIONS[precision]`` gave) in
+    ``precision``: ONNX Runtime (:func:`cpu_session`) for ``fp32`` and ``int8``, OpenVINO in
+    bf16 for ``bf16`` (:mod:`imgrec.inference.openvino`). ``streams``: how many calls may
+    run at once from different threads (ONNX Runtime sessions take any number)."""
+    return SESSIONS.get(precision)(path, threads, streams)
+
+
+def _onnxruntime(path: str | os.PathLike[str], threads: int, streams: int) -> Any:
+    return cpu_session(path, threads)
+
+
+def _openvino_bf16(path: str | os.PathLike[str], threads: int, streams: int) -> Any:
+    from imgrec.inference.openvino import openvino_session
+
+    return openvino_session(path, threads, streams, precision="bf16")
+
+
+SESSIONS: Registry[Callable[[str | os.PathLike[str], int, int], Any]] = Registry(
+    "precision session", list_hint="imgrec predict --help"
+)
+SESSIONS.add("fp32", _onnxruntime)
+SESSIONS.add("int8", _onnxruntime)
+SESSIONS.add("bf16", _openvino_bf16)

@@ -15,7 +15,8 @@ on GPUs::
     logits = run(torch.stack([clf.preprocess(img)]))      # (1, 1000)
 
 ``make_runner(clf, precision="int8", calibration="calib/")`` runs the static-quantized int8
-model of the export (:mod:`imgrec.quantize`, ONNX Runtime only).
+model of the export (:mod:`imgrec.quantize`, ONNX Runtime); ``precision="bf16"`` runs the
+export in OpenVINO in bf16 (:mod:`imgrec.inference.openvino`, CPUs with AMX / AVX512-BF16).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import torch
 
 from imgrec.errors import ModelError
 from imgrec.inference.onnx import ONNX_ATOL as ONNX_ATOL
-from imgrec.inference.onnx import cached_export, check_export, cpu_session
+from imgrec.inference.onnx import cached_export, check_export, precision_session
 from imgrec.quantize import PRECISIONS, CalibrationSource, check_precision, require_fp32
 from imgrec.registry import Registry
 
@@ -131,6 +132,9 @@ def onnx_runner(
     static-quantized model of the export calibrated on ``calibration`` images
     (:func:`imgrec.quantize.quantize_onnx`, cached beside the export); instead of the 1e-4
     check it must pass quantization's top-1 agreement check (``int8_inaccurate``).
+    ``precision="bf16"`` runs the export in OpenVINO in bf16 on CPUs with native bf16
+    (:func:`imgrec.quantize.bf16_model`: checked against fp32 on ``calibration`` images when
+    given, ``bf16_inaccurate``; refused elsewhere, ``precision_unsupported``).
     """
     check_precision(precision, calibration)
     hint = "use the PyTorch runtime (runtime='torch')"
@@ -138,9 +142,10 @@ def onnx_runner(
     pre = classifier.card.preprocessing
     path = PRECISIONS.get(precision)(path, calibration, pre, cache_dir=path.parent)
     n_threads = threads or (1 if parallel else default_threads())
-    run = OnnxRunner(cpu_session(path, n_threads), n_threads)
+    streams = max(1, default_threads() // n_threads)  # the callers that may run at once
+    run = OnnxRunner(precision_session(path, n_threads, precision, streams), n_threads)
     if precision != "fp32":
-        return run  # checked by quantize_onnx against the fp32 export (top-1 agreement)
+        return run  # checked by PRECISIONS[precision] against the fp32 export (top-1 agreement)
 
     check_export(classifier, run.session, hint=hint)
     return run
@@ -167,9 +172,9 @@ def make_runner(
     export or its check fails; GPU models always run in PyTorch. ``parallel``: the caller
     would run calls side by side from one thread per core, so a runtime that can compute
     in the caller's thread alone should (:func:`runs_in_parallel` tells whether it does).
-    ``precision``: ``fp32`` or ``int8`` (ONNX Runtime only, ``auto`` included, never falling
-    back; needs ``calibration`` images, see :func:`onnx_runner`). Runners are kept for the
-    lifetime of ``classifier``, so repeated calls reuse one ONNX Runtime session.
+    ``precision``: ``fp32``, ``int8`` or ``bf16`` (the ``onnx`` runtime only, ``auto``
+    included, never falling back; int8 needs ``calibration`` images, see :func:`onnx_runner`).
+    Runners are kept for the lifetime of ``classifier``, so repeated calls reuse one session.
     """
     check_runtime_precision(runtime, precision, calibration)
     calibration_key = _calibration_key(calibration) if precision != "fp32" else None
@@ -207,7 +212,7 @@ def _calibration_key(calibration: CalibrationSource | None) -> Any:
 def _build_runner(classifier: Any, runtime: str, **options: Any) -> Runner:
     threads = options.get("threads")
     if options.get("precision", "fp32") != "fp32":
-        return onnx_runner(classifier, **options)  # no fallback: int8 exists only in ORT
+        return onnx_runner(classifier, **options)  # no fallback: fp32 is not what was asked
     if runtime != "auto":
         return RUNTIMES.get(runtime)(classifier, **options)
     if classifier.device.type != "cpu":

@@ -29,6 +29,7 @@ import dataclasses
 import io
 import json
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -113,6 +114,7 @@ def preprocess(
     workers: int = 2,
     shards: str = "",
     shard_samples: int = SHARD_SAMPLES,
+    epoch: Callable[[list[dict[str, Any]]], tuple[list[dict[str, Any]], str]] | None = None,
     **overrides: Any,
 ) -> PreprocessResult:
     """Resolve the recipe, write shrunken images and ``data.csv`` to ``out_dir``.
@@ -120,7 +122,10 @@ def preprocess(
     ``shards`` (a folder or ``s3://`` prefix; ``auto``: ``out_dir/shards``) writes the
     images as WebDataset tar shards of ``shard_samples`` images there instead (see
     :mod:`imgrec.data.shards`), for datasets too big for one disk: the train step then
-    streams them (``train_config.json`` names them) and nothing is copied one by one."""
+    streams them (``train_config.json`` names them) and nothing is copied one by one.
+    ``epoch`` maps the readable rows to the rows the trainer reads (``data.csv`` or the
+    shards) and a note, e.g. the new data's training mix
+    (:func:`imgrec.mlops.new_data.epoch_rows`)."""
     from imgrec.models import ARCHITECTURES
 
     started = time.perf_counter()
@@ -134,12 +139,15 @@ def preprocess(
         train_paths, device=device, model=model, img_size=img_size, epochs=epochs, **overrides
     )
     image_stats = config.pop("image_stats")
+    listed, mix_note = epoch(rows) if epoch is not None else (rows, "")
+    if mix_note:
+        notes.append(mix_note)
     pre = ARCHITECTURES.get(config["model"]).default_preprocessing(config["img_size"])
     todo = {r["sha256"]: r["path"] for r in rows if _target(r["width"], r["height"], pre)}
     if shards:
         where = storage.join(out_dir, "shards") if shards == "auto" else shards
         index = write_shards(
-            [_sample(r, manifest.classes, pre, r["sha256"] in todo) for r in rows], where,
+            [_sample(r, manifest.classes, pre, r["sha256"] in todo) for r in listed], where,
             classes=manifest.classes, shard_samples=shard_samples,
             fingerprint=manifest.fingerprint, image_stats=image_stats, workers=workers,
         )  # fmt: skip
@@ -159,7 +167,7 @@ def preprocess(
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["path", "label", "split"])
-    for r in rows:
+    for r in listed:
         w.writerow([names.get(r["sha256"], r["path"]), r["label"], r["split"]])
     data_csv = storage.join(out_dir, TRAIN_CSV)
     storage.write_text(data_csv, buf.getvalue())
@@ -167,6 +175,7 @@ def preprocess(
         "images": len(rows),
         "resized": len(todo),
         "kept": len(rows) - sum(1 for r in rows if r["sha256"] in todo),
+        "epoch_images": sum(r["split"] == "train" for r in listed),
         "bytes_before": sum(int(r["bytes"]) for r in rows if r["sha256"] in todo),
         "bytes_after": sum(n for n, _ in written),
         "geometry": {

@@ -52,6 +52,7 @@ def ingest_step(
     task: str = "classify",
     new_data_uri: str = "",
     new_holdout_fraction: float = 0.3,
+    new_data_share: float = 0.5,
 ) -> dict:
     """Ingest ``data_uri`` into a manifest folder for ``task``; returns ``manifest.json``'s
     content (with ``task``). Detection data keep their own splits (``val_fraction`` unused).
@@ -69,7 +70,10 @@ def ingest_step(
         )
     from imgrec.mlops.new_data import add_new_data
 
-    merged = add_new_data(out_dir, new_data_uri, holdout_fraction=new_holdout_fraction, seed=seed)
+    merged = add_new_data(
+        out_dir, new_data_uri, holdout_fraction=new_holdout_fraction, seed=seed,
+        share=new_data_share,
+    )  # fmt: skip
     _stamp_task(storage.join(out_dir, MANIFEST_META), spec.name)
     return {**merged, "task": spec.name}
 

@@ -50,3 +50,14 @@ def test_gate_defaults_are_the_policy_defaults() -> None:
             assert get_task("classify").gate_metric == policy.metric
             continue
         assert params[f"gate_{f.name}"] == getattr(policy, f.name), f.name
+
+
+def test_new_data_share_default_is_the_libraries() -> None:
+    import inspect
+
+    from imgrec.mlops.new_data import NEW_DATA_SHARE, add_new_data
+    from imgrec.mlops.steps import ingest_step
+
+    assert pipeline_parameters()["new_data_share"] == NEW_DATA_SHARE
+    assert inspect.signature(ingest_step).parameters["new_data_share"].default == NEW_DATA_SHARE
+    assert inspect.signature(add_new_data).parameters["share"].default == NEW_DATA_SHARE

@@ -106,6 +106,43 @@ def test_new_data_with_an_unknown_class_is_refused(tmp_path: Path) -> None:
     assert meta["new_data"]["holdout"] == 6 and meta["counts"]["test"] == {"circle": 3, "square": 3}
 
 
+def test_training_mix_repeats_the_new_images_and_replays_part_of_the_base(
+    tmp_path: Path,
+) -> None:
+    from imgrec.errors import ConfigError
+    from imgrec.mlops.ingest import read_manifest
+    from imgrec.mlops.new_data import add_new_data, epoch_rows, training_mix
+    from imgrec.mlops.preprocess import preprocess
+
+    assert training_mix(4000, 350, 0.5) == {"base": 2000, "repeat": 6}
+    assert training_mix(4000, 350, 0.0) == {"base": 4000, "repeat": 1}
+    assert training_mix(100, 900, 0.5) == {"base": 50, "repeat": 1}  # more new than base
+    with pytest.raises(ConfigError, match="new_data_share must be in"):
+        training_mix(10, 10, 1.0)
+    base = make_imagefolder(tmp_path / "base", n_train=20, n_val=3)
+    from imgrec.mlops.steps import ingest_step
+
+    ingest_step(str(base), str(tmp_path / "m"))
+    new = _new_camera(tmp_path / "new", ("circle", "square"), 5)  # 3 train, 2 held out each
+    meta = add_new_data(str(tmp_path / "m"), str(new), share=0.5)
+    assert meta["new_data"]["mix"] == {"base": 20, "repeat": 3, "n_base": 40, "share": 0.5}
+    manifest = read_manifest(str(tmp_path / "m"))
+    rows, note = epoch_rows(manifest.rows, str(tmp_path / "m"))
+    train = [r for r in rows if r["split"] == "train"]
+    new_paths = [r["path"] for r in train if str(new) in r["path"]]
+    assert len(train) == 20 + 3 * 6 and len(new_paths) == 18 and len(set(new_paths)) == 6
+    assert [r for r in rows if r["split"] != "train"] == [
+        r for r in manifest.rows if r["split"] != "train"
+    ]  # val and the held-out slice: every image once
+    assert note == (
+        "training mix: 20 of 40 base training images and the 6 new ones 3x each per epoch"
+    )
+    result = preprocess(manifest, str(tmp_path / "pre"), epochs=1,
+                        epoch=lambda r: epoch_rows(r, str(tmp_path / "m")))  # fmt: skip
+    assert result.stats["epoch_images"] == 38 and note in result.notes
+    assert (tmp_path / "pre" / "data.csv").read_text().count(str(new)) == 18 + 4
+
+
 def test_small_class_drops_within_sampling_noise_do_not_fail() -> None:
     def m(acc: float, recall_8: float, n: int) -> dict:
         return {"accuracy": acc, "classes": ["7", "8"],

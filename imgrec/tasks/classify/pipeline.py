@@ -32,9 +32,13 @@ def validate(manifest_dir: str, out_dir: str, thresholds: Any) -> dict[str, Any]
 
 def preprocess(manifest_dir: str, out_dir: str, **options: Any) -> dict[str, Any]:
     from imgrec.mlops.ingest import read_manifest
+    from imgrec.mlops.new_data import epoch_rows
     from imgrec.mlops.preprocess import preprocess as shrink
 
-    result = shrink(read_manifest(manifest_dir), out_dir, **options)
+    def epoch(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], str]:
+        return epoch_rows(rows, manifest_dir)
+
+    result = shrink(read_manifest(manifest_dir), out_dir, epoch=epoch, **options)
     return {**result.stats, "config": result.config, "notes": result.notes}
 
 
