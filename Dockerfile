@@ -35,9 +35,9 @@ RUN printf '%s\n' ${TORCH_PINS} > /tmp/torch.txt \
  && pip install --index-url "${TORCH_INDEX}" -r /tmp/torch.txt \
  && rm /tmp/torch.txt
 
-# The project's dependencies (pyproject.toml), pinned by constraints.txt.
+# The project's dependencies (pyproject.toml) with the extras of `all`, pinned by constraints.txt.
 COPY pyproject.toml constraints.txt ./
-RUN python3 -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies'], sep='\n')" > /tmp/requirements.txt \
+RUN python3 -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; x = p['optional-dependencies']; print(*p['dependencies'], *x['serve'], *x['pipelines'], *x['monitor'], *x['openvino'], sep='\n')" > /tmp/requirements.txt \
  && pip install -c constraints.txt -r /tmp/requirements.txt \
  && rm /tmp/requirements.txt
 

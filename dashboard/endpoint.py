@@ -114,6 +114,10 @@ class Endpoint:
             self._model = str(models[0]) if models else "imgrec"
         return self._model
 
+    def forget(self) -> None:
+        """Drop the cached health (the served version just changed)."""
+        self._health = None
+
     def health(self) -> dict[str, Any]:
         """Liveness, readiness and the served model's metadata (cached a few seconds)."""
         import httpx

@@ -42,8 +42,10 @@ class Sources:
         return value
 
     def forget(self) -> None:
-        """Drop cached reads (after an action changed the store)."""
+        """Drop cached reads (after an action changed the store and the served version)."""
         self._cache.clear()
+        if self.endpoint is not None:
+            self.endpoint.forget()
 
     def versions(self) -> list[ModelVersion]:
         return list(self._cached("versions", self.store.versions))

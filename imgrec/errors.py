@@ -101,6 +101,13 @@ class WeightsUnavailableError(ImgrecError):
     http_status = 503
 
 
+class MissingExtraError(ImgrecError):
+    """A command needs an optional extra that is not installed (``pip install 'imgrec[EXTRA]'``)."""
+
+    code = "missing_extra"
+    http_status = 501
+
+
 class StorageError(ImgrecError):
     """Reading or writing a local path or ``s3://`` URI failed."""
 

@@ -3,6 +3,8 @@
 Every failure is handled here, in :func:`main`, for every command present and future:
 
 * errors from the library (``ImgrecError``) print one line ``error[code]: message (hint)``;
+* a command whose optional extra is not installed (``imgrec serve`` without ``imgrec[serve]``)
+  prints ``error[missing_extra]: ...`` with the pip command (:mod:`imgrec.extras`);
 * usage errors (unknown command or option, missing argument, bad value or choice) print click's
   usual message on stderr -- the usage line and one ``Error:`` line with click's did-you-mean --
   and exit with code 2, click's and argparse's convention;
@@ -82,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     import typer
 
     from imgrec.cli.app import ARGV, DEBUG, app
+    from imgrec.extras import missing_extra
 
     _load_commands()
     ARGV[:] = argv if argv is not None else sys.argv[1:]
@@ -94,6 +97,12 @@ def main(argv: list[str] | None = None) -> int:
         if DEBUG["on"]:
             raise
         print(f"error[{exc.code}]: {exc}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:  # an optional extra (pyproject.toml) not installed
+        typed = missing_extra(exc)
+        if typed is None or DEBUG["on"]:
+            raise
+        print(f"error[{typed.code}]: {typed}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

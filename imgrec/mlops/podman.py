@@ -115,7 +115,7 @@ def require_image(client: Any, image: str, root: Path | None = None) -> None:
     unnoticed. ``$IMGREC_ALLOW_STALE_IMAGE=1`` turns that refusal into a warning."""
     import docker
 
-    from imgrec.mlops import image_inputs
+    import imgrec.mlops.image_inputs as image_inputs
 
     try:
         labels = client.images.get(image).labels or {}

@@ -117,11 +117,26 @@ def imported_top_levels(folder: Path) -> dict[str, str]:
 
 
 @functools.cache
+def image_extras() -> list[str]:
+    """The extras the image installs: those of ``imgrec[all]`` (``all = ["imgrec[a,b,c]"]``)."""
+    [everything] = _pyproject()["project"]["optional-dependencies"]["all"]
+    return sorted(Requirement(everything).extras)
+
+
+def test_the_image_installs_the_extras_of_all() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    named = set(re.findall(r"\*x\['([a-z]+)'\]", dockerfile))
+    assert named == set(image_extras()), "the Dockerfile's extras differ from imgrec[all]'s"
+
+
 def runtime_closure() -> set[str]:
-    """Canonical names of every distribution ``[project].dependencies`` installs (no extras
-    of imgrec itself; markers evaluated for this Python)."""
+    """Canonical names of every distribution the image installs: ``[project].dependencies``
+    and the extras of ``imgrec[all]`` (markers evaluated for this Python)."""
     seen: set[tuple[str, frozenset[str]]] = set()  # a name again with other extras counts
-    todo = [Requirement(r) for r in _pyproject()["project"]["dependencies"]]
+    optional = _pyproject()["project"]["optional-dependencies"]
+    wanted = [*_pyproject()["project"]["dependencies"]]
+    wanted += [r for extra in image_extras() for r in optional[extra]]
+    todo = [Requirement(r) for r in wanted]
     todo = [r for r in todo if r.marker is None or r.marker.evaluate({"extra": ""})]
     while todo:  # markers of a dependency's requirements are evaluated before they are queued
         req = todo.pop()

@@ -26,9 +26,11 @@ from pipeline_helpers import make_imagefolder
 from serving_helpers import CAT_CLASSES, Server, jpeg_bytes, start_server, stop_server
 
 from imgrec.mlops import run_local
+from pipelines.submit import record_submission
 
 pytestmark = pytest.mark.slow
 
+KFP_HOST = "http://127.0.0.1:9/pipeline"  # a KFP UI's address, only linked to
 RECALLS = [[0.8, 0.6, 0.5], [0.9, 0.5, 0.7]]  # versions 2 and 3 (version 1 is the real run)
 SIGNALS = {  # drift signal -> p-value per report window, oldest first
     "confidence": [0.41, 0.22, 0.0004],
@@ -52,7 +54,10 @@ def records(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
             for name, p in SIGNALS.items()
         ]  # fmt: skip
         write_drift_report(root / "reports", f"window-{i}", end, signals)
-    return {"root": root, "run_id": Path(summary["run_dir"]).name}
+    started = {"run_id": "4f1c-run", "state": "RUNNING"}  # what submit() returned
+    submitted = record_submission(root / "runs", KFP_HOST, started, experiment="imgrec",
+                                  run_name=EVIL, arguments={})  # fmt: skip
+    return {"root": root, "run_id": Path(summary["run_dir"]).name, "kfp_run": submitted.name}
 
 
 @pytest.fixture(scope="module")
@@ -138,6 +143,7 @@ PAGES = [
     ("/models/compare?a=2&b=3", "compare"),
     ("/runs", "runs"),
     ("/runs/{run_id}", "run"),
+    ("/runs/{kfp_run}", "run-kfp"),
     ("/monitoring", "monitoring"),
     ("/review", "review"),
 ]
@@ -147,11 +153,22 @@ PAGES = [
 def test_every_page_loads_without_console_errors(
     dash: str, records: dict[str, Any], visit: Callable[[str, str], Visit], path: str, shot: str
 ) -> None:
-    v = visit(dash + path.format(run_id=records["run_id"]), shot)
+    v = visit(dash + path.format(run_id=records["run_id"], kfp_run=records["kfp_run"]), shot)
     assert v.errors == []
     assert v.page.locator("main h1").count() == 1
     for img in v.page.locator("main img").all():  # figures from the run load
         assert v.page.evaluate("(i) => i.complete && i.naturalWidth > 0", img.element_handle())
+
+
+def test_a_run_submitted_to_kfp_links_to_its_ui(
+    dash: str, records: dict[str, Any], visit: Callable[[str, str], Visit]
+) -> None:
+    v = visit(f"{dash}/runs", "runs-kfp")
+    row = v.page.locator(f"#runs tr[data-run='{records['kfp_run']}']")
+    assert row.locator("a.kfp").get_attribute("href") == f"{KFP_HOST}/#/runs/details/4f1c-run"
+    assert row.locator("a.kfp").inner_text() == EVIL  # the run name, as text
+    assert v.page.locator("#runs a.kfp").count() == 1  # the local run has none
+    assert v.errors == []
 
 
 def test_model_pages_render_names_as_text(dash: str, visit: Callable[[str, str], Visit]) -> None:

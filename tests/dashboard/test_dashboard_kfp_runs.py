@@ -35,7 +35,9 @@ def test_a_submitted_run_links_to_the_kfp_ui(
                 "--version", "v1", "--run-name", EVIL, "--param", "epochs=2",
                 "--runs-dir", str(runs), "--json"]  # fmt: skip
         assert main(args) == 0
-    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        assert main(args[:-1]) == 0  # for people: the record's folder is printed
+    assert f"recorded in {runs}" in capsys.readouterr().out
     folder = Path(result["record"])
     assert folder.parent == runs and re.fullmatch(r"\d{8}-\d{6}-\d{6}", folder.name)
     summary = json.loads((folder / "summary.json").read_text())
@@ -56,7 +58,7 @@ def test_a_submitted_run_links_to_the_kfp_ui(
     assert listing.status_code == 200
     assert f'<a class="kfp" href="{link}"' in listing.text
     assert "&lt;img src=x" in listing.text and "<img src=x" not in listing.text  # run name: text
-    assert listing.text.count('class="kfp"') == 1 and "javascript:" not in listing.text
+    assert listing.text.count('class="kfp"') == 2 and "javascript:" not in listing.text
     page = c.get(f"/runs/{folder.name}")
     assert page.status_code == 200 and f'href="{link}"' in page.text
     assert "state RUNNING when recorded" in page.text
