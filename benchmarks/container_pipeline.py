@@ -12,7 +12,9 @@ build time from ``build/image.json`` (written by ``make image``)::
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
+import os
 import statistics
 import subprocess
 import tempfile
@@ -31,6 +33,7 @@ def main() -> None:
     args = parser.parse_args()
     params = dict(p.split("=", 1) for p in args.param)
     runs: dict[str, list[dict]] = {r: [] for r in RUNNERS}
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(args.repeats):
             order = RUNNERS if i % 2 == 0 else RUNNERS[::-1]
@@ -57,6 +60,8 @@ def main() -> None:
         "runs": runs,
         "image": json.loads(image_json.read_text()) if image_json.is_file() else None,
         "cpu": cpu,
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "load_average_before_after": [round(x, 2) for x in (load_before[0], os.getloadavg()[0])],
     }, indent=1))  # fmt: skip
 
 

@@ -22,12 +22,15 @@ of skimage's photos with the image shifts (run on its own).
 
     python benchmarks/drift.py [--quick] > drift.json
     python benchmarks/drift.py --photos > drift-photos.json
+    python benchmarks/drift.py --speed-only --work DIR   # the 10,000-record report (DIR: a
+                                                          # kept --work of an earlier run)
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import copy
 import io
 import json
 import os
@@ -260,12 +263,16 @@ def judge(reference: Any, rows: list[dict[str, Any]], evidently: bool) -> dict[s
     from scipy import stats
 
     from monitoring.drift import detect
+    from monitoring.signals import holm
 
     signals, drift = detect(reference, rows, alpha=ALPHA)
     conf_ref = np.asarray(reference.columns["confidence"], dtype=float)
     conf = np.asarray([r["confidence"] for r in rows], dtype=float)
+    # the previous verdict: plain Holm over the ten two-sided signals (no low_confidence)
+    plain = [copy.copy(s) for s in signals if s.name != "low_confidence"]
     out = {
         "monitor": bool(drift),
+        "plain_holm": bool(holm(plain, ALPHA)),
         "ks_confidence": bool(stats.ks_2samp(conf_ref, conf).pvalue <= ALPHA),
         "signals": [s.name for s in signals if s.drifted],
     }
@@ -314,6 +321,7 @@ def run_cells(
             cell = {
                 "windows": windows,
                 "monitor": np.mean([r["monitor"] for r in results]),
+                "plain_holm": np.mean([r["plain_holm"] for r in results]),
                 "ks_confidence": np.mean([r["ks_confidence"] for r in results]),
                 "signals": {k: v / windows for k, v in fired.most_common()},
             }
@@ -324,7 +332,8 @@ def run_cells(
             cells[f"{condition} | n={n}"] = {
                 k: (float(v) if isinstance(v, np.floating) else v) for k, v in cell.items()
             }
-            print(f"{condition:28s} n={n:4d} monitor {cell['monitor']:.3f} ks-conf "
+            print(f"{condition:28s} n={n:4d} monitor {cell['monitor']:.3f} plain "
+                  f"{cell['plain_holm']:.3f} ks-conf "
                   f"{cell['ks_confidence']:.3f} evidently {cell.get('evidently_preset', '-')}",
                   file=sys.stderr)  # fmt: skip
     return cells
@@ -347,29 +356,33 @@ def report_speed(
 
     rng = random.Random(1)
     log = work / "speed" / "predictions-20261130.jsonl"
-    log.parent.mkdir(parents=True)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.unlink(missing_ok=True)
     with log.open("w") as fh:
         for k in range(10_000):
             rec = dict(rng.choice(pools["clean_records"]))
             rec["time"] = f"2026-11-30T{k // 3600:02d}:{k // 60 % 60:02d}:{k % 60:02d}.000000Z"
             fh.write(json.dumps(rec) + "\n")
-    times = []
+    times, cpu = [], []
     for i in range(2):
-        started = time.perf_counter()
+        started, started_cpu = time.perf_counter(), time.process_time()
         summary = monitor_report(
             str(log), reference, WindowSpec(last=10_000), str(work / f"out{i}")
         )
         times.append(time.perf_counter() - started)
+        cpu.append(time.process_time() - started_cpu)
     n, median = summary["window"]["n"], float(np.median(times))
-    return {"records": n, "seconds": times, "median_s": median, "drift": summary["drift"]}
+    return {"records": n, "seconds": times, "median_s": median, "cpu_seconds": cpu,
+            "load_average": os.getloadavg(), "drift": summary["drift"]}  # fmt: skip
 
 
 def mnist(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     from monitoring.reference import resolve_reference
 
-    reuse = (work / "store" / "production.json").exists() and (work / "predlog").exists()
+    reuse = (work / "store" / "production.json").exists()
+    served = reuse and (work / "predlog").exists()
     data = split_mnist(work)
-    if reuse:  # --work of an earlier run: same split, model and served log (windows redrawn)
+    if reuse:  # --work of an earlier run: same split and model (and served log, if kept)
         model = f"{work / 'store'}@production"
         train_info = {
             "val_accuracy": json.loads((work / "run" / "metrics.json").read_text())["accuracy"]
@@ -382,7 +395,7 @@ def mnist(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         traffic[name] = [encode(fn(img), name) for img, _ in data["B"]]
     traffic["9"] = [encode(img, "9") for img, _ in data["9"]]
     started = time.perf_counter()
-    if reuse:
+    if served:
         logged = read_served(work / "predlog")
     else:
         logged = serve_traffic(model, work / "predlog", traffic, work)
@@ -406,7 +419,10 @@ def mnist(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "false_alarms": far,
         "power": power,
         "n_for_95": {
-            s: {k: first_n_at(power, s, k, sizes) for k in ("monitor", "ks_confidence")}
+            s: {
+                k: first_n_at(power, s, k, sizes)
+                for k in ("monitor", "plain_holm", "ks_confidence")
+            }
             for s in shifts
         },
         "report_10k": report_speed(reference, pools, work),
@@ -477,6 +493,9 @@ def main() -> None:
     parser.add_argument("--work", default=None, help="keep the files here")
     parser.add_argument("--photos", action="store_true", help="the photos variant only")
     parser.add_argument("--photo-pool", type=int, default=200)
+    parser.add_argument(
+        "--speed-only", action="store_true", help="only the 10,000-record report (needs --work)"
+    )
     args = parser.parse_args()
     if args.quick:
         args.null_windows, args.shift_windows, args.evidently_windows = 60, 20, 10
@@ -485,7 +504,18 @@ def main() -> None:
         work.mkdir(parents=True, exist_ok=True)
         started = time.perf_counter()
         result: dict[str, Any] = {"alpha": ALPHA}
-        if args.photos:
+        if args.speed_only:
+            from monitoring.reference import resolve_reference
+
+            records = read_served(work / "predlog")["clean"]
+            reference = resolve_reference(f"{work / 'store'}@production")
+            speed_dir = work / "speed-only"
+            if speed_dir.exists():
+                import shutil
+
+                shutil.rmtree(speed_dir)
+            result["report_10k"] = report_speed(reference, {"clean_records": records}, speed_dir)
+        elif args.photos:
             result["photos"] = photos(args, work)
         else:
             result["mnist"] = mnist(args, work)

@@ -1,4 +1,5 @@
-"""train_on_cluster: the train step as a Training Operator PyTorchJob (train_mode=pytorchjob)."""
+"""train_on_cluster: the train step as a Training Operator PyTorchJob (train_mode=pytorchjob)
+or a Kubeflow Trainer v2 TrainJob (train_mode=trainjob)."""
 
 from kfp.dsl import HTML, Dataset, Input, Metrics, Model, Output
 
@@ -12,7 +13,7 @@ def train_on_cluster(
     report: Output[HTML],
     metrics: Output[Metrics],
 ):
-    """Create a PyTorchJob running the train step on ``workers`` pods (DDP), wait for it
+    """Create a PyTorchJob/TrainJob running the train step on ``workers`` pods (DDP), wait for it
     (its state goes to this step's log) and pass its model on. ``job_settings`` is the JSON
     of :class:`imgrec.mlops.train_job.JobSettings`, fixed when the pipeline is compiled."""
     import json

@@ -21,7 +21,14 @@ from imgrec.errors import MissingExtraError
 # serve and pipelines; the first extra that lists a name is the one named in the hint)
 EXTRAS: dict[str, tuple[str, ...]] = {
     "serve": ("kserve", "ts", "model_archiver"),
-    "pipelines": ("kfp", "kubeflow", "great_expectations", "docker", "kubernetes"),
+    "pipelines": (
+        "kfp",
+        "kubeflow",
+        "kubeflow_trainer_api",
+        "great_expectations",
+        "docker",
+        "kubernetes",
+    ),
     "monitor": ("evidently",),
     "openvino": ("openvino",),
 }

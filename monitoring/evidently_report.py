@@ -2,14 +2,18 @@
 (loadable with ``evidently.core.report.Snapshot.load``, addable to an Evidently workspace).
 
 Its drift flags agree with the verdict: each K-S column is a ``ValueDrift(method="ks")`` whose
-threshold is that signal's Holm level, so Evidently's p-value and flag are the summary's. The
-label distribution is shown with ``UniqueValueCount`` (the verdict's label test is the
-permutation chi-square, which Evidently does not have), and ``EmbeddingsDrift`` (its
-classifier method, ROC AUC) runs on a sample of at most ``EMBEDDING_SAMPLE`` rows a side,
-because it always draws a t-SNE map whose cost grows with the rows (minutes at 10,000).
-A header with the verdict and every signal is put at the top of the page::
+threshold is that signal's weighted-Holm level, so Evidently's p-value and flag are the
+summary's. The label distribution (a detector's: the top box's label) is shown with
+``UniqueValueCount`` (the verdict's label tests are permutation chi-squares, which Evidently
+does not have), and ``EmbeddingsDrift`` (its classifier method, ROC AUC) runs on a sample of at
+most ``EMBEDDING_SAMPLE`` rows a side, because it always draws a t-SNE map whose cost grows with
+the rows (minutes at 10,000); its results are joined to the report's in one snapshot
+(:func:`merge_snapshots`). The one-sided and permutation signals (``low_confidence``, ``label``,
+the detector's) are in the header put at the top of the page, with the verdict and every
+signal::
 
-    write_evidently(reference, rows, signals, summary, "out/")
+    snapshot = build_snapshot(reference, rows, signals, name="drift 2026-11-30T12:00")
+    write_evidently(snapshot, summary, "out/")
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from monitoring.drift import KS_COLUMNS, embeddings
+from monitoring.drift import embeddings
 from monitoring.reference import Reference
 from monitoring.signals import Signal
 
@@ -30,16 +34,15 @@ EMBEDDING_SAMPLE = 200
 _EMB = "embedding"
 
 
-def frame(columns: dict[str, list[Any]]) -> pd.DataFrame:
-    """Columns of reference or window rows as the DataFrame Evidently reads (label, numbers,
-    ``e0..e{D-1}`` for the embedding)."""
-    data: dict[str, Any] = {"label": [str(v) for v in columns["label"]]}
-    for name, _ in KS_COLUMNS:
+def frame(columns: dict[str, list[Any]], category: str, numeric: list[str]) -> pd.DataFrame:
+    """Columns of reference or window rows as the DataFrame Evidently reads: the categorical
+    ``category`` (a classifier's label, a detector's top box label) and the ``numeric``."""
+    data: dict[str, Any] = {category: [str(v) for v in columns[category]]}
+    for name in numeric:
         data[name] = np.array(
             [np.nan if v is None else v for v in columns.get(name, [])], dtype=np.float64
         )
-    out = pd.DataFrame(data)
-    return out
+    return pd.DataFrame(data)
 
 
 def _embedding_frame(values: list[Any], n: int, seed: int) -> pd.DataFrame:
@@ -59,14 +62,15 @@ def build_snapshot(
     from threadpoolctl import threadpool_limits
 
     ref_cols = reference.columns
-    cur_cols = {k: [r.get(k) for r in rows] for k in ("label", *(c for c, _ in KS_COLUMNS))}
+    category = "top_label" if reference.task == "detect" else "label"
     ks = {s.name: s for s in signals if s.method == "ks" and s.tested}
-    numeric = [c for c, _ in KS_COLUMNS if c in ks]
-    definition = DataDefinition(numerical_columns=numeric, categorical_columns=["label"])
-    ref_data = Dataset.from_pandas(frame(ref_cols)[["label", *numeric]], data_definition=definition)
-    cur_data = Dataset.from_pandas(frame(cur_cols)[["label", *numeric]], data_definition=definition)
+    numeric = list(ks)  # a K-S signal is named after its column
+    cur_cols = {k: [r.get(k) for r in rows] for k in (category, *numeric)}
+    definition = DataDefinition(numerical_columns=numeric, categorical_columns=[category])
+    ref_data = Dataset.from_pandas(frame(ref_cols, category, numeric), data_definition=definition)
+    cur_data = Dataset.from_pandas(frame(cur_cols, category, numeric), data_definition=definition)
     thresholds = {c: float(ks[c].threshold or 0.0) for c in numeric}
-    metrics: list[Any] = [UniqueValueCount(column="label")]
+    metrics: list[Any] = [UniqueValueCount(column=category)]
     metrics += [ValueDrift(column=c, method="ks", threshold=thresholds[c]) for c in numeric]
     if numeric:
         metrics.append(
@@ -90,19 +94,27 @@ def build_snapshot(
                 current_data=Dataset.from_pandas(cur_emb, data_definition=emb_def),
                 reference_data=Dataset.from_pandas(ref_emb, data_definition=emb_def),
             )
-        _append(snapshot, extra)
+        snapshot = merge_snapshots(snapshot, extra)
     return snapshot
 
 
-def _append(snapshot: Any, extra: Any) -> None:
-    """Add ``extra``'s metrics and widgets to ``snapshot`` (one page, one snapshot file).
+def merge_snapshots(snapshot: Any, extra: Any) -> Any:
+    """One snapshot with the metrics and widgets of both (one page, one snapshot file).
 
-    Evidently 0.7 has no public way to run a metric on a sample of the rows inside a report;
-    the two reports' results are joined here (pinned version; round trip tested)."""
-    snapshot._metrics.update(extra._metrics)
-    snapshot._top_level_metrics.extend(extra._top_level_metrics)
-    snapshot._snapshot_item.extend(extra._snapshot_item)
-    snapshot._widgets.extend(extra._widgets)
+    An Evidently 0.7 ``Report`` runs every metric on the same two datasets, and the embedding
+    metric must see a sample while the columns' drift sees the whole window; ``Snapshot`` has
+    no public way to add another report's results. Both are joined in Evidently's public
+    serialization format instead (``Snapshot.dump_dict`` -> ``Snapshot.load_dict``, the form
+    ``snapshot.json`` holds): ``metric_results`` (a dict by metric id), ``top_level_metrics``
+    and ``widgets`` (lists). The round trip is tested (tests/monitoring/test_monitor_report.py).
+    """
+    from evidently.core.report import Snapshot
+
+    doc, more = snapshot.dump_dict(), extra.dump_dict()
+    doc["metric_results"].update(more["metric_results"])
+    for key in ("top_level_metrics", "widgets", "tests_widgets"):
+        doc[key] = list(doc.get(key) or []) + list(more.get(key) or [])
+    return Snapshot.load_dict(doc)
 
 
 def write_evidently(snapshot: Any, summary: dict[str, Any], out_dir: str) -> None:
@@ -150,11 +162,11 @@ def verdict_html(summary: dict[str, Any]) -> str:
 <h1 style="color:{color};margin:0 0 8px">{e(summary.get("verdict", ""))}</h1>
 <p>Window: <b>{win["n"]}</b> records of model version <b>{e(str(summary["model_version"]))}</b>,
  {e(str(win["start"]))} .. {e(str(win["end"]))}. Reference: {ref.get("n")} held-out images
- ({e(str(ref.get("uri")))}). One verdict over {len(summary["signals"])} signals, Holm at
+ ({e(str(ref.get("uri")))}). One verdict over {len(summary["signals"])} signals, weighted Holm at
  alpha = {summary["alpha"]} (false-alarm rate at most alpha).</p>
 <table style="border-collapse:collapse" border="1" cellpadding="4">
 <tr><th>signal</th><th>kind</th><th>method</th><th>statistic</th><th>p-value</th>
-<th>Holm threshold</th><th>verdict</th></tr>
+<th>threshold (weighted Holm)</th><th>verdict</th></tr>
 {"".join(rows)}
 </table>
 <p style="color:#555">Log: {log.get("lines", 0)} lines read from {log.get("files", 0)} file(s).

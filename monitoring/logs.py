@@ -36,7 +36,8 @@ from typing import Any
 from imgrec import storage
 from imgrec.errors import ConfigError, EmptyWindowError, NotFoundError
 
-SCHEMAS = ("imgrec.predlog/v1",)  # every log schema this reader understands
+SCHEMAS = ("imgrec.predlog/v1", "imgrec.predlog/v2")  # every log schema this reader reads
+INPUT_FIELDS = ("brightness", "contrast", "sharpness", "width", "height")
 NUMERIC_FIELDS = (
     "confidence",
     "brightness",
@@ -149,14 +150,10 @@ def _number(value: Any) -> float:
     return float(value)
 
 
-def to_row(record: dict[str, Any], counts: LogCounts) -> dict[str, Any] | None:
-    """The monitor's view of one record (numbers as floats, NaN where absent or not finite);
-    ``None`` when a required field (time, model_version, label, confidence) is unusable."""
-    label, version, stamp = record.get("label"), record.get("model_version"), record.get("time")
-    if not isinstance(label, str) or not isinstance(stamp, str) or version is None:
-        return None
-    row: dict[str, Any] = {"time": stamp, "model_version": str(version), "label": label}
-    for name in NUMERIC_FIELDS:
+def _numbers_into(
+    row: dict[str, Any], record: dict[str, Any], names: tuple[str, ...], counts: LogCounts
+) -> None:
+    for name in names:
         value = _number(record.get(name, math.nan))
         if name in record and not math.isfinite(value):
             counts.nan[name] += 1
@@ -164,6 +161,24 @@ def to_row(record: dict[str, Any], counts: LogCounts) -> dict[str, Any] | None:
         row[name] = value
     w, h = row["width"], row["height"]
     row["aspect"] = w / h if h and math.isfinite(w) and math.isfinite(h) else math.nan
+
+
+def to_row(record: dict[str, Any], counts: LogCounts) -> dict[str, Any] | None:
+    """The monitor's view of one record (numbers as floats, NaN where absent or not finite);
+    ``None`` when a required field is unusable (time, model_version; a classification
+    record's label and confidence; a detection record's labels, scores and box_area)."""
+    version, stamp = record.get("model_version"), record.get("time")
+    if not isinstance(stamp, str) or version is None:
+        return None
+    if record.get("task") == "detect":
+        return _detection_row(record, str(version), stamp, counts)
+    label = record.get("label")
+    if not isinstance(label, str):
+        return None
+    row: dict[str, Any] = {
+        "time": stamp, "model_version": str(version), "task": "classify", "label": label
+    }  # fmt: skip
+    _numbers_into(row, record, NUMERIC_FIELDS, counts)
     emb = record.get("embedding")
     if isinstance(emb, list) and emb and all(isinstance(v, (int, float)) for v in emb):
         vec = [float(v) for v in emb]
@@ -171,6 +186,36 @@ def to_row(record: dict[str, Any], counts: LogCounts) -> dict[str, Any] | None:
             row["embedding"] = vec
         else:
             counts.nan["embedding"] += 1
+    return row
+
+
+def _detection_row(
+    record: dict[str, Any], version: str, stamp: str, counts: LogCounts
+) -> dict[str, Any] | None:
+    """A detection record's row: the boxes' ``labels``, ``scores`` and ``box_area`` lists and
+    per-image numbers ``boxes`` (count), ``mean_score``, ``max_score``, ``mean_box_area``
+    (NaN without boxes) -- the image, not the box, is the unit the tests sample."""
+    labels, scores, areas = record.get("labels"), record.get("scores"), record.get("box_area")
+    lists = (labels, scores, areas)
+    if not all(isinstance(v, list) for v in lists) or not len(labels) == len(scores) == len(areas):  # type: ignore[arg-type]
+        return None
+    assert isinstance(labels, list) and isinstance(scores, list) and isinstance(areas, list)
+    if not all(isinstance(v, str) for v in labels):
+        return None
+    score_v, area_v = [_number(v) for v in scores], [_number(v) for v in areas]
+    for name, values in (("scores", score_v), ("box_area", area_v)):
+        if not all(math.isfinite(v) for v in values):
+            counts.nan[name] += 1
+            return None
+    row: dict[str, Any] = {
+        "time": stamp, "model_version": version, "task": "detect", "labels": labels,
+        "scores": score_v, "box_area": area_v, "boxes": float(len(labels)),
+        "mean_score": sum(score_v) / len(score_v) if score_v else math.nan,
+        "max_score": max(score_v, default=math.nan),
+        "mean_box_area": sum(area_v) / len(area_v) if area_v else math.nan,
+        "top_label": labels[0] if labels else "(none)",
+    }  # fmt: skip
+    _numbers_into(row, record, INPUT_FIELDS, counts)
     return row
 
 

@@ -36,18 +36,18 @@ from monitoring.logs import SCHEMAS, LogCounts, to_row
 REFERENCE_SCHEMA = "imgrec.monitor-reference/v1"
 REFERENCE_FILE = "reference.json"
 MAX_REFERENCE_IMAGES = 5000
-COLUMNS = (
-    "label",
-    "true_label",
-    "confidence",
-    "brightness",
-    "contrast",
-    "sharpness",
-    "width",
-    "height",
-    "aspect",
-    "embedding_norm",
-    "embedding",
+INPUT_COLUMNS = ("brightness", "contrast", "sharpness", "width", "height", "aspect")
+COLUMNS = ("label", "true_label", "confidence", *INPUT_COLUMNS, "embedding_norm", "embedding")
+DETECTION_COLUMNS = (
+    "labels",
+    "scores",
+    "box_area",
+    "boxes",
+    "mean_score",
+    "max_score",
+    "mean_box_area",
+    "top_label",
+    *INPUT_COLUMNS,
 )
 
 
@@ -66,7 +66,12 @@ class Reference:
 
     @property
     def n(self) -> int:
-        return len(self.doc["columns"]["label"])
+        return len(next(iter(self.doc["columns"].values()), []))
+
+    @property
+    def task(self) -> str:
+        """``classify`` or ``detect`` (which signals apply)."""
+        return str(self.doc.get("model", {}).get("task", "classify"))
 
     def describe(self) -> dict[str, Any]:
         """What ``summary.json["reference"]`` says about it."""
@@ -90,16 +95,33 @@ def _digest(doc: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True, allow_nan=True).encode()).hexdigest()
 
 
-def _held_out(data: str, split: str, max_images: int, seed: int) -> tuple[list[Any], Any]:
-    from imgrec.data.dataset import load_classification_data
+def _held_out(
+    data: str, split: str, max_images: int, seed: int, task: str
+) -> tuple[list[tuple[str, str | None]], str]:
+    """``[(image path, true label or None)]`` of the held-out ``split`` and the data's
+    fingerprint (a classification folder/CSV, or a detection dataset for detectors)."""
+    parts: dict[str, list[tuple[str, str | None]]]
+    if task == "detect":
+        from imgrec.data.detection import load_detection_data
 
-    dataset = load_classification_data(data, scan=False)
-    if split == "all":
-        records = [r for part in dataset.splits.values() for r in part]
+        det = load_detection_data(data, check_leakage=False)
+        parts = {name: [(r.path, None) for r in recs] for name, recs in det.splits.items()}
+        fingerprint = det.fingerprint()
     else:
-        records = dataset.splits.get(split) or []
+        from imgrec.data.dataset import load_classification_data
+
+        dataset = load_classification_data(data, scan=False)
+        parts = {
+            name: [(r.path, dataset.classes[r.label]) for r in recs]
+            for name, recs in dataset.splits.items()
+        }
+        fingerprint = dataset.fingerprint
+    if split == "all":
+        records: list[tuple[str, str | None]] = [r for part in parts.values() for r in part]
+    else:
+        records = parts.get(split) or []
     if not records:
-        available = ", ".join(s for s, r in dataset.splits.items() if r) or "none"
+        available = ", ".join(s for s, r in parts.items() if r) or "none"
         raise DatasetError(
             f"split {split!r} of {data} has no images to make the reference from",
             hint=f"pass --split with held-out images (splits with images: {available}; "
@@ -107,7 +129,57 @@ def _held_out(data: str, split: str, max_images: int, seed: int) -> tuple[list[A
         )
     if len(records) > max_images:
         records = random.Random(seed).sample(records, max_images)
-    return records, dataset
+    return records, fingerprint
+
+
+def _profile_rows(
+    runtime: Any, batch: list[tuple[str, str | None]], counts: LogCounts
+) -> tuple[list[dict[str, Any]], int]:
+    """The log rows the server would write for ``batch`` (and how many images it could not
+    read), through its own decode, statistics, preprocessing, model and record builders."""
+    from serving.detection import detection_log_record
+    from serving.inputs import prepare_image
+    from serving.prediction_log import prediction_record
+    from serving.protocol import Work, topk
+
+    prepared, skipped = [], 0
+    for path, truth in batch:
+        try:
+            item = prepare_image(storage.read_bytes(path), runtime.pre, draft=runtime.decode_draft)
+        except ImgrecError:
+            item = None
+        if item is None or item.error is not None or item.pixels is None:
+            skipped += 1
+            continue
+        prepared.append((truth, item))
+    if not prepared:
+        return [], skipped
+    outputs = runtime.run(np.stack([item.pixels for _, item in prepared]))  # type: ignore[misc]
+    if runtime.task == "detect":
+        work = Work("reference", [None] * len(prepared), request_id="reference")
+        work.items, work.outputs = [item for _, item in prepared], list(outputs)
+        records = [
+            detection_log_record(work, runtime, i, "reference", 0.0) for i in range(len(prepared))
+        ]
+    else:
+        logits, embedding = outputs
+        records = []
+        for i, (_, item) in enumerate(prepared):
+            ids, scores = topk(logits[i], 1)
+            records.append(prediction_record(
+                request_id="reference", item=i, model="reference", version=runtime.version,
+                stats=item.stats, label=runtime.classes[int(ids[0])], class_id=int(ids[0]),
+                confidence=float(scores[0]), embedding=embedding[i], latency_ms=0.0,
+                protocol="reference",
+            ))  # fmt: skip
+    rows = []
+    for (truth, _), record in zip(prepared, records, strict=True):
+        row = to_row(record, counts)
+        assert row is not None  # the record builders always set the required fields
+        if truth is not None:
+            row["true_label"] = truth
+        rows.append(row)
+    return rows, skipped
 
 
 def build_reference(
@@ -121,59 +193,26 @@ def build_reference(
     version: str | None = "auto",
 ) -> dict[str, Any]:
     """Run the held-out ``split`` of ``data`` through the server's path for ``model`` (a
-    model directory, ``STORE@V`` or a pretrained name) and return the reference document.
-    ``version="auto"``: the version the server logs for ``model``; ``None``: decided later
-    (the register step stores the reference beside the version it creates)."""
-    from serving.inputs import prepare_image
-    from serving.prediction_log import prediction_record
-    from serving.protocol import topk
-    from serving.runtime import Runtime, load_runtime, resolve_model
+    model directory, ``STORE@V`` or a pretrained name; a classifier or a detector) and return
+    the reference document. ``version="auto"``: the version the server logs for ``model``;
+    ``None``: decided later (the register step stores the reference beside the version it
+    creates)."""
+    from serving.runtime import load_runtime, resolve_model
 
-    ref = resolve_model(model)
-    runtime = load_runtime(ref, backend="onnx")
-    if not isinstance(runtime, Runtime):  # a detector: the server logs no records for it yet
-        raise ReferenceProfileError(
-            f"{model} is not a classifier; references are made for classifiers",
-            hint="see docs/monitoring.md for what is monitored",
-            code="unsupported_task",
-        )
-    images, dataset = _held_out(data, split, max_images, seed)
+    runtime = load_runtime(resolve_model(model), backend="onnx")
+    task = "detect" if runtime.task == "detect" else "classify"
+    images, fingerprint = _held_out(data, split, max_images, seed, task)
     counts, rows, skipped = LogCounts(), [], 0
     for start in range(0, len(images), batch_size):
-        batch = images[start : start + batch_size]
-        prepared = []
-        for image in batch:
-            try:
-                item = prepare_image(
-                    storage.read_bytes(image.path), runtime.pre, draft=runtime.decode_draft
-                )
-            except ImgrecError:
-                item = None
-            if item is None or item.error is not None or item.pixels is None:
-                skipped += 1
-                continue
-            prepared.append((image, item))
-        if not prepared:
-            continue
-        logits, embedding = runtime.run(np.stack([item.pixels for _, item in prepared]))  # type: ignore[misc]
-        for i, (image, item) in enumerate(prepared):
-            ids, scores = topk(logits[i], 1)
-            record = prediction_record(
-                request_id="reference", item=i, model="reference", version=runtime.version,
-                stats=item.stats, label=runtime.classes[int(ids[0])], class_id=int(ids[0]),
-                confidence=float(scores[0]), embedding=embedding[i], latency_ms=0.0,
-                protocol="reference",
-            )  # fmt: skip
-            row = to_row(record, counts)
-            assert row is not None  # the record builder always sets the required fields
-            row["true_label"] = dataset.classes[image.label]
-            rows.append(row)
+        got, bad = _profile_rows(runtime, images[start : start + batch_size], counts)
+        rows += got
+        skipped += bad
     if len(rows) < 2:
         raise DatasetError(
             f"only {len(rows)} image(s) of split {split!r} of {data} could be used",
             hint="the reference needs held-out images the model can read",
         )
-    card = runtime.classifier.card
+    card = runtime.card if task == "detect" else runtime.classifier.card
     doc: dict[str, Any] = {
         "schema": REFERENCE_SCHEMA,
         "created": _now(),
@@ -184,16 +223,19 @@ def build_reference(
             "created": card.created,
             "architecture": card.architecture,
             "classes": list(runtime.classes),
-            "task": "classify",
+            "task": task,
         },
         "data": {
             "source": data,
             "split": split,
             "images": len(rows),
             "skipped": skipped,
-            "fingerprint": dataset.fingerprint,
+            "fingerprint": fingerprint,
         },
-        "columns": {name: [r.get(name) for r in rows] for name in COLUMNS},
+        "columns": {
+            name: [r.get(name) for r in rows]
+            for name in (DETECTION_COLUMNS if task == "detect" else COLUMNS)
+        },
     }
     doc["sha256"] = _digest(doc)
     return doc
@@ -253,41 +295,27 @@ def check_model(doc: dict[str, Any], card: dict[str, Any], where: str, fix: str)
         )
 
 
-def store_target(text: str) -> tuple[Any, int] | None:
-    """``(ModelStore, version number)`` when ``text`` names a store version
-    (``STORE@production``, ``STORE@N`` or a bare store), else ``None``."""
-    from imgrec.store import ModelStore
+def store_version(text: str) -> tuple[Any, Any] | None:
+    """``(ModelStore, ModelVersion)`` when ``text`` names a store version (``STORE@production``,
+    ``STORE@N`` or a bare store: :func:`imgrec.store.resolve_store_ref`), else ``None``; a
+    missing version or production pointer is ``reference_missing``."""
+    from imgrec.errors import NotFoundError
+    from imgrec.store import ModelStore, resolve_store_ref
 
     text = os.fspath(text)
-    store_like = "@" in text or storage.exists(storage.join(text, "production.json"))
-    if not store_like or storage.exists(storage.join(text, "model.json")):
+    if storage.exists(storage.join(text, "model.json")):
+        return None  # a model directory
+    try:
+        version = resolve_store_ref(text)
+    except NotFoundError as exc:
+        raise ReferenceProfileError(exc.message, hint=exc.hint, code="reference_missing") from exc
+    if version is None:
         return None
-    store_uri, _, selector = text.rpartition("@") if "@" in text else (text, "", "")
-    store = ModelStore(store_uri)
-    if selector in ("", "production"):
-        number = store.production_version()
-        if number is None:
-            raise ReferenceProfileError(
-                f"model store {store_uri} has no production version",
-                hint=f"name a version: {store_uri}@N",
-                code="reference_missing",
-            )
-    elif selector.isdigit():
-        number = int(selector)
-    else:
-        raise ReferenceProfileError(
-            f"unknown version selector {selector!r} in {text!r}",
-            hint="use STORE@production or STORE@<number>",
-        )
-    return store, number
+    return ModelStore(text.rpartition("@")[0] if "@" in text else text), version
 
 
-def _store_reference(text: str) -> Reference:
-    target = store_target(text)
-    assert target is not None
-    store, number = target
-    store_uri = store.uri
-    version = store.get(number)
+def _store_reference(store: Any, version: Any) -> Reference:
+    store_uri, number = store.uri, version.version
     uri = storage.join(version.uri, REFERENCE_FILE)
     fix = f"make it: `imgrec monitor reference {store_uri}@{number} DATA`"
     if not storage.exists(uri):
@@ -305,8 +333,9 @@ def resolve_reference(text: str) -> Reference:
     """``STORE@production`` / ``STORE@N`` / a bare store, a reference file, or a model
     directory holding ``reference.json`` -> a checked :class:`Reference`."""
     text = os.fspath(text)
-    if store_target(text) is not None:
-        return _store_reference(text)
+    target = store_version(text)
+    if target is not None:
+        return _store_reference(*target)
     if storage.exists(storage.join(text, "model.json")):
         uri = storage.join(text, REFERENCE_FILE)
         fix = f"make it: `imgrec monitor reference {text} DATA --out {uri}`"
@@ -332,22 +361,16 @@ def resolve_reference(text: str) -> Reference:
 
 def pipeline_reference(model_dir: str, manifest_dir: str) -> tuple[dict[str, bytes], str]:
     """What the register step stores beside a new version: ``({"reference.json": ...}, note)``
-    from the manifest's held-out (val) images; models the monitor cannot profile yet (detectors)
-    get none, and the note says so."""
+    from the manifest's held-out (val) images (classifiers and detectors)."""
     from imgrec.mlops.ingest import manifest_task
     from imgrec.tasks import get_task
 
     spec = get_task(manifest_task(manifest_dir))
     if spec.pipeline is None:
         return {}, f"No drift reference: task {spec.name!r} has no pipeline steps."
-    try:
-        doc = build_reference(
-            model_dir, spec.pipeline.eval_data(manifest_dir), split="val", version=None
-        )
-    except ReferenceProfileError as exc:
-        if exc.code != "unsupported_task":
-            raise
-        return {}, f"No drift reference: {exc.message}."
+    doc = build_reference(
+        model_dir, spec.pipeline.eval_data(manifest_dir), split="val", version=None
+    )
     return (
         {REFERENCE_FILE: reference_bytes(doc)},
         f"Drift reference: {doc['data']['images']} held-out images (`{REFERENCE_FILE}`).",

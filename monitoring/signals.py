@@ -119,6 +119,54 @@ def chi2_permutation_signal(
     return signal
 
 
+def clustered_chi2_signal(
+    name: str,
+    kind: str,
+    reference: Sequence[Sequence[str]],
+    current: Sequence[Sequence[str]],
+    *,
+    seed: int = 0,
+) -> Signal:
+    """Chi-square of the 2 x K table of label counts when each *image* holds several labels
+    (a detector's boxes): the p-value permutes whole images between reference and window
+    (``PERMUTATIONS`` random splits), so boxes of one image, which are not independent, move
+    together and the test stays exact. ``n`` counts images; images without labels count too."""
+    signal = Signal(
+        name, kind, "chi2-image-permutation", n=len(current), n_reference=len(reference)
+    )
+    if _too_small(signal):
+        return signal
+    labels = sorted({v for image in (*reference, *current) for v in image})
+    if len(labels) < 2:
+        signal.statistic, signal.p_value = 0.0, 1.0
+        if not labels:
+            signal.p_value, signal.note = None, "no labels in window or reference"
+        return signal
+    index = {label: i for i, label in enumerate(labels)}
+    per_image = np.zeros((len(reference) + len(current), len(labels)), dtype=np.int64)
+    for row, image in enumerate((*reference, *current)):
+        for v in image:
+            per_image[row, index[v]] += 1
+    total, n = per_image.sum(axis=0), len(current)
+    observed = _chi2(
+        per_image[len(reference) :].sum(axis=0)[None, :],
+        per_image[: len(reference)].sum(axis=0)[None, :],
+    )[0]
+    rng = np.random.default_rng(seed)
+    sims = []
+    chunk = max(1, 2_000_000 // (len(per_image) + n * len(labels)))
+    for start in range(0, PERMUTATIONS, chunk):
+        size = min(chunk, PERMUTATIONS - start)
+        keys = rng.integers(0, 2**32, size=(size, len(per_image)), dtype=np.uint32)
+        pick = np.argpartition(keys, n - 1, axis=1)[:, :n] if n < len(per_image) else None
+        cur = per_image[pick].sum(axis=1) if pick is not None else np.tile(total, (size, 1))
+        sims.append(_chi2(cur, total[None, :] - cur))
+    sim = np.concatenate(sims)
+    signal.statistic = float(observed)
+    signal.p_value = float((1 + np.count_nonzero(sim >= observed - 1e-9)) / (PERMUTATIONS + 1))
+    return signal
+
+
 def _chi2(cur: np.ndarray, ref: np.ndarray) -> np.ndarray:
     """Pearson chi-square of 2 x K tables, one per row of ``cur``/``ref`` (B, K)."""
     table = np.stack([cur, ref], axis=1).astype(np.float64)  # (B, 2, K)
@@ -146,19 +194,67 @@ def embedding_signal(name: str, reference: np.ndarray, current: np.ndarray) -> S
     return signal
 
 
-def holm(signals: list[Signal], alpha: float) -> bool | None:
-    """Holm's step-down over the tested signals: sets each one's ``threshold`` (the level at
-    its rank) and ``drifted``; returns the verdict, or ``None`` when nothing could be tested.
-    The family-wise false-alarm rate is at most ``alpha`` under any dependence."""
+def higher_mean_signal(
+    name: str, kind: str, reference: Any, current: Any, *, seed: int = 0
+) -> Signal:
+    """One-sided test: is the window's mean of a per-image score *higher* than the
+    reference's? The p-value comes from ``PERMUTATIONS`` random splits of the pooled values,
+    so it is exact for any n and any score distribution. The monitor's score is the
+    "surprise" of the top-1 prediction, ``-log(confidence)``: a class the model never saw
+    shows as a few images with a large one (BENCHMARKS.md: the strongest of the per-image
+    scores tried -- tail counts, ranks, entropy, margin, energy, distances in the embedding)."""
+    ref, cur = finite(reference), finite(current)
+    signal = Signal(name, kind, "mean-permutation-one-sided", n=len(cur), n_reference=len(ref))
+    if _too_small(signal):
+        return signal
+    pooled = np.concatenate([ref, cur])
+    total, n = len(pooled), len(cur)
+    observed = float(cur.mean() - ref.mean())
+    # a split's window sum is the pooled sum less its reference part: draw the smaller side
+    m, window_side = (n, True) if n <= total - n else (total - n, False)
+    rng = np.random.default_rng(seed)
+    pooled_sum, sims = float(pooled.sum()), []
+    chunk = max(1, 4_000_000 // total)
+    for start in range(0, PERMUTATIONS, chunk):
+        size = min(chunk, PERMUTATIONS - start)
+        # a uniformly random m-subset per split: the m smallest of random 32-bit keys (ties,
+        # ~1e-4 per split, are far below the p-value's Monte Carlo error)
+        keys = rng.integers(0, 2**32, size=(size, total), dtype=np.uint32)
+        pick = np.argpartition(keys, m - 1, axis=1)[:, :m]
+        side = pooled[pick].sum(axis=1)
+        cur_sum = side if window_side else pooled_sum - side
+        sims.append(cur_sum / n - (pooled_sum - cur_sum) / (total - n))
+    sim = np.concatenate(sims)
+    signal.statistic = observed
+    signal.p_value = float((1 + np.count_nonzero(sim >= observed - 1e-12)) / (PERMUTATIONS + 1))
+    return signal
+
+
+def holm(
+    signals: list[Signal], alpha: float, weights: dict[str, float] | None = None
+) -> bool | None:
+    """Holm's step-down over the tested signals, weighted when ``weights`` (by signal name;
+    others weigh 1) are given: the signals are taken in order of ``p / w``, and the one at
+    each step is rejected when ``p <= alpha * w / (sum of w of the signals not yet
+    rejected)`` (Holm 1979). Sets each one's ``threshold`` and ``drifted``; returns the
+    verdict, or ``None`` when nothing could be tested. The family-wise false-alarm rate is at
+    most ``alpha`` under any dependence, whatever the weights; a weight says which signals get
+    more of alpha (docs/monitoring.md)."""
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
-    tested = sorted((s for s in signals if s.tested), key=lambda s: s.p_value or 0.0)
+    weight = {s.name: (weights or {}).get(s.name, 1.0) for s in signals}
+    tested = sorted(
+        (s for s in signals if s.tested and weight[s.name] > 0),
+        key=lambda s: (s.p_value or 0.0) / weight[s.name],
+    )
+    remaining = sum(weight[s.name] for s in tested)
     rejecting = True
-    for rank, signal in enumerate(tested):
-        signal.threshold = alpha / (len(tested) - rank)
+    for signal in tested:
+        signal.threshold = alpha * weight[signal.name] / remaining
         assert signal.p_value is not None
         rejecting = rejecting and signal.p_value <= signal.threshold
         signal.drifted = rejecting
+        remaining -= weight[signal.name]
     if not tested:
         return None
     return any(s.drifted for s in tested)

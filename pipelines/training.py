@@ -60,12 +60,14 @@ class ClusterSettings:
     node_selector: tuple[tuple[str, str], ...] = ()
     tolerations: tuple[Toleration, ...] = field(default=())
     # train_mode "pytorchjob": the train step creates a Training Operator PyTorchJob of
-    # `workers` pods (each with the resources above, `gpus` GPUs each) and waits for it
+    # `workers` pods (each with the resources above, `gpus` GPUs each) and waits for it;
+    # "trainjob": a Kubeflow Trainer v2 TrainJob of `workers` nodes on `trainjob_runtime`
     train_mode: str = "pod"
     workers: int = 2
     job_staging_uri: str = ""  # s3:// prefix shared by the step and the job's pods
     job_namespace: str = "kubeflow"
     job_timeout_s: int = 6 * 3600
+    trainjob_runtime: str = "torch-distributed"  # the TrainJob's ClusterTrainingRuntime
 
     def __post_init__(self) -> None:
         from imgrec.errors import ConfigError
@@ -76,11 +78,12 @@ class ClusterSettings:
             )
 
 
-TRAIN_MODES = ("pod", "pytorchjob")
+TRAIN_MODES = ("pod", "pytorchjob", "trainjob")  # the last two: imgrec.mlops.train_job.JOB_KINDS
 
 
 def job_settings(settings: ClusterSettings, image: str) -> str:
-    """The JSON of the PyTorchJob settings the train step gets (``train_mode=pytorchjob``)."""
+    """The JSON of the cluster job settings the train step gets (``train_mode=pytorchjob`` or
+    ``trainjob``)."""
     from imgrec.mlops.train_job import JobSettings, settings_json
 
     tolerations = tuple(
@@ -99,6 +102,8 @@ def job_settings(settings: ClusterSettings, image: str) -> str:
             timeout_s=settings.job_timeout_s,
             node_selector=settings.node_selector,
             tolerations=tolerations,
+            kind=settings.train_mode,
+            runtime=settings.trainjob_runtime,
         )
     )
 
@@ -131,7 +136,7 @@ def build_pipeline(cluster: ClusterSettings | None = None, image: str | None = N
 
     chosen_image = image or (cluster.image if cluster else None)
     ops = build_components(chosen_image)
-    as_job = cluster is not None and cluster.train_mode == "pytorchjob"
+    as_job = cluster is not None and cluster.train_mode != "pod"
     job = ""
     if cluster is not None and as_job:
         job = job_settings(cluster, chosen_image or component_image())
@@ -214,10 +219,11 @@ def build_pipeline(cluster: ClusterSettings | None = None, image: str | None = N
             init_from=init_from,
             store_uri=store_uri,
         ).after(check)
-        if as_job:  # the PyTorchJob's pods get the resources; this step only waits
+        if as_job:  # the cluster job's pods get the resources; this step only waits
+            assert cluster is not None
             train = ops["train_on_cluster"](
                 data=pre.outputs["data"], device=device, threads=train_threads, job_settings=job
-            ).set_display_name("train (pytorchjob)")
+            ).set_display_name(f"train ({cluster.train_mode})")
         else:
             train = ops["train"](data=pre.outputs["data"], device=device, threads=train_threads)
             if cluster is not None:

@@ -45,7 +45,7 @@ class DetectionRuntime:
     classes: list[str] = field(init=False)
     threshold: float = field(init=False)
     task = "detect"
-    log_predictions = False  # the prediction log's schema is a classifier's
+    log_predictions = True  # detection records go to the prediction log
     decode_draft = False  # boxes must map back to the full image's pixels
 
     def __post_init__(self) -> None:
@@ -127,6 +127,22 @@ def to_records(work: Work, runtime: DetectionRuntime, i: int) -> list[dict[str, 
     records = detection_records(found, runtime.classes, threshold)[: work.max_detections]
     work.detections[i] = records
     return records
+
+
+def detection_log_record(
+    work: Work, runtime: DetectionRuntime, i: int, model: str, latency_ms: float
+) -> dict[str, Any]:
+    """Item ``i``'s prediction-log record: its served detections, box areas as fractions of
+    its own pixels (of the model input for a tensor input)."""
+    from serving.prediction_log import detection_record
+
+    item = work.items[i]
+    size = item.size or (runtime.pre.input_size, runtime.pre.input_size)
+    return detection_record(
+        request_id=work.request_id, item=i, model=model, version=runtime.version,
+        stats=item.stats, detections=to_records(work, runtime, i) or [], image_size=size,
+        latency_ms=latency_ms, protocol=work.protocol,
+    )  # fmt: skip
 
 
 def annotate(runtime: DetectionRuntime, work: Work, i: int) -> bytes | None:

@@ -27,6 +27,7 @@ from imgrec.errors import ConfigError, ImgrecError
 from serving._kserve import InferRequest, kserve
 from serving.batcher import DynamicBatcher
 from serving.capture import ImageCapture
+from serving.detection import detection_log_record
 from serving.errors import InferenceTimeoutError, OverloadedError
 from serving.inputs import PreparedImage, prepare_image
 from serving.prediction_log import PredictionLog, prediction_record
@@ -368,11 +369,16 @@ class ImgrecModel(kserve.Model):
     def _log_predictions(self, work: Work, latency_ms: float) -> None:
         if self.prediction_log is None or work.runtime is None:
             return
-        if not work.runtime.log_predictions:  # detectors: not in the classifier log schema
+        if not work.runtime.log_predictions:
             return
         runtime = work.runtime
         for i, out in enumerate(work.outputs):
             if out is None:
+                continue
+            if runtime.task == "detect":
+                self.prediction_log.append(
+                    detection_log_record(work, runtime, i, self.name, latency_ms)
+                )
                 continue
             ids, scores = topk(out[0], 1)
             self.prediction_log.append(

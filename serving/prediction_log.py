@@ -10,7 +10,8 @@ limit. Destinations:
 * ``s3://bucket/prefix``: one object per flush, ``prefix/YYYY/MM/DD/HHMMSS-<id>.jsonl``
   (S3 objects cannot be appended to).
 
-The record format (``imgrec.predlog/v1``) is documented in docs/prediction-log.md.
+The record format (``imgrec.predlog/v2``: classification and detection records; readers keep
+reading ``v1``) is documented in docs/prediction-log.md.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import numpy as np
 from imgrec import storage
 from serving.background import BackgroundWriter
 
-SCHEMA = "imgrec.predlog/v1"
+SCHEMA = "imgrec.predlog/v2"
 EMBEDDING_DIMS = 8
 
 
@@ -83,6 +84,33 @@ class PredictionLog(BackgroundWriter[dict[str, Any]]):
         self.written += len(batch)
 
 
+def _common(
+    *, request_id: str, item: int, model: str, version: str, protocol: str, task: str,
+    latency_ms: float, stats: Any,
+) -> dict[str, Any]:  # fmt: skip
+    record: dict[str, Any] = {
+        "schema": SCHEMA,
+        "task": task,
+        "request_id": request_id,
+        "item": item,
+        "time": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        "model": model,
+        "model_version": version,
+        "protocol": protocol,
+        "latency_ms": round(latency_ms, 3),
+    }
+    if stats is not None:
+        record.update(
+            fingerprint=stats.fingerprint,
+            width=stats.width,
+            height=stats.height,
+            brightness=stats.brightness,
+            contrast=stats.contrast,
+            sharpness=stats.sharpness,
+        )
+    return record
+
+
 def prediction_record(
     *,
     request_id: str,
@@ -97,30 +125,50 @@ def prediction_record(
     latency_ms: float,
     protocol: str,
 ) -> dict[str, Any]:
-    """One ``imgrec.predlog/v1`` record (fields documented in docs/prediction-log.md)."""
+    """One classification record (``task: classify``; fields in docs/prediction-log.md)."""
     summary, norm = embedding_summary(embedding)
-    record: dict[str, Any] = {
-        "schema": SCHEMA,
-        "request_id": request_id,
-        "item": item,
-        "time": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-        "model": model,
-        "model_version": version,
-        "protocol": protocol,
-        "label": label,
-        "class_id": class_id,
-        "confidence": round(confidence, 6),
-        "latency_ms": round(latency_ms, 3),
-        "embedding": summary,
-        "embedding_norm": norm,
-    }
-    if stats is not None:
-        record.update(
-            fingerprint=stats.fingerprint,
-            width=stats.width,
-            height=stats.height,
-            brightness=stats.brightness,
-            contrast=stats.contrast,
-            sharpness=stats.sharpness,
-        )
+    record = _common(
+        request_id=request_id, item=item, model=model, version=version, protocol=protocol,
+        task="classify", latency_ms=latency_ms, stats=stats,
+    )  # fmt: skip
+    record.update(
+        label=label,
+        class_id=class_id,
+        confidence=round(confidence, 6),
+        embedding=summary,
+        embedding_norm=norm,
+    )
+    return record
+
+
+def detection_record(
+    *,
+    request_id: str,
+    item: int,
+    model: str,
+    version: str,
+    stats: Any,
+    detections: list[dict[str, Any]],
+    image_size: tuple[int, int],
+    latency_ms: float,
+    protocol: str,
+) -> dict[str, Any]:
+    """One detection record (``task: detect``): the served detections (best first) as
+    ``labels``, ``scores`` and ``box_area`` (each box's area / the image's, ``image_size`` =
+    the pixels the boxes are in) and their count ``boxes``."""
+    record = _common(
+        request_id=request_id, item=item, model=model, version=version, protocol=protocol,
+        task="detect", latency_ms=latency_ms, stats=stats,
+    )  # fmt: skip
+    w, h = image_size
+    area = float(w * h) or 1.0
+    record.update(
+        boxes=len(detections),
+        labels=[d["label"] for d in detections],
+        scores=[round(float(d["score"]), 5) for d in detections],
+        box_area=[
+            round(max(0.0, b[2] - b[0]) * max(0.0, b[3] - b[1]) / area, 6)
+            for b in (d["box"] for d in detections)
+        ],
+    )
     return record

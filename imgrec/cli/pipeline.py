@@ -57,7 +57,9 @@ def compile_cmd(
     node_selector: list[str] = typer.Option(None, "--node-selector", help="label=value (repeat)."),
     toleration: list[str] = typer.Option(None, "--toleration", help="key=value:Effect (repeat)."),
     train_mode: str = typer.Option(
-        "pod", "--train-mode", help="pod, or pytorchjob: train in a Training Operator PyTorchJob."
+        "pod",
+        "--train-mode",
+        help="pod; pytorchjob: a Training Operator PyTorchJob; trainjob: a Trainer v2 TrainJob.",
     ),
     workers: int = typer.Option(2, "--workers", min=1, help="PyTorchJob pods (--gpus each)."),
     job_staging: str = typer.Option(
@@ -65,6 +67,9 @@ def compile_cmd(
     ),
     job_namespace: str = typer.Option("kubeflow", "--job-namespace", help="PyTorchJob namespace."),
     job_timeout: int = typer.Option(6 * 3600, "--job-timeout", help="Seconds to wait for it."),
+    trainjob_runtime: str = typer.Option(
+        "torch-distributed", "--trainjob-runtime", help="The TrainJob's ClusterTrainingRuntime."
+    ),
 ) -> None:
     """Compile the training pipeline to KFP IR YAML (commit it under pipelines/)."""
     from pipelines.training import compile_pipeline
@@ -72,7 +77,7 @@ def compile_cmd(
     settings = _cluster(
         cpu, memory, gpus, accelerator if gpus else "", node_selector, toleration, image,
         train_mode=train_mode, workers=workers, job_staging_uri=job_staging,
-        job_namespace=job_namespace, job_timeout_s=job_timeout,
+        job_namespace=job_namespace, job_timeout_s=job_timeout, trainjob_runtime=trainjob_runtime,
     )  # fmt: skip
     typer.echo(f"wrote {compile_pipeline(output, settings, image)}")
 

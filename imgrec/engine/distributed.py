@@ -259,20 +259,51 @@ def sync_batchnorm(model: nn.Module, device: torch.device) -> nn.Module:
     return model
 
 
-def data_parallel(model: nn.Module, world: World, device: torch.device) -> nn.Module:
+def data_parallel(
+    model: nn.Module, world: World, device: torch.device, *, unused_parameters: bool = False
+) -> nn.Module:
     """``DistributedDataParallel(model)`` with synced batch norm when ``world`` has several
-    processes; ``model`` itself otherwise. Parameters start equal: DDP broadcasts rank 0's."""
+    processes; ``model`` itself otherwise. Parameters start equal: DDP broadcasts rank 0's.
+    ``unused_parameters``: some trainable parameters may get no gradient in a step."""
     if not world.distributed:
         return model
     from torch.nn.parallel import DistributedDataParallel
 
     model = sync_batchnorm(model, device)
     ids = [device.index if device.index is not None else world.local_rank]
-    return DistributedDataParallel(model, device_ids=ids if device.type == "cuda" else None)
+    return DistributedDataParallel(
+        model,
+        device_ids=ids if device.type == "cuda" else None,
+        find_unused_parameters=unused_parameters,
+    )
+
+
+class LossModule(nn.Module):
+    """A network whose ``forward`` is its training loss, ``loss_fn(*inputs)``: the module DDP
+    wraps when a task computes its loss outside ``network.forward`` (detection), so the
+    gradients are synchronised. Checkpoints hold ``network``'s own state (see :func:`unwrap`)."""
+
+    def __init__(self, network: nn.Module, loss_fn: Any) -> None:
+        super().__init__()
+        self.network, self.loss_fn = network, loss_fn
+
+    def forward(self, *inputs: Any) -> Any:
+        return self.loss_fn(*inputs)
 
 
 def unwrap(model: nn.Module) -> nn.Module:
-    """The module inside a ``DistributedDataParallel`` wrapper (``model`` when not wrapped)."""
+    """The network inside ``DistributedDataParallel`` and :class:`LossModule` wrappers."""
     from torch.nn.parallel import DistributedDataParallel
 
-    return model.module if isinstance(model, DistributedDataParallel) else model
+    model = model.module if isinstance(model, DistributedDataParallel) else model
+    return model.network if isinstance(model, LossModule) else model
+
+
+def broadcast_figures(figures: dict[str, Any], world: World) -> dict[str, Any]:
+    """Rank 0's ``figures`` on every rank (a figure only rank 0 computes, such as mAP over the
+    whole val set, which is not a mean of per-shard values)."""
+    if not (world.distributed and dist.is_initialized()):
+        return figures
+    box = [figures if world.main else None]
+    dist.broadcast_object_list(box, src=0)
+    return dict(box[0] or {})

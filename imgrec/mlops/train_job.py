@@ -1,4 +1,5 @@
-"""The train step on the cluster: a Kubeflow Training Operator ``PyTorchJob`` (v1).
+"""The train step on the cluster: a Kubeflow Training Operator ``PyTorchJob`` (v1), or a
+Kubeflow Trainer v2 ``TrainJob`` with ``kind="trainjob"`` (:mod:`imgrec.mlops.trainjob`).
 
 With the pipeline setting ``train_mode=pytorchjob`` the train step does not train in its own
 pod: it stages the preprocessed data under ``staging_uri``, creates a PyTorchJob whose
@@ -11,7 +12,8 @@ changes to the step's log, and copies the model that rank 0 wrote back as the st
     metrics = run_training_job(data_dir, model_dir, settings)
 
 The objects are the ``kubeflow-training`` SDK's models; the API calls go through its
-``TrainingClient`` (in-cluster credentials of the step's service account by default).
+``TrainingClient`` (in-cluster credentials of the step's service account by default). Each
+kind of cluster job is one entry of ``JOB_KINDS`` (its object, command, client, success state).
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from typing import Any
 
 from imgrec import storage
 from imgrec.errors import ConfigError, TrainingJobError
+from imgrec.mlops.trainjob import TrainJobClient, trainjob, trainjob_command, trainjob_details
+from imgrec.registry import Registry
 
 CONTAINER = "pytorch"  # the container name the Training Operator expects in a PyTorchJob
 JOB_MODULE = "imgrec.mlops.train_job"
@@ -33,7 +37,7 @@ JOB_MODULE = "imgrec.mlops.train_job"
 
 @dataclass(frozen=True)
 class JobSettings:
-    """How the train step's PyTorchJob runs (compile-time pipeline settings)."""
+    """How the train step's cluster job runs (compile-time pipeline settings)."""
 
     image: str
     staging_uri: str  # s3:// prefix the step and the job's pods share (data in, model out)
@@ -52,8 +56,11 @@ class JobSettings:
     threads: int = 0
     node_selector: tuple[tuple[str, str], ...] = ()
     tolerations: tuple[dict[str, str], ...] = ()  # V1Toleration fields (key, operator...)
+    kind: str = "pytorchjob"  # or "trainjob" (Kubeflow Trainer v2)
+    runtime: str = "torch-distributed"  # a TrainJob's ClusterTrainingRuntime
 
     def __post_init__(self) -> None:
+        JOB_KINDS.get(self.kind)  # an unknown kind: the known ones, with close matches
         if self.workers < 1:
             raise ConfigError(f"workers={self.workers}: a PyTorchJob needs at least 1")
         if self.gpus_per_worker < 0:
@@ -134,6 +141,25 @@ def pytorchjob(name: str, command: list[str], settings: JobSettings) -> Any:
     )
 
 
+@dataclass(frozen=True)
+class JobKind:
+    """One kind of cluster job: how its object, command and client are made, the condition
+    that means success, the label selecting its pods, and the details logged per state."""
+
+    build: Callable[[str, list[str], JobSettings], Any]
+    command: Callable[[str, str, JobSettings], list[str]]
+    client: Callable[[JobSettings], Any]
+    succeeded: str
+    pod_label: str
+    details: Callable[[Any], dict[str, Any]]
+    delete_when_done: bool  # no TTL of its own: the step deletes it once its model is copied
+
+
+def _replica_details(job: Any) -> dict[str, Any]:
+    statuses = getattr(job.status, "replica_statuses", None) or {}  # none when new
+    return {k: v.to_dict() for k, v in statuses.items()}
+
+
 def job_state(job: Any) -> str:
     """The newest true condition of a job (``Created``, ``Running``, ``Succeeded``...)."""
     conditions = [c for c in (getattr(job.status, "conditions", None) or []) if c.status == "True"]
@@ -145,29 +171,28 @@ def wait_for_job(
 ) -> Any:
     """Poll the job until it succeeds (returned), fails (``TrainingJobError``) or ``timeout_s``
     passes (``TrainingJobError``; the job is deleted). Each state change is logged once."""
+    kind = JOB_KINDS.get(settings.kind)
     deadline = time.monotonic() + settings.timeout_s
     seen = ""
     while True:
         job = client.get_job(name, namespace=settings.namespace)
         state = job_state(job)
         if state != seen:
-            statuses = getattr(job.status, "replica_statuses", None) or {}  # none when new
-            replicas = {k: v.to_dict() for k, v in statuses.items()}
-            log(f"pytorchjob {settings.namespace}/{name}: {state} {json.dumps(replicas)}")
+            details = json.dumps(kind.details(job), default=str)
+            log(f"{settings.kind} {settings.namespace}/{name}: {state} {details}")
             seen = state
-        if state == "Succeeded":
+        if state == kind.succeeded:
             return job
         if state == "Failed":
             reason = [c.message for c in job.status.conditions if c.type == "Failed"]
             raise TrainingJobError(
-                f"PyTorchJob {name} failed: {reason[-1] if reason else 'no message'}",
-                hint=f"kubectl -n {settings.namespace} logs "
-                f"-l training.kubeflow.org/job-name={name}",
+                f"{settings.kind} {name} failed: {reason[-1] if reason else 'no message'}",
+                hint=f"kubectl -n {settings.namespace} logs -l {kind.pod_label}={name}",
             )
         if time.monotonic() >= deadline:
             client.delete_job(name, namespace=settings.namespace)
             raise TrainingJobError(
-                f"PyTorchJob {name} did not finish within {settings.timeout_s} s (deleted)",
+                f"{settings.kind} {name} did not finish within {settings.timeout_s} s (deleted)",
                 hint="raise the pipeline's job timeout or give the job more workers",
             )
         time.sleep(settings.poll_s)
@@ -180,6 +205,19 @@ def training_client(settings: JobSettings) -> Any:
     return TrainingClient(namespace=settings.namespace)
 
 
+JOB_KINDS: Registry[JobKind] = Registry("cluster job kind", list_hint="--train-mode")
+JOB_KINDS.add(
+    "pytorchjob",
+    JobKind(pytorchjob, job_command, training_client, "Succeeded",
+            "training.kubeflow.org/job-name", _replica_details, delete_when_done=False),
+)  # fmt: skip
+JOB_KINDS.add(
+    "trainjob",
+    JobKind(trainjob, trainjob_command, lambda s: TrainJobClient(s.namespace), "Complete",
+            "jobset.sigs.k8s.io/jobset-name", trainjob_details, delete_when_done=True),
+)  # fmt: skip
+
+
 def run_training_job(
     data_dir: str,
     model_dir: str,
@@ -189,20 +227,24 @@ def run_training_job(
     log: Callable[[str], None] = print,
     report_path: str | None = None,
 ) -> dict[str, Any]:
-    """Stage ``data_dir``, run the PyTorchJob, copy its model to ``model_dir``; returns the
-    val metrics the job's rank 0 wrote (and its ``report.html`` to ``report_path``).
-    ``client`` defaults to :func:`training_client`."""
+    """Stage ``data_dir``, run the cluster job (``settings.kind``), copy its model to
+    ``model_dir``; returns the val metrics the job's rank 0 wrote (and its ``report.html`` to
+    ``report_path``). ``client`` defaults to the kind's (``TrainingClient``, ``TrainJobClient``)."""
     from imgrec.mlops.steps import copy_tree
 
+    kind = JOB_KINDS.get(settings.kind)
     name = f"imgrec-train-{uuid.uuid4().hex[:8]}"
     root = storage.join(settings.staging_uri, name)
     copy_tree(data_dir, storage.join(root, "data"))
-    job = pytorchjob(name, job_command(storage.join(root, "data"), root, settings), settings)
-    client = client or training_client(settings)
+    job = kind.build(name, kind.command(storage.join(root, "data"), root, settings), settings)
+    client = client or kind.client(settings)
     client.create_job(job=job, namespace=settings.namespace)
-    log(f"created pytorchjob {settings.namespace}/{name} ({settings.workers} workers)")
+    log(f"created {settings.kind} {settings.namespace}/{name} ({settings.workers} workers)")
     wait_for_job(client, name, settings, log)
     copy_tree(storage.join(root, "model"), model_dir)
+    if kind.delete_when_done:
+        client.delete_job(name, namespace=settings.namespace)
+        log(f"deleted {settings.kind} {settings.namespace}/{name}")
     report = storage.join(root, "report.html")
     if report_path and storage.exists(report):
         storage.copy(report, report_path)

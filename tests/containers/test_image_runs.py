@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import os
 import subprocess
 import sys
@@ -68,16 +69,30 @@ def image() -> str:
 
 @pytest.fixture(scope="module")
 def runs(image: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """The same tiny dataset through both runners, each into its own store."""
+    """The same tiny dataset through both runners, each into its own store, at the same time:
+    the subprocess run in a process of its own (kfp's local settings are per process), so
+    their step imports overlap on two cores."""
     root = tmp_path_factory.mktemp("container-runs")
     data = make_imagefolder(root / "my data", n_train=16, n_val=6)
     out: dict[str, Any] = {"data": data}
     for runner in ("subprocess", "container"):
-        store = root / f"store-{runner}"
-        out[runner] = run_local(
-            str(data), str(store), FAST, runs_dir=str(root / "runs"), runner=runner
-        )
-        out[f"{runner}_store"] = store
+        out[f"{runner}_store"] = root / f"store-{runner}"
+    params = [f"--param={k}={v}" for k, v in FAST.items()]
+    path = os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])
+    env = {**os.environ, "PYTHONPATH": path}
+    beside = subprocess.Popen(
+        [sys.executable, "-m", "imgrec", "pipeline", "run", "--local", "--runner", "subprocess",
+         "--data", str(data), "--store", str(out["subprocess_store"]), "--runs-dir",
+         str(root / "runs-subprocess"), "--json", *params],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO,
+    )  # fmt: skip
+    try:
+        out["container"] = run_local(str(data), str(out["container_store"]), FAST,
+                                     runs_dir=str(root / "runs"), runner="container")  # fmt: skip
+    finally:
+        stdout, stderr = beside.communicate(timeout=900)
+    assert beside.returncode == 0, stderr[-3000:]
+    out["subprocess"] = json.loads(stdout.strip().splitlines()[-1])
     return out
 
 

@@ -150,3 +150,15 @@ def test_cli_time_budget_plans_the_run_and_records_it(tmp_path: Path) -> None:
     assert plan["spent"] <= 4.0 + 0.5
     saved = load_config(out / "config.yaml")
     assert (saved.time_budget, saved.epochs) == (4.0, 30)
+
+
+def test_a_budget_must_be_positive_and_detection_keeps_its_older_name() -> None:
+    from imgrec.errors import ConfigError
+    from imgrec.tasks.detect.recipe import make_config
+
+    with pytest.raises(ConfigError, match="time_budget"):
+        load_config(overrides={"time_budget": 0})
+    assert make_config(max_seconds=30).time_budget == 30  # max_seconds: the older name
+    assert make_config(time_budget=12.5).time_budget == 12.5
+    with pytest.raises(ConfigError, match="time_budget"):
+        make_config(time_budget=-1)

@@ -101,6 +101,68 @@ def test_nan_and_inf_are_counted_and_excluded(tmp_path: Path) -> None:
     assert sum("embedding" not in r for r in window.rows) == 1
 
 
+def test_v1_and_v2_records_classification_and_detection(tmp_path: Path) -> None:
+    """A log that mixes schemas (a server upgraded mid-day): v1 and v2 classification records
+    and v2 detection records are read, each by its own schema; v3 is counted and left out."""
+    detection = {"schema": "imgrec.predlog/v2", "task": "detect", "model_version": "3",
+                 "brightness": 0.5, "width": 640, "height": 480}  # fmt: skip
+    lines = [
+        json.dumps(record(0)),
+        json.dumps({**record(1), "schema": "imgrec.predlog/v2", "task": "classify"}),
+        json.dumps(
+            {
+                **detection,
+                "time": record(2)["time"],
+                "boxes": 2,
+                "labels": ["7", "3"],
+                "scores": [0.9, 0.5],
+                "box_area": [0.01, 0.03],
+            }
+        ),
+        json.dumps(
+            {
+                **detection,
+                "time": record(3)["time"],
+                "boxes": 0,
+                "labels": [],
+                "scores": [],
+                "box_area": [],
+            }
+        ),
+        json.dumps(
+            {
+                **detection,
+                "time": record(4)["time"],
+                "labels": ["7"],
+                "scores": [0.9],
+                "box_area": [0.1, 0.2],
+            }
+        ),  # lists of different lengths
+        json.dumps(
+            {
+                **detection,
+                "time": record(5)["time"],
+                "labels": ["7"],
+                "scores": [float("nan")],
+                "box_area": [0.1],
+            }
+        ),
+        json.dumps({**record(6), "schema": "imgrec.predlog/v3"}),
+    ]
+    window = read_window(str(write(tmp_path / "l.jsonl", lines)), WindowSpec(last=10), version="3")
+    assert window.counts.schemas == {"imgrec.predlog/v1": 1, "imgrec.predlog/v2": 3}
+    assert window.counts.unknown_schema == {"imgrec.predlog/v3": 1}
+    assert window.counts.invalid == 2 and window.counts.nan == {"scores": 1}
+    v1, v2, det, empty = window.rows
+    assert v1["task"] == v2["task"] == "classify" and v1["label"] == "dog"
+    assert det["task"] == "detect" and det["labels"] == ["7", "3"] and det["boxes"] == 2
+    assert det["mean_score"] == pytest.approx(0.7) and det["max_score"] == 0.9
+    assert det["mean_box_area"] == pytest.approx(0.02) and det["top_label"] == "7"
+    assert det["aspect"] == pytest.approx(640 / 480) and det["brightness"] == 0.5
+    assert empty["boxes"] == 0 and math.isnan(empty["mean_score"])
+    assert empty["top_label"] == "(none)"
+
+
 def test_empty_missing_and_other_version_logs(tmp_path: Path) -> None:
     with pytest.raises(NotFoundError):
         read_window(str(tmp_path / "nope"), WindowSpec(last=10), version="3")

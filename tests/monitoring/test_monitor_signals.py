@@ -12,7 +12,9 @@ from scipy import stats
 from monitoring.signals import (
     Signal,
     chi2_permutation_signal,
+    clustered_chi2_signal,
     embedding_signal,
+    higher_mean_signal,
     holm,
     ks_signal,
 )
@@ -29,6 +31,63 @@ def test_holm_known_answer() -> None:
     assert [s.threshold for s in signals] == [0.0125, 0.025, pytest.approx(0.05 / 3), 0.05]
     skipped = Signal("e", "input", "ks", note="window too small (n < 30)")
     assert holm([skipped], alpha=0.05) is None and skipped.drifted is None
+
+
+def test_weighted_holm_known_answer() -> None:
+    signals = [
+        Signal(n, "input", "ks", p_value=p) for n, p in zip("abc", [0.004, 0.02, 0.03], strict=True)
+    ]
+    weights = {"a": 1.0, "b": 2.0, "c": 1.0}
+    assert holm(signals, alpha=0.1, weights=weights) is True
+    # order by p / w: a (0.004), b (0.01), c (0.03); levels 0.1*1/4, 0.1*2/3, 0.1*1/1
+    assert [s.threshold for s in signals] == pytest.approx([0.025, 0.2 / 3, 0.1])
+    assert [s.drifted for s in signals] == [True, True, True]
+    heavy = [Signal("a", "input", "ks", p_value=0.06), Signal("b", "input", "ks", p_value=0.06)]
+    assert holm(heavy, alpha=0.1) is False  # plain Holm: 0.06 > 0.1 / 2
+    assert holm(heavy, alpha=0.1, weights={"a": 9.0}) is True  # 0.06 <= 0.1 * 9 / 10
+    assert heavy[0].threshold == pytest.approx(0.09) and heavy[1].threshold == pytest.approx(0.1)
+
+
+def test_higher_mean_p_value_matches_scipys_permutation_test() -> None:
+    """Known answer: the one-sided p-value is scipy's permutation test of the difference in
+    means (both Monte Carlo: equal within their sampling error); wrong direction -> ~1."""
+    rng = np.random.default_rng(5)
+    ref, cur = rng.exponential(1.0, 120), rng.exponential(1.25, 60)
+    ours = higher_mean_signal("s", "prediction", ref, cur)
+    theirs = stats.permutation_test(
+        (cur, ref),
+        lambda x, y, axis: np.mean(x, axis=axis) - np.mean(y, axis=axis),
+        alternative="greater",
+        n_resamples=20_000,
+        random_state=0,
+    )
+    assert ours.p_value == pytest.approx(theirs.pvalue, abs=0.015)
+    assert 0.005 < ours.p_value < 0.5  # a case where the answer is not trivially 0 or 1
+    assert ours.statistic == pytest.approx(cur.mean() - ref.mean())
+    lower = higher_mean_signal("s", "prediction", ref, rng.exponential(0.7, 60))
+    assert lower.p_value is not None and lower.p_value > 0.9
+    big = higher_mean_signal("s", "prediction", ref, rng.exponential(1.0, 500))  # n > m side
+    assert big.p_value is not None and big.p_value > 0.01
+
+
+def test_clustered_chi2_stays_calibrated_when_boxes_come_in_groups() -> None:
+    """Boxes of one image share a label (a detector's crowd of one kind): counting boxes as
+    independent (the plain permutation chi-square over boxes) over-alarms; permuting whole
+    images keeps the false-alarm rate near alpha."""
+    rng = np.random.default_rng(6)
+
+    def images(n: int) -> list[list[str]]:
+        return [[str(rng.integers(3))] * int(rng.integers(0, 6)) for _ in range(n)]
+
+    alpha, trials, ours, naive = 0.05, 40, 0, 0
+    for _ in range(trials):
+        ref, cur = images(150), images(60)
+        ours += clustered_chi2_signal("l", "detection", ref, cur).p_value <= alpha  # type: ignore[operator]
+        flat_ref, flat_cur = [v for i in ref for v in i], [v for i in cur for v in i]
+        naive += chi2_permutation_signal("l", "detection", flat_ref, flat_cur).p_value <= alpha  # type: ignore[operator]
+    assert ours / trials <= 0.15 and naive / trials >= 0.3
+    shifted = [["0"] * 3 for _ in range(60)]
+    assert clustered_chi2_signal("l", "detection", images(150), shifted).p_value < 0.001  # type: ignore[operator]
 
 
 def _reference(rng: np.random.Generator, m: int) -> dict:
@@ -52,11 +111,14 @@ def _family(rng: np.random.Generator, ref: dict, n: int, shift: float = 0.0) -> 
     ]
 
 
-def test_false_alarm_rate_is_at_most_alpha_by_simulation() -> None:
+def test_false_alarm_rate_is_at_most_alpha_by_simulation(monkeypatch: pytest.MonkeyPatch) -> None:
     """200 (reference, window) pairs from one distribution, the window as large as the
     reference (where a one-sample chi-square would over-alarm): Holm's verdict alarms at most
     alpha + 2 sigma of the time. (The guarantee is over the draw of both samples; for one
     fixed reference the rate varies around it -- docs/monitoring.md.)"""
+    import monitoring.signals
+
+    monkeypatch.setattr(monitoring.signals, "PERMUTATIONS", 400)  # p >= 1/401: enough at 0.1
     rng = np.random.default_rng(0)
     m, n, alpha, trials = 200, 200, 0.1, 200
     alarms = sum(bool(holm(_family(rng, _reference(rng, m), n), alpha)) for _ in range(trials))

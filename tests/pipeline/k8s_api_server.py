@@ -1,10 +1,11 @@
-"""A loopback HTTP server speaking the Kubernetes API calls of a PyTorchJob's life, recording them.
+"""A loopback HTTP server speaking the Kubernetes API calls of a training job's life, recorded.
 
-Not a mock of the SDK: the real ``kubeflow-training`` ``TrainingClient`` (over the
-``kubernetes`` client) talks HTTP to this server, which keeps PyTorchJobs in memory and answers
-in the API's JSON shapes: create (POST), get (GET) and delete (DELETE) of
-``/apis/kubeflow.org/v1/namespaces/NS/pytorchjobs[/NAME]``. The test plays the Training Operator
-with :meth:`K8sApiServer.set_state` (a condition, as the operator writes it)::
+Not a mock of the SDK: the real ``kubeflow-training`` ``TrainingClient`` and the ``kubernetes``
+client's ``CustomObjectsApi`` (``TrainJobClient``) talk HTTP to this server, which keeps jobs in
+memory and answers in the API's JSON shapes: create (POST), get (GET) and delete (DELETE) of
+``/apis/kubeflow.org/v1/namespaces/NS/pytorchjobs[/NAME]`` (Training Operator v1) and
+``/apis/trainer.kubeflow.org/v1alpha1/namespaces/NS/trainjobs[/NAME]`` (Trainer v2). The test
+plays the operator with :meth:`K8sApiServer.set_state` (a condition, as the operator writes it)::
 
     with K8sApiServer() as k8s:
         client = k8s.training_client("kubeflow")
@@ -23,7 +24,10 @@ from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-PREFIX = "/apis/kubeflow.org/v1/namespaces/"
+RESOURCES = {  # path prefix -> the plural the server keeps
+    "/apis/kubeflow.org/v1/namespaces/": "pytorchjobs",
+    "/apis/trainer.kubeflow.org/v1alpha1/namespaces/": "trainjobs",
+}
 
 
 @dataclass
@@ -59,6 +63,14 @@ class K8sApiServer:
         for t in self.threads:
             t.join(timeout=600)
 
+    def configuration(self) -> Any:
+        """A ``kubernetes`` client configuration pointing at this server."""
+        from kubernetes import client
+
+        config = client.Configuration()
+        config.host = self.url
+        return config
+
     def training_client(self, namespace: str) -> Any:
         from kubeflow.training import TrainingClient
         from kubernetes import client
@@ -80,10 +92,16 @@ class K8sApiServer:
                 "message": message or f"PyTorchJob {name} is {state.lower()}.",
                 "lastTransitionTime": _now(), "lastUpdateTime": _now(),
             })  # fmt: skip
-            n = sum(s.get("replicas", 0) for s in job["spec"]["pytorchReplicaSpecs"].values())
-            key = {"Running": "active", "Succeeded": "succeeded", "Failed": "failed"}.get(state)
-            if key:
+            key = {"Running": "active", "Succeeded": "succeeded", "Complete": "succeeded",
+                   "Failed": "failed"}.get(state)  # fmt: skip
+            if key and "pytorchReplicaSpecs" in job["spec"]:
+                n = sum(s.get("replicas", 0) for s in job["spec"]["pytorchReplicaSpecs"].values())
                 status["replicaStatuses"] = {"Master": {key: 1}, "Worker": {key: n - 1}}
+            elif "trainer" in job["spec"]:  # a TrainJob: its JobSet's replicated job "node"
+                counts = dict.fromkeys(("active", "failed", "ready", "succeeded", "suspended"), 0)
+                if key:
+                    counts[key] = job["spec"]["trainer"]["numNodes"]
+                status["jobsStatus"] = [{"name": "node", **counts}]
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         server = self
@@ -102,12 +120,12 @@ class K8sApiServer:
 
             def _parts(self) -> tuple[str, str] | None:
                 path = self.path.split("?")[0]
-                if not path.startswith(PREFIX):
-                    return None
-                rest = path[len(PREFIX) :].split("/")
-                if len(rest) < 2 or rest[1] != "pytorchjobs":
-                    return None
-                return rest[0], rest[2] if len(rest) > 2 else ""
+                for prefix, plural in RESOURCES.items():
+                    if path.startswith(prefix):
+                        rest = path[len(prefix) :].split("/")
+                        if len(rest) >= 2 and rest[1] == plural:
+                            return rest[0], rest[2] if len(rest) > 2 else ""
+                return None
 
             def _not_found(self, what: str) -> None:
                 self._reply(404, {"kind": "Status", "apiVersion": "v1", "status": "Failure",

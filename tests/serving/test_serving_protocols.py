@@ -131,7 +131,8 @@ def test_prediction_log_records(default_server: Server, chelsea_jpeg: bytes) -> 
         records = [rec for rec in records if rec["request_id"] == "log-check-1"]
     assert records, "no prediction record written"
     rec = records[0]
-    assert rec["schema"] == "imgrec.predlog/v1" and rec["label"] in CAT_CLASSES
+    assert rec["schema"] == "imgrec.predlog/v2" and rec["task"] == "classify"
+    assert rec["label"] in CAT_CLASSES
     assert (rec["width"], rec["height"]) == (451, 300)
     assert 0 < rec["brightness"] < 1 and 0 < rec["contrast"] < 1 and rec["sharpness"] > 0
     assert len(rec["embedding"]) == 8 and rec["embedding_norm"] > 0

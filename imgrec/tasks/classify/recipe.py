@@ -41,10 +41,15 @@ SMALL = {
     "freeze": "none",
     "time_budget": 45.0,
     "max_epochs": 30,  # the most epochs planned (tiny data gains nothing more)
-    "batch_size": 128,
+    # 64, not 128: twice the updates per epoch; on mnist5k at 2 epochs 94.3% vs 87.8%, at 8
+    # epochs 98.3% vs 98.1% (a slow or busy machine affords only a few epochs in a budget)
+    "batch_size": 64,
     "lr": 6e-3,
     "scheduler": "onecycle",
     "augment": "light",
+    # oneDNN's convolutions run 1.4-1.7x faster channels-last on the CPU too (2-core Xeon,
+    # small_resnet, batch 128): more steps in the same budget
+    "channels_last": True,
 }
 SMALL_ARCH_KWARGS: dict[str, Any] = {"stem_width": 16, "widths": [32, 64, 96]}
 TRANSFER_CPU = {

@@ -62,5 +62,6 @@ if "detect" not in TASKS:
             per_class_metrics=("ap", "ap50", "precision", "recall"),
             per_class_metric="ap",
             serves="boxes",
+            distributed=True,
         ),
     )

@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader
 from torchvision.models.detection.image_list import ImageList
 
 from imgrec.data.detection.augment import DetectionDataset, collate
+from imgrec.engine.distributed import World, rank_batches, steps_per_epoch
 from imgrec.errors import ConfigError
 from imgrec.models.detectors import Detector
 
@@ -77,13 +78,13 @@ class FeatureCache:
         return self.n
 
     def batches(
-        self, batch_size: int, generator: torch.Generator
+        self, batch_size: int, generator: torch.Generator, world: World | None = None
     ) -> Iterator[tuple[list[torch.Tensor], Targets]]:
-        """One epoch: every image once, in random order, each from a random view."""
+        """One epoch: every image once, in random order, each from a random view; with a
+        distributed ``world``, this rank's share of each global batch."""
         order = torch.randperm(self.n, generator=generator)
         views = torch.randint(0, len(self.levels), (self.n,), generator=generator)
-        for start in range(0, self.n - batch_size + 1 if self.n >= batch_size else 1, batch_size):
-            idx = order[start : start + batch_size]
+        for idx in self._steps(order, batch_size, world or World()):
             feats = []
             for k in range(len(self.levels[0])):
                 feats.append(
@@ -93,7 +94,16 @@ class FeatureCache:
                 feats.append(feats[-1])
             yield feats, [self.targets[int(views[i])][int(i)] for i in idx]
 
-    def num_batches(self, batch_size: int) -> int:
+    def _steps(self, order: torch.Tensor, batch_size: int, world: World) -> list[torch.Tensor]:
+        if world.distributed:
+            return rank_batches(order, batch_size, world)
+        last = self.n - batch_size + 1 if self.n >= batch_size else 1  # full batches only
+        return [order[start : start + batch_size] for start in range(0, last, batch_size)]
+
+    def num_batches(self, batch_size: int, world: World | None = None) -> int:
+        world = world or World()
+        if world.distributed:
+            return steps_per_epoch(self.n, batch_size, world)
         return max(1, self.n // batch_size)
 
 

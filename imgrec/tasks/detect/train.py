@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader
 
 from imgrec.data.detection import DetectionData, boxes_summary, load_detection_data
 from imgrec.data.detection.augment import DetectionDataset, collate, train_transform
+from imgrec.engine.batches import RankBatchSampler
 from imgrec.engine.budget import TimeBudget
 from imgrec.engine.callbacks import (
     Callback,
@@ -30,13 +31,21 @@ from imgrec.engine.callbacks import (
     restore_state,
 )
 from imgrec.engine.checkpoint import seed_everything
-from imgrec.engine.distributed import env_world
+from imgrec.engine.distributed import (
+    LossModule,
+    World,
+    barrier,
+    broadcast_figures,
+    close_world,
+    data_parallel,
+    init_world,
+    threads_per_process,
+)
 from imgrec.engine.loop import TrainState, fit
 from imgrec.engine.optim import Horizon, build_optimizer, build_scheduler
 from imgrec.engine.run import (
     CONFIG_FILE,
     TrainResult,
-    auto_threads,
     default_run_dir,
     pick_device,
     require_resumable,
@@ -124,25 +133,31 @@ def train(
         result.metrics["map50"]
     """
     started = time.perf_counter()
-    if env_world().distributed:
-        raise ConfigError(
-            "detection does not train with several processes yet",
-            hint="run it as one process (without --nproc or torchrun)",
-        )
     progress = progress and not options.pop("quiet", False)
-    console = Console(stderr=True, quiet=not progress)
     run_dir = Path(out) if out is not None else default_run_dir("detect")
     saved_config = require_resumable(run_dir) if resume else config
     cfg = make_config(saved_config, **_cli_options(options))
-    torch.set_num_threads(cfg.threads or auto_threads())
+    world = init_world(cfg.device)
+    try:
+        return _train(data, cfg, run_dir, resume, progress, world, started)
+    finally:
+        close_world(world)
+
+
+def _train(data: str | Path, cfg: DetectConfig, run_dir: Path, resume: bool, progress: bool,
+           world: World, started: float) -> TrainResult:  # fmt: skip
+    progress = progress and world.main
+    console = Console(stderr=True, quiet=not progress)
+    torch.set_num_threads(cfg.threads or threads_per_process(world))
     run_dir.mkdir(parents=True, exist_ok=True)
-    write_bytes(run_dir / CONFIG_FILE, _yaml(cfg.to_dict()).encode())
+    if world.main:
+        write_bytes(run_dir / CONFIG_FILE, _yaml(cfg.to_dict()).encode())
     generator = seed_everything(cfg.seed)
     dataset = load_detection_data(data)
     _split_val(dataset, cfg)
     fingerprint = dataset.fingerprint()
     pre = preprocessing_for(cfg)
-    device = pick_device(cfg.device)
+    device = pick_device(cfg.device, world.local_rank)
     det = build_detector(
         cfg.model, len(dataset.classes), pretrained=cfg.pretrained, **cfg.arch_kwargs()
     ).to(device)
@@ -150,7 +165,7 @@ def train(
     train_set = DetectionDataset(
         dataset.split("train"), train_transform(pre, cfg.augment, hflip=cfg.hflip)
     )
-    epoch_batches, loss_fn, steps = _batches(det, train_set, cfg, pre, generator, progress)
+    epoch_batches, loss_fn, steps = _batches(det, train_set, cfg, pre, generator, progress, world)
     setup_seconds = time.perf_counter() - setup_start
     horizon = Horizon(cfg.epochs * steps)
     budget = None
@@ -158,9 +173,10 @@ def train(
         log = (lambda line: console.print(line, highlight=False)) if progress else None
         budget = TimeBudget(cfg.time_budget, horizon=horizon, started=setup_start,
                             max_steps=horizon.total_steps, log=log)  # fmt: skip
-    state = _state(cfg, det, on_device(loss_fn, device), horizon, device, generator, budget)
+    state = _state(cfg, det, on_device(loss_fn, device), horizon, device, generator, budget,
+                   world)  # fmt: skip
     if resume:
-        restore_state(state, resume_checkpoint(run_dir, fingerprint))
+        restore_state(state, resume_checkpoint(run_dir, fingerprint), steps)
         console.print(
             f"resumed {run_dir} after epoch {state.epoch}/{state.epochs}", highlight=False
         )
@@ -170,34 +186,42 @@ def train(
 
     def validate(model: torch.nn.Module) -> dict[str, float]:
         last = state.epoch + 1 >= state.epochs or state.stop
-        if last:
-            metrics = evaluate_records(
-                det, val, dataset.classes, pre, score_threshold=cfg.score_threshold
-            )
-            final.clear()
-            final.update(metrics)
-        elif cfg.val_every and (state.epoch + 1) % cfg.val_every == 0:
-            metrics = evaluate_records(det, val, dataset.classes, pre, crosscheck=False)
-        else:
+        if not last and not (cfg.val_every and (state.epoch + 1) % cfg.val_every == 0):
             return {}
-        return {"val_map": round(metrics["map"], 5), "val_map50": round(metrics["map50"], 5)}
+        figures: dict[str, float] = {}
+        if world.main:  # mAP is over the whole val set: rank 0 computes it, every rank gets it
+            if last:
+                metrics = evaluate_records(
+                    det, val, dataset.classes, pre, score_threshold=cfg.score_threshold
+                )
+                final.clear()
+                final.update(metrics)
+            else:
+                metrics = evaluate_records(det, val, dataset.classes, pre, crosscheck=False)
+            figures = {"val_map": round(metrics["map"], 5), "val_map50": round(metrics["map50"], 5)}
+        return broadcast_figures(figures, world)
 
     def save(st: TrainState, path: str, record: dict[str, Any]) -> None:
         save_model_dir(det, _card(cfg, dataset, {}, pre), path)
 
-    callbacks: list[Callback] = [
-        HistoryWriter(run_dir / "history.jsonl"),
-        Checkpointer(run_dir, save, extra=lambda: {"fingerprint": fingerprint}),
-    ]
+    callbacks: list[Callback] = []
+    if world.main:  # one writer: rank 0
+        callbacks += [
+            HistoryWriter(run_dir / "history.jsonl"),
+            Checkpointer(run_dir, save, extra=lambda: {"fingerprint": fingerprint}),
+        ]
     if budget is not None:  # before the Checkpointer: the checkpoint keeps the plan
         callbacks.insert(0, budget)
     if progress:
         callbacks.insert(0, ProgressBar(console))
     fit(state, epoch_batches, validate, callbacks)
-    metrics = _finish(det, cfg, dataset, pre, run_dir, state, final)
-    metrics["train_seconds"] = setup_seconds + state.train_seconds
-    _write_report(dataset, train_set, run_dir)
-    write_evaluation(metrics, run_dir, history=state.history)
+    metrics: dict[str, Any] = {}
+    if world.main:
+        metrics = _finish(det, cfg, dataset, pre, run_dir, state, final)
+        metrics["train_seconds"] = setup_seconds + state.train_seconds
+        _write_report(dataset, train_set, run_dir)
+        write_evaluation(metrics, run_dir, history=state.history)
+    barrier(world)  # the other ranks return once the model directory is final
     return TrainResult(
         str(run_dir),
         str(run_dir / "model"),
@@ -215,6 +239,7 @@ def _state(
     device: torch.device,
     generator: torch.Generator,
     budget: TimeBudget | None,
+    world: World,
 ) -> TrainState:
     params = [p for p in det.parameters() if p.requires_grad]
     opt = build_optimizer("adamw", params, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -224,8 +249,13 @@ def _state(
         total_steps=horizon if budget is not None else horizon.total_steps,
         warmup_steps=cfg.warmup_steps,
     )
+    # DDP wraps the loss computation (detection's loss is not its forward) to sync gradients;
+    # cached features leave the frozen prefix without gradients: unused parameters
+    model = data_parallel(
+        LossModule(det, _or_zero(loss_fn, det)), world, device, unused_parameters=True
+    )
     return TrainState(
-        model=det,
+        model=model if world.distributed else det,
         optimizer=opt,
         scheduler=scheduler,
         epochs=cfg.epochs,
@@ -234,6 +264,7 @@ def _state(
         batch_loss=detection_batch_loss(loss_fn),
         monitor=MONITOR,
         generator=generator,
+        world=world,
     )
 
 
@@ -248,13 +279,29 @@ def detection_batch_loss(
 
     def batch_loss(state: TrainState, batch: DetBatch) -> tuple[torch.Tensor, int] | None:
         inputs, targets = batch
-        if not targets:
-            return None
-        loss = sum(loss_fn(inputs, targets).values())
+        if not targets and not state.world.distributed:
+            return None  # a distributed rank still steps (zero loss): every rank must
+        if state.world.distributed:  # through DDP, whose backward syncs the gradients
+            loss = sum(state.model(inputs, targets).values())
+        else:
+            loss = sum(loss_fn(inputs, targets).values())
         assert isinstance(loss, torch.Tensor)
         return loss, len(targets)
 
     return batch_loss
+
+
+def _or_zero(loss_fn: LossFn, det: Detector) -> LossFn:
+    """``loss_fn``, or a zero loss over the trainable parameters when a rank's batch holds no
+    usable image (its gradients are zeros; the other ranks' still count)."""
+
+    def loss(inputs: Any, targets: Targets) -> dict[str, torch.Tensor]:
+        if targets:
+            return loss_fn(inputs, targets)
+        params = [p for p in det.parameters() if p.requires_grad]
+        return {"zero": sum((p.sum() * 0.0 for p in params), torch.zeros(()))}
+
+    return loss
 
 
 def _finish(
@@ -306,8 +353,10 @@ def _batches(
     pre: Preprocessing,
     generator: torch.Generator,
     progress: bool,
+    world: World,
 ) -> tuple[Callable[[], Iterable[tuple[Any, Targets]]], LossFn, int]:
-    """(epoch -> batches, loss function, steps per epoch): images, or cached features."""
+    """(epoch -> batches, loss function, steps per epoch): images, or cached features; in a
+    distributed run, this rank's share of each global batch (``batch_size`` per process)."""
     if cfg.uses_cache():
         from imgrec.tasks.detect.cached import FeatureCache, cached_loss
 
@@ -321,10 +370,16 @@ def _batches(
         )
         train_set.bad.update(plain.bad)  # the data report lists files that failed in any view
         return (
-            lambda: cache.batches(cfg.batch_size, generator),
+            lambda: cache.batches(cfg.batch_size, generator, world),
             cached_loss(det, cfg.img_size, cfg.cache_blocks),
-            cache.num_batches(cfg.batch_size),
+            cache.num_batches(cfg.batch_size, world),
         )
+    if world.distributed:
+        sampler = RankBatchSampler(
+            len(train_set), cfg.batch_size, world, shuffle=True, generator=generator
+        )
+        ranked = DataLoader(train_set, batch_sampler=sampler, collate_fn=collate)
+        return (lambda: ranked), det.loss, len(sampler)
     loader = DataLoader(
         train_set,
         batch_size=cfg.batch_size,
