@@ -20,7 +20,10 @@ EXIT_DRIFT = 3
 @monitor_app.command("reference")
 def reference(
     model: str = typer.Argument(..., help="Model directory, STORE@V (STORE@production) or name."),
-    data: str = typer.Argument(..., help="Dataset with held-out images (folder, s3://, CSV)."),
+    data: str = typer.Argument(
+        ...,
+        help="Dataset with held-out images (folder, s3://, CSV; a detector's COCO/YOLO/VOC).",
+    ),
     out: str = typer.Option(
         None,
         "--out",
@@ -35,7 +38,8 @@ def reference(
     max_images: int = typer.Option(5000, "--max-images", help="Sample at most this many."),
     as_json: bool = typer.Option(False, "--json", help="Print where it went and its size."),
 ) -> None:
-    """Profile held-out images through the server's own path: what reports compare against."""
+    """Profile held-out images through the server's own path: what reports compare against
+    (classifiers and detectors)."""
     from monitoring.reference import REFERENCE_FILE, build_reference, save_reference, store_version
 
     target = store_version(model)

@@ -46,10 +46,37 @@ STEP_RUNNERS: Registry[StepRunner] = Registry(
 @STEP_RUNNERS.register("subprocess")
 @contextlib.contextmanager
 def subprocess_runner(place: StepPlace) -> Iterator[Any]:
-    """Each step a subprocess of this venv; nothing is pip-installed at run time."""
+    """Each step a subprocess of this venv; nothing is pip-installed at run time. The steps
+    start warm (:mod:`imgrec.mlops.warm_steps`) unless ``IMGREC_COLD_STEPS=1``."""
     from kfp import local
 
-    yield local.SubprocessRunner(use_venv=False)
+    if os.environ.get("IMGREC_COLD_STEPS", "") not in ("", "0"):
+        yield local.SubprocessRunner(use_venv=False)
+        return
+    from imgrec.mlops.warm_steps import warm_steps
+
+    env = {**os.environ}
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # read once, when the zygote imports torch
+    with warm_steps(env) as python, _steps_started_by(python):
+        yield local.SubprocessRunner(use_venv=False)
+
+
+@contextlib.contextmanager
+def _steps_started_by(python: str) -> Iterator[None]:
+    """Have kfp's subprocess handler put ``python`` where a step's command says ``python3``
+    (its own choice is this interpreter); the one place that replaces it."""
+    from kfp.local import subprocess_task_handler as handler
+
+    original = handler.replace_python_executable
+
+    def replace(full_command: list[str], new_executable: str) -> list[str]:
+        return list(original(full_command, python))
+
+    handler.replace_python_executable = replace
+    try:
+        yield
+    finally:
+        handler.replace_python_executable = original
 
 
 @STEP_RUNNERS.register("container")

@@ -160,3 +160,21 @@ def test_small_class_drops_within_sampling_noise_do_not_fail() -> None:
     strict = decide_with_new_data(m(0.95, 0.95, 16), m(0.95, 0.95, 16), m(0.9, 0.5, 16),
                                   m(0.5, 0.625, 16), GatePolicy(min_regression_z=0))  # fmt: skip
     assert not strict.passed
+
+
+def test_a_warm_start_without_epochs_gets_the_warm_start_schedule(tmp_path: Path) -> None:
+    from model_fixtures import servable_model
+
+    from imgrec.mlops.steps import WARM_START_EPOCHS, ingest_step, preprocess_step
+
+    data = make_imagefolder(tmp_path / "d", n_train=4, n_val=2)
+    ingest_step(str(data), str(tmp_path / "m"))
+    store = ModelStore(str(tmp_path / "store"))
+    store.register(str(servable_model(tmp_path, ["circle", "square"], 0)))
+    warm = preprocess_step(str(tmp_path / "m"), str(tmp_path / "p"), init_from="production",
+                           store_uri=str(tmp_path / "store"))  # fmt: skip
+    assert warm["config"]["epochs"] == WARM_START_EPOCHS == 3
+    assert warm["config"]["img_size"] == 32  # the production model's geometry
+    chosen = preprocess_step(str(tmp_path / "m"), str(tmp_path / "p2"), init_from="production",
+                             store_uri=str(tmp_path / "store"), epochs=7)  # fmt: skip
+    assert chosen["config"]["epochs"] == 7
