@@ -157,7 +157,7 @@ def stale_image(image: str, tmp_path_factory: pytest.TempPathFactory) -> Any:
 
 
 def test_an_image_of_other_files_is_refused_before_any_step(
-    stale_image: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    image: str, stale_image: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:  # fmt: skip
     from imgrec.cli import main
@@ -175,7 +175,7 @@ def test_an_image_of_other_files_is_refused_before_any_step(
     monkeypatch.setenv(STALE_OK_ENV, "1")
     with docker_api() as client:
         require_image(client, stale_image)
-        require_image(client, component_image())  # the current one: silent
+        require_image(client, image)  # this checkout's: silent
     assert capsys.readouterr().err.count("warning: image") == 1
 
 

@@ -143,3 +143,35 @@ def test_training_streams_from_s3_through_a_cache_smaller_than_the_data(
     assert 0 < peak[0] <= allowance * 1024**2
     assert result.metrics["n"] == 24 and result.metrics["accuracy"] >= 0.9
     assert (tmp_path / "run" / "model" / "model.json").is_file()
+
+
+@pytest.mark.slow
+def test_two_gloo_processes_train_on_their_own_s3_shards(
+    s3_shards: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+    import os
+    import subprocess
+
+    monkeypatch.setenv("IMGREC_CACHE", str(tmp_path / "cache"))
+    root = Path(__file__).parents[2]
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]),
+    }
+    command = [
+        sys.executable, "-m", "imgrec", "train", s3_shards, "--out", str(tmp_path / "run"),
+        "--nproc", "2", "--epochs", "3", "--batch-size", "8", "--model", "small_resnet", "-q",
+        "--set", "threads=1", "--set", "num_workers=1", "--set", "report=false",
+        "--set", "shard_cache_mb=1",
+    ]  # fmt: skip
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("model:") == 1  # rank 0 alone writes
+    history = [json.loads(x) for x in (tmp_path / "run" / "history.jsonl").read_text().splitlines()]
+    assert len(history) == 3 and history[-1]["val_accuracy"] >= 0.9
+    # each rank cached only its own shards: 15 train shards dealt 8 / 7, 3 val shards 2 / 1
+    cached = {r: sorted(p.name for p in (tmp_path / "cache" / "shards" / f"rank-{r}").iterdir())
+              for r in (0, 1)}  # fmt: skip
+    assert not set(cached[0]) & set(cached[1])
+    assert len(cached[0]) == 10 and len(cached[1]) == 8
