@@ -65,6 +65,13 @@ class TrainConfig:
             "measured and the schedule planned to fit; auto=recipe (none when epochs is set)"
         ),
     )
+    min_epochs: int | None = field(
+        default=None,
+        metadata=_doc(
+            "with time_budget: the fewest epochs the plan may use, even past the budget (a "
+            "slow or busy machine still gets a usable model; it says so); auto=recipe"
+        ),
+    )
     img_size: int | None = field(
         default=None, metadata=_doc("network input size in pixels; auto=native size or 224")
     )
@@ -274,7 +281,7 @@ def _validate(cfg: TrainConfig) -> None:
                 f"config key {name!r}: {value!r} is not one of {'|'.join(choices)}{did_you_mean}",
                 hint=f"{name}: {f.metadata.get('doc', '')}",
             )
-    positive = ("epochs", "time_budget", "img_size", "batch_size", "lr", "threads")
+    positive = ("epochs", "time_budget", "min_epochs", "img_size", "batch_size", "lr", "threads")
     for name in positive:
         value = getattr(cfg, name)
         if value is not None and value <= 0:

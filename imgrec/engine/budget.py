@@ -40,7 +40,9 @@ class TimeBudget(Callback):
     ``started`` is a ``time.perf_counter()`` value (default: now), e.g. the start of the
     task's ``train()`` so data loading counts; ``reserve`` is the time kept for the work after
     ``fit`` (the final evaluation). ``max_steps`` caps the plan (a run that would gain nothing
-    from more epochs). ``log`` receives one line when the first plan is made.
+    from more epochs); ``min_steps`` is the fewest it plans, even past the budget (a usable
+    model on a slow or busy machine; :meth:`describe` says when the floor overruns the
+    budget). ``log`` receives one line when the first plan is made.
     """
 
     def __init__(
@@ -51,6 +53,7 @@ class TimeBudget(Callback):
         started: float | None = None,
         reserve: float = 0.0,
         max_steps: int | None = None,
+        min_steps: int = 0,
         log: Callable[[str], None] | None = None,
     ) -> None:
         self.seconds = max(float(seconds), 1e-9)
@@ -58,6 +61,7 @@ class TimeBudget(Callback):
         self.started = time.perf_counter() if started is None else started
         self.reserve = reserve
         self.max_steps = max_steps
+        self.min_steps = min(min_steps, max_steps) if max_steps is not None else min_steps
         self.log = log
         self.origin = self.started  # elapsed = now - origin (moved back by a resumed run)
         self.steps_per_epoch = 0
@@ -66,6 +70,7 @@ class TimeBudget(Callback):
         self._timed = 0  # steps of this process seen
         self._last: float | None = None  # when the previous batch ended
         self._boundary = False  # the next batch is the first of an epoch
+        self.fitting_steps = 0  # the steps the budget itself affords (the last plan)
 
     # --- the clock ---------------------------------------------------------------------
     def elapsed(self) -> float:
@@ -98,7 +103,7 @@ class TimeBudget(Callback):
         state.plan.update(time_budget=self.seconds, spent=round(self.elapsed(), 3))
         if self.horizon is not None:
             state.plan.setdefault("total_steps", self.horizon.total_steps)
-        if self._time_left() <= 0 or self._done(state):
+        if self._out_of_time(state) or self._done(state):
             state.stop = True
 
     def on_epoch_start(self, state: TrainState) -> None:
@@ -120,7 +125,7 @@ class TimeBudget(Callback):
             self._plan(state)
             if first and self.log is not None:
                 self.log(self.describe(state))
-        if self._done(state) or self._time_left() <= 0:
+        if self._done(state) or self._out_of_time(state):
             state.stop = True
 
     def on_epoch_end(self, state: TrainState, record: dict[str, Any]) -> None:
@@ -141,6 +146,9 @@ class TimeBudget(Callback):
         else:
             self.boundary_seconds += 0.5 * (seconds - self.boundary_seconds)
 
+    def _out_of_time(self, state: TrainState) -> bool:
+        return self._time_left() <= 0 and state.step >= self.min_steps
+
     def _done(self, state: TrainState) -> bool:
         total = state.plan.get("total_steps")
         return total is not None and "step_seconds" in state.plan and state.step >= total
@@ -151,9 +159,10 @@ class TimeBudget(Callback):
         per_step = self.step_seconds + self._boundary_cost() / self.steps_per_epoch
         more = max(0, math.floor(self._time_left() / per_step))
         total = state.step + more
+        self.fitting_steps = total
         if self.max_steps is not None:
             total = min(total, self.max_steps)
-        total = max(total, state.step)
+        total = max(total, state.step, self.min_steps)
         state.plan.update(
             total_steps=total,
             step_seconds=round(self.step_seconds, 5),
@@ -169,14 +178,22 @@ class TimeBudget(Callback):
         """When training should end, as a ``time.time()`` value."""
         steps = max(0, int(state.plan.get("total_steps", state.step)) - state.step)
         left = steps * (self.step_seconds or 0.0) + self._boundary_cost()
+        if int(state.plan.get("total_steps", 0)) > self.fitting_steps:
+            return time.time() + left  # the floor runs past the budget
         return time.time() + min(left, self.seconds - self.elapsed())
 
     def describe(self, state: TrainState) -> str:
         """One line: the measured speed and the plan that fits the budget."""
         total = int(state.plan["total_steps"])
         end = time.strftime("%H:%M:%S", time.localtime(self.projected_end(state)))
+        over = ""
+        if total > self.fitting_steps:
+            over = (
+                f" (the budget affords {self.fitting_steps / self.steps_per_epoch:.1f} epochs; "
+                f"the floor of {self.min_steps / self.steps_per_epoch:g} runs past it)"
+            )
         return (
             f"time budget {self.seconds:g} s: {1000 * (self.step_seconds or 0):.0f} ms/step "
             f"measured, {total} steps planned ({total / self.steps_per_epoch:.1f} epochs), "
-            f"training ends ~{end}"
+            f"training ends ~{end}{over}"
         )

@@ -162,3 +162,25 @@ def test_a_budget_must_be_positive_and_detection_keeps_its_older_name() -> None:
     assert make_config(time_budget=12.5).time_budget == 12.5
     with pytest.raises(ConfigError, match="time_budget"):
         make_config(time_budget=-1)
+
+
+def test_the_floor_trains_past_a_budget_too_small_for_it_and_says_so() -> None:
+    horizon = Horizon(total_steps=1000 * STEPS_PER_EPOCH)
+    state = _state(horizon)
+    floor = 8 * STEPS_PER_EPOCH  # 40 steps of >= 0.02 s: well past a 0.3 s budget
+    budget = TimeBudget(0.3, horizon=horizon, min_steps=floor)
+    lines: list[str] = []
+    budget.log = lines.append
+    fit(state, _SlowBatches(), _validate, [budget])
+    assert state.step == floor == state.plan["total_steps"] == horizon.total_steps
+    assert state.epoch == 8
+    [line] = lines
+    assert "runs past it" in line and "floor of 8" in line, line
+
+
+def test_the_recipe_budget_brings_its_floor_and_an_explicit_budget_does_not() -> None:
+    small = ImageStats(n_sampled=8, median_width=28, median_height=28, grayscale=True)
+    auto, _ = resolve(load_config(), small, "cpu")
+    assert (auto.time_budget, auto.min_epochs) == (45.0, 6)
+    mine, _ = resolve(load_config(overrides={"time_budget": 10}), small, "cpu")
+    assert (mine.time_budget, mine.min_epochs) == (10.0, None)

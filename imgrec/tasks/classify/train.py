@@ -252,7 +252,8 @@ def _train(data: Any, cfg: TrainConfig, run_dir: Path, resume: bool, quiet: bool
     if cfg.time_budget:  # before the Checkpointer: the checkpoint keeps the plan
         log = None if quiet else lambda line: console.print(line, highlight=False)
         budget = TimeBudget(cfg.time_budget, horizon=horizon, started=started,
-                            max_steps=horizon.total_steps, log=log)  # fmt: skip
+                            max_steps=horizon.total_steps, log=log,
+                            min_steps=(cfg.min_epochs or 0) * steps)  # fmt: skip
         callbacks.insert(0, budget)
     if world.main:  # one writer: rank 0
         callbacks.insert(0, HistoryWriter(run_dir / "history.jsonl"))

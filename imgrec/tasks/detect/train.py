@@ -172,7 +172,8 @@ def _train(data: str | Path, cfg: DetectConfig, run_dir: Path, resume: bool, pro
     if cfg.time_budget:
         log = (lambda line: console.print(line, highlight=False)) if progress else None
         budget = TimeBudget(cfg.time_budget, horizon=horizon, started=setup_start,
-                            max_steps=horizon.total_steps, log=log)  # fmt: skip
+                            max_steps=horizon.total_steps, log=log,
+                            min_steps=0)  # fmt: skip
     state = _state(cfg, det, on_device(loss_fn, device), horizon, device, generator, budget,
                    world)  # fmt: skip
     if resume:
