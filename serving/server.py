@@ -26,6 +26,8 @@ import json
 import logging
 import os
 import secrets
+import signal
+import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -204,7 +206,8 @@ class ImgrecModelServer(kserve.ModelServer):  # type: ignore[misc]
         self._models: dict[str, ImgrecModel] = {}
 
     def start(self, models: list[Any]) -> None:
-        """Register ``models`` and serve until interrupted (uvicorn handles SIGINT/SIGTERM)."""
+        """Register ``models`` and serve until SIGINT/SIGTERM: uvicorn's graceful shutdown, then
+        the models stop (queued prediction-log and capture records are written)."""
         self._register_and_check_atleast_one_model_is_ready(models)
         self._models = {m.name: m for m in models if isinstance(m, ImgrecModel)}
         self.rest = _RESTServer(
@@ -223,13 +226,16 @@ class ImgrecModelServer(kserve.ModelServer):  # type: ignore[misc]
         )
         state = state_path(self.http_port)
         self._write_state(state)
+        previous = _exit_cleanly_on_sigterm()
         try:
             with asyncio.Runner(loop_factory=_loop_factory()) as runner:
                 runner.run(self._run())
         finally:
             state.unlink(missing_ok=True)
             for model in self._models.values():
-                model.stop()
+                model.stop()  # the prediction log's and the capture's last records
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
 
     async def _run(self) -> None:
         assert self.rest is not None
@@ -332,3 +338,20 @@ def serve_production(
     print(f"serving the production model of {store_uri} as {name!r} on {url} (Ctrl-C stops)")
     print(example_requests(name, url), flush=True)
     serve(f"{store_uri}@production", host=host, port=port, name=name)
+
+
+def _stop_on_sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(0)
+
+
+def _exit_cleanly_on_sigterm() -> Any:
+    """Make SIGTERM (Kubernetes' stop, ``kill``) end the process through ``finally`` blocks.
+
+    uvicorn catches SIGTERM, shuts the HTTP server down gracefully, restores the handler it
+    found and raises the signal again. With the default handler that kills the process on the
+    spot: the models' ``stop`` never ran and the prediction log's and the capture's queued
+    records were lost. With this one the signal ends the process with exit code 0 after them.
+    Returns the previous handler (None off the main thread, where signals can't be set)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _stop_on_sigterm)
