@@ -48,7 +48,7 @@ def make_store(root: Path, versions: int) -> str:
     import numpy as np
     from safetensors.numpy import save_file
 
-    from imgrec.store import ModelStore
+    from imgrec.model_store import ModelStore
 
     model = root / "model"
     model.mkdir(parents=True)
@@ -261,7 +261,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     work = Path(args.work or tempfile.mkdtemp(prefix="imgrec-dash-bench-"))
-    from dashboard.predlog import LogIndex
+    from imgrec.dashboard.predlog import LogIndex
 
     result: dict[str, object] = {"records": args.records, "versions": args.versions}
     try:

@@ -138,8 +138,8 @@ def split_mnist(work: Path) -> dict[str, Any]:
 
 def register_model(work: Path, epochs: int) -> tuple[str, dict[str, Any]]:
     import imgrec
-    from imgrec.store import ModelStore
-    from monitoring.reference import REFERENCE_FILE, build_reference, reference_bytes
+    from imgrec.model_store import ModelStore
+    from imgrec.monitoring.reference import REFERENCE_FILE, build_reference, reference_bytes
 
     result = imgrec.train(str(work / "train"), out=str(work / "run"), epochs=epochs, quiet=True)
     ref = build_reference(str(result.model_dir), str(work / "heldA"), split="all", version=None)
@@ -218,7 +218,7 @@ def read_served(log_dir: Path) -> dict[str, list[dict[str, Any]]]:
 
 # --- windows and verdicts --------------------------------------------------------------------
 def rows_of(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    from monitoring.logs import LogCounts, to_row
+    from imgrec.monitoring.logs import LogCounts, to_row
 
     counts = LogCounts()
     return [r for r in (to_row(rec, counts) for rec in records) if r is not None]
@@ -232,7 +232,7 @@ def evidently_preset_drift(reference: Any, rows: list[dict[str, Any]]) -> bool:
     from evidently import DataDefinition, Dataset, Report
     from evidently.presets import DataDriftPreset
 
-    from monitoring.drift import KS_COLUMNS, embeddings
+    from imgrec.monitoring.drift import KS_COLUMNS, embeddings
 
     def frame(cols: dict[str, list[Any]]) -> pd.DataFrame:
         data: dict[str, Any] = {"label": [str(v) for v in cols["label"]]}
@@ -262,8 +262,8 @@ def evidently_preset_drift(reference: Any, rows: list[dict[str, Any]]) -> bool:
 def judge(reference: Any, rows: list[dict[str, Any]], evidently: bool) -> dict[str, Any]:
     from scipy import stats
 
-    from monitoring.drift import detect
-    from monitoring.signals import holm
+    from imgrec.monitoring.drift import detect
+    from imgrec.monitoring.signals import holm
 
     signals, drift = detect(reference, rows, alpha=ALPHA)
     conf_ref = np.asarray(reference.columns["confidence"], dtype=float)
@@ -351,8 +351,8 @@ def report_speed(
     reference: Any, pools: dict[str, list[dict[str, Any]]], work: Path
 ) -> dict[str, Any]:
     """``monitor_report`` (Evidently included) on a 10,000-record log; median of 2."""
-    from monitoring.logs import WindowSpec
-    from monitoring.report import monitor_report
+    from imgrec.monitoring.logs import WindowSpec
+    from imgrec.monitoring.report import monitor_report
 
     rng = random.Random(1)
     log = work / "speed" / "predictions-20261130.jsonl"
@@ -377,7 +377,7 @@ def report_speed(
 
 
 def mnist(args: argparse.Namespace, work: Path) -> dict[str, Any]:
-    from monitoring.reference import resolve_reference
+    from imgrec.monitoring.reference import resolve_reference
 
     reuse = (work / "store" / "production.json").exists()
     served = reuse and (work / "predlog").exists()
@@ -459,7 +459,7 @@ def photo_crops(n: int, seed: int) -> list[tuple[Image.Image, str]]:
 
 def photos(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     """EfficientNet-Lite0 (pretrained) on crops of skimage's photos, with the image shifts."""
-    from monitoring.reference import Reference, build_reference
+    from imgrec.monitoring.reference import Reference, build_reference
 
     ref_dir = work / "photos-ref"
     for k, (img, name) in enumerate(photo_crops(args.photo_pool, seed=1)):
@@ -505,7 +505,7 @@ def main() -> None:
         started = time.perf_counter()
         result: dict[str, Any] = {"alpha": ALPHA}
         if args.speed_only:
-            from monitoring.reference import resolve_reference
+            from imgrec.monitoring.reference import resolve_reference
 
             records = read_served(work / "predlog")["clean"]
             reference = resolve_reference(f"{work / 'store'}@production")

@@ -46,7 +46,7 @@ def _write(rows: list[list[str]], path: Path) -> str:
 def _new_camera_folder(base: Path, out: Path, n: int) -> None:
     from PIL import Image
 
-    from monitoring.day import encode, pick
+    from imgrec.monitoring.day import encode, pick
 
     for (data, label), i in zip(
         encode(pick(str(base), "train", n, 7), True, 7), range(n), strict=True

@@ -51,7 +51,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from imgrec.gitops.overlay import write_production
-    from imgrec.store import ModelStore
+    from imgrec.model_store import ModelStore
 
     tmp = Path(tempfile.mkdtemp(prefix="imgrec-gitops-bench-"))
     procs: list[subprocess.Popen[bytes]] = []

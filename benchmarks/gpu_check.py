@@ -242,7 +242,7 @@ def part_transfer(data: Path, work: Path, device: str, quick: bool) -> dict[str,
 def _features_vs_cpu(data: Path, device: str) -> dict[str, Any]:
     """Pooled EfficientNet-Lite0 features of the same images on ``device`` and on the CPU."""
     from imgrec.engine.feature_cache import compute_features
-    from imgrec.models.registry import ARCHITECTURES, build_model
+    from imgrec.models.architectures import ARCHITECTURES, build_model
 
     paths = sorted(str(p) for p in (data / "train").rglob("*.png"))[:64]
     pre = ARCHITECTURES.get("efficientnet_lite0").default_preprocessing(96)
@@ -397,7 +397,7 @@ def part_steps(device: str, quick: bool) -> dict[str, Any]:
     """
     import torch
 
-    from imgrec.models.registry import build_model
+    from imgrec.models.architectures import build_model
 
     torch.manual_seed(0)
     net = build_model("efficientnet_lite0", 10, pretrained=True).to(device).train()

@@ -29,7 +29,7 @@ from typing import Any
 
 def _shifted_val(base: Path, out: Path) -> list[tuple[str, str]]:
     """All 1,000 val digits through the new camera: (path, label)."""
-    from monitoring.day import encode, pick
+    from imgrec.monitoring.day import encode, pick
 
     rows = []
     items = pick(str(base), "val", 1000, 11)
@@ -77,9 +77,9 @@ def main() -> None:
     args = parser.parse_args()
     from imgrec.data.samples import write_sample
     from imgrec.mlops import run_local
-    from imgrec.store import ModelStore
-    from monitoring.day import encode, pick
-    from monitoring.trigger import TriggerSettings, fire
+    from imgrec.model_store import ModelStore
+    from imgrec.monitoring.day import encode, pick
+    from imgrec.monitoring.trigger import TriggerSettings, fire
 
     work = Path(args.work)
     base, store = work / "mnist5k", str(work / "store")

@@ -154,7 +154,7 @@ def pretrained_part(work: Path, repeats: int) -> dict[str, Any]:
     from imgrec.data.transforms import eval_transform
     from imgrec.predictor import load_model
     from imgrec.quantize import QuantizeSettings, quantize_onnx
-    from serving.backends import export_onnx
+    from imgrec.serving.backends import export_onnx
 
     clf = load_model("efficientnet_lite0")
     pre = clf.card.preprocessing
@@ -240,7 +240,7 @@ def int8_accuracy(work: Path, model_dir: str, data: Path) -> dict[str, Any]:
     from imgrec.data.transforms import eval_transform
     from imgrec.predictor import load_model
     from imgrec.quantize import QuantizeSettings, quantize_onnx
-    from serving.backends import export_onnx
+    from imgrec.serving.backends import export_onnx
 
     clf = load_model(model_dir)
     pre = clf.card.preprocessing

@@ -139,7 +139,7 @@ def prepare_int8(options: dict[str, Any], env: dict[str, str], log: Path) -> Non
     with the export ran past the start timeout. A refusal (``int8_inaccurate``) shows here,
     with the output's tail."""
     code = (
-        "import sys; from serving.runtime import load_runtime; "
+        "import sys; from imgrec.serving.served_model import load_runtime; "
         "load_runtime('efficientnet_lite0', precision='int8', calibration=sys.argv[1])"
     )
     cmd = [sys.executable, "-c", code, options["calibration"]]
@@ -160,8 +160,8 @@ def kserve_server(kind: str, work: Path) -> Iterator[tuple[str, Callable[[bytes]
             options.update(precision="int8", calibration=str(calibration_folder(work)))
         if kind == "imgrec-bf16":  # checked against fp32 on the same calibration crops
             options.update(precision="bf16", calibration=str(calibration_folder(work)))
-        code = ("import json, sys; from serving.server import serve; "
-                "from serving.model import ServingOptions; "
+        code = ("import json, sys; from imgrec.serving.server import serve; "
+                "from imgrec.serving.model import ServingOptions; "
                 "serve('efficientnet_lite0', port=int(sys.argv[1]), "
                 "options=ServingOptions(**json.loads(sys.argv[2])))")  # fmt: skip
         cmd = [sys.executable, "-c", code, str(port), json.dumps(options)]
@@ -201,7 +201,7 @@ def kserve_server(kind: str, work: Path) -> Iterator[tuple[str, Callable[[bytes]
 @contextmanager
 def torchserve(tuned: bool, work: Path) -> Iterator[tuple[str, Callable[[bytes], Any]]]:
     from benchmarks.serving_baselines import write_torchserve_model
-    from serving.torchserve import TorchServe
+    from imgrec.serving.torchserve import TorchServe
 
     store = work / "ts-store"
     if not (store / "lite0.mar").exists():

@@ -40,8 +40,8 @@ def _model_and_transform() -> tuple[torch.nn.Module, Any, list[str]]:
 
 def run_plain(port: int) -> None:
     """Serve the plain eager predictor on 127.0.0.1:PORT (name ``imgrec``)."""
-    from serving._kserve import kserve
-    from serving.server import ImgrecModelServer
+    from imgrec.serving._kserve import kserve
+    from imgrec.serving.server import ImgrecModelServer
 
     net, tf, classes = _model_and_transform()
 

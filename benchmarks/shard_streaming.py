@@ -71,7 +71,7 @@ def _loaders(folder: str, shards: str, workers: int) -> tuple[Any, Any]:
     from imgrec.engine.batches import FileBatches
     from imgrec.engine.distributed import World
     from imgrec.engine.stream import StreamBatches
-    from imgrec.models.registry import ARCHITECTURES
+    from imgrec.models.architectures import ARCHITECTURES
 
     data = load_classification_data(folder, scan=False)
     pre = ARCHITECTURES.get("small_resnet").default_preprocessing(28)

@@ -5,7 +5,7 @@ component image, where imgrec is installed) and calls :mod:`imgrec.mlops.steps`.
 become KFP v2 lightweight components with :func:`build_components`, which applies
 ``dsl.component(base_image=IMAGE)`` to each, so one setting picks the image for all of them::
 
-    from components import build_components
+    from imgrec.components import build_components
     ops = build_components("registry.example.com/imgrec:0.1.0-cuda")
     ops["train"](data=..., device="cuda")
 
@@ -33,16 +33,16 @@ def build_components(image: str | None = None) -> dict[str, Any]:
     """Every step as a KFP component using ``image``: ``{name: component}``."""
     from kfp import dsl
 
-    from components.deploy import deploy
-    from components.evaluate import evaluate
-    from components.gate import gate
-    from components.ingest import ingest
-    from components.monitor import monitor
-    from components.preprocess import preprocess
-    from components.register import not_registered, register
-    from components.train import train
-    from components.train_job import train_on_cluster
-    from components.validate import validate
+    from imgrec.components.deploy import deploy
+    from imgrec.components.evaluate import evaluate
+    from imgrec.components.gate import gate
+    from imgrec.components.ingest import ingest
+    from imgrec.components.monitor import monitor
+    from imgrec.components.preprocess import preprocess
+    from imgrec.components.register import not_registered, register
+    from imgrec.components.train import train
+    from imgrec.components.train_job import train_on_cluster
+    from imgrec.components.validate import validate
 
     base = image or component_image()
     funcs = (ingest, validate, preprocess, train, train_on_cluster, evaluate, gate, register,

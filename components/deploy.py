@@ -19,7 +19,7 @@ def deploy(
     summary: Output[Markdown],
 ) -> dict:
     """Deploy ``version`` of the store; returns what was done (JSON-able)."""
-    from serving.deploy import deploy_step
+    from imgrec.serving.deploy import deploy_step
 
     kw: dict = {"name": service_name}
     if target == "cluster":

@@ -22,7 +22,7 @@ def monitor(
     import shutil
 
     from imgrec.mlops.steps import kfp_safe
-    from monitoring.report import kubeflow_metrics, monitor_step
+    from imgrec.monitoring.report import kubeflow_metrics, monitor_step
 
     files = report.path + ".files"
     summary = monitor_step(

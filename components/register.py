@@ -13,7 +13,7 @@ def register(
 ) -> int:
     """Register ``model`` in the store at ``store_uri``; returns the new version number."""
     from imgrec.mlops.steps import register_metadata, register_step
-    from monitoring.reference import pipeline_reference
+    from imgrec.monitoring.reference import pipeline_reference
 
     metadata = register_metadata(metrics, gate_details, dict(manifest.metadata))
     # the drift monitor's reference: held-out images through the server's path (docs/monitoring.md)

@@ -1,7 +1,7 @@
 """Promote and roll back from the dashboard (``--allow-actions`` and the token), then make the
 model server serve the new production version.
 
-The store's ``production`` pointer moves first (:class:`imgrec.store.ModelStore`). When
+The store's ``production`` pointer moves first (:class:`imgrec.model_store.ModelStore`). When
 ``--server`` is a local ``imgrec serve`` -- found through the state file it keeps while it runs
 (:mod:`serving.local_server`) -- that server then loads ``STORE@VERSION`` through its admin route,
 the same hot swap as the pipeline's ``local`` deploy step and ``imgrec deploy sync``: requests in
@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 
 from imgrec import storage
 from imgrec.errors import ImgrecError, NotFoundError, RedeployError
-from imgrec.store import ModelStore
+from imgrec.model_store import ModelStore
 
 ACTIONS = ("promote", "rollback")
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -42,7 +42,7 @@ def local_server(server_url: str | None) -> dict[str, Any] | None:
     ``None`` without ``--server``; :class:`RedeployError` when it is not a local one that runs."""
     if not server_url:
         return None
-    from serving.local_server import running_server, state_path
+    from imgrec.serving.local_server import running_server, state_path
 
     parts = urlsplit(server_url)
     port = parts.port
@@ -81,7 +81,7 @@ def apply_action(
         return ActionDone(kind, moved.version, served=False)
     import httpx
 
-    from serving.local_server import DEFAULT_NAME, swap_local
+    from imgrec.serving.local_server import DEFAULT_NAME, swap_local
 
     uri = store.uri if storage.is_s3(store.uri) else os.path.abspath(store.uri)
     name = (state.get("models") or [DEFAULT_NAME])[0]

@@ -34,14 +34,14 @@ from starlette.responses import (
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from dashboard import pages, runs
-from dashboard.actions import apply_action
-from dashboard.config import DashboardConfig
-from dashboard.endpoint import thumbnail
-from dashboard.security import SANDBOX_CSP, SecurityMiddleware, check_action
-from dashboard.sources import Sources
-from dashboard.upload import predict_uploads, read_uploads
 from imgrec import storage
+from imgrec.dashboard import pages, runs
+from imgrec.dashboard.actions import apply_action
+from imgrec.dashboard.config import DashboardConfig
+from imgrec.dashboard.endpoint import thumbnail
+from imgrec.dashboard.security import SANDBOX_CSP, SecurityMiddleware, check_action
+from imgrec.dashboard.sources import Sources
+from imgrec.dashboard.upload import predict_uploads, read_uploads
 from imgrec.errors import ConfigError, ImgrecError, NotFoundError
 
 HERE = Path(__file__).parent

@@ -1,4 +1,4 @@
-"""The model store (imgrec/store.py) as the Models page shows it: rows, runs, comparisons.
+"""The model store (imgrec/model_store.py) as the Models page shows it: rows, runs, comparisons.
 
 Which pipeline run made a version is read from the runs' ``summary.json``
 (``registered_version`` into the same store); a version registered by hand has no run::
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from imgrec import storage
-from imgrec.store import ModelVersion
+from imgrec.model_store import ModelVersion
 
 SHOWN_METRICS = ("accuracy", "f1_macro", "map", "map50", "top5", "ece", "n")
 PER_CLASS_KEYS = ("precision", "recall", "f1", "ap", "ap50", "support")

@@ -6,11 +6,11 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from dashboard import charts, models, review, runs
-from dashboard.charts import Series
-from dashboard.drift import signal_series
-from dashboard.predlog import HourBucket
-from dashboard.sources import Sources
+from imgrec.dashboard import charts, models, review, runs
+from imgrec.dashboard.charts import Series
+from imgrec.dashboard.drift import signal_series
+from imgrec.dashboard.predlog import HourBucket
+from imgrec.dashboard.sources import Sources
 from imgrec.errors import NotFoundError
 
 

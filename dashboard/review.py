@@ -21,7 +21,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from dashboard.predlog import Prediction
+from imgrec.dashboard.predlog import Prediction
 from imgrec.data.captures import captured_images, fingerprint_of_name, normalize_fingerprint
 from imgrec.errors import NotFoundError
 

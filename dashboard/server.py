@@ -1,7 +1,7 @@
 """Run the dashboard with uvicorn on a loopback socket (port 0 picks a free port)::
 
-from dashboard.config import DashboardConfig
-from dashboard.server import serve
+from imgrec.dashboard.config import DashboardConfig
+from imgrec.dashboard.server import serve
 serve(DashboardConfig(store="model-store", server="http://127.0.0.1:8080"))  # blocks
 """
 
@@ -15,7 +15,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 
-from dashboard.config import DashboardConfig
+from imgrec.dashboard.config import DashboardConfig
 from imgrec.errors import ConfigError, DashboardStartError, ImgrecError
 
 
@@ -39,7 +39,7 @@ def serve(config: DashboardConfig, on_ready: Callable[[str], None] | None = None
     """Serve until interrupted; ``on_ready(url)`` is called once the socket listens."""
     import uvicorn
 
-    from dashboard.app import create_app
+    from imgrec.dashboard.app import create_app
 
     sock = bind(config)
     url = f"http://{config.host}:{sock.getsockname()[1]}"

@@ -6,13 +6,13 @@ import threading
 import time
 from typing import Any
 
-from dashboard.config import DashboardConfig
-from dashboard.drift import DriftReport, find_reports
-from dashboard.endpoint import Endpoint
-from dashboard.predlog import LogIndex
-from dashboard.review import captured_files, read_labels
-from dashboard.runs import Run, list_runs
-from imgrec.store import ModelStore, ModelVersion
+from imgrec.dashboard.config import DashboardConfig
+from imgrec.dashboard.drift import DriftReport, find_reports
+from imgrec.dashboard.endpoint import Endpoint
+from imgrec.dashboard.predlog import LogIndex
+from imgrec.dashboard.review import captured_files, read_labels
+from imgrec.dashboard.runs import Run, list_runs
+from imgrec.model_store import ModelStore, ModelVersion
 
 # Appended log bytes read inline by a page (fresh numbers); more goes to a background thread.
 INLINE_REFRESH_BYTES = 2 * 1024 * 1024

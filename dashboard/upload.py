@@ -16,8 +16,8 @@ from typing import Any
 
 from starlette.requests import Request
 
-from dashboard.config import DashboardConfig
-from dashboard.endpoint import Endpoint, Upload, check_upload
+from imgrec.dashboard.config import DashboardConfig
+from imgrec.dashboard.endpoint import Endpoint, Upload, check_upload
 from imgrec.errors import (
     CorruptImageError,
     EndpointUnavailableError,

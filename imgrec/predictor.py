@@ -123,7 +123,7 @@ def imagenet_classes() -> tuple[str, ...]:
 
 def pretrained_classifier(name: str, *, device: str = "cpu") -> Classifier:
     """An ImageNet classifier for architecture ``name`` (offline weights when shipped)."""
-    from imgrec.models.registry import ARCHITECTURES
+    from imgrec.models.architectures import ARCHITECTURES
     from imgrec.models.weights import OFFLINE_WEIGHTS
 
     spec = ARCHITECTURES.get(name)

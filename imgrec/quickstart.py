@@ -109,7 +109,7 @@ def loop_step(store: Path, data_dir: Path, runs: Path, port: int) -> None:
     """Serve (logging + capture), play the day of traffic, then serve on or stop."""
     from datetime import datetime
 
-    from monitoring.day import DayPlan, dump, play_day, table
+    from imgrec.monitoring.day import DayPlan, dump, play_day, table
 
     work = runs / "loop" / datetime.now().strftime("%Y%m%d-%H%M%S")
     console.rule(f"[bold]4. Serve the production model on 127.0.0.1:{port}")
@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         if summary["status"] != "succeeded":
             return 1
         if not args.no_serve and summary.get("production_version") is not None:
-            from dashboard.server import dashboard_beside
+            from imgrec.dashboard.server import dashboard_beside
 
             endpoint = f"http://127.0.0.1:{args.port}"
             with dashboard_beside(store.resolve(), runs / "pipeline", endpoint) as dash_url:

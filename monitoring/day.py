@@ -135,8 +135,8 @@ def kept_by_capture(
 
 
 def _report(plan: DayPlan, name: str, last: int) -> tuple[dict[str, Any], str]:
-    from monitoring.logs import WindowSpec
-    from monitoring.report import monitor_report
+    from imgrec.monitoring.logs import WindowSpec
+    from imgrec.monitoring.report import monitor_report
 
     out = str(Path(plan.work) / "reports" / name)
     summary = monitor_report(plan.logs, f"{plan.store}@production", WindowSpec(last=last), out)
@@ -154,7 +154,7 @@ def labels_csv(images: list[tuple[bytes, str]], path: Path) -> Path:
 
 
 def _production(store: str) -> int | None:
-    from imgrec.store import ModelStore
+    from imgrec.model_store import ModelStore
 
     return ModelStore(store).production_version()
 
@@ -162,7 +162,7 @@ def _production(store: str) -> int | None:
 def play_day(plan: DayPlan, say: Callable[[str], None] = print) -> dict[str, Any]:
     """Run the day (see the module docstring); returns ``{"rows": [...], ...}``."""
     from imgrec.labels import import_labels
-    from monitoring.trigger import TriggerSettings, fire
+    from imgrec.monitoring.trigger import TriggerSettings, fire
 
     rows: list[dict[str, Any]] = []
     before = _production(plan.store)
@@ -213,7 +213,7 @@ def play_day(plan: DayPlan, say: Callable[[str], None] = print) -> dict[str, Any
         f"{fired.get('record', '')}")  # fmt: skip
     if plan.on_drift != "local" and fired["status"] == "triggered":
         # the dispatch was accepted; here the retraining runs in the workflow runner's place
-        from monitoring.trigger import ACTIONS
+        from imgrec.monitoring.trigger import ACTIONS
 
         fired["details"] = ACTIONS.get("local")({}, settings)
     details = fired.get("details") or {}

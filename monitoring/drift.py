@@ -28,8 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from monitoring.reference import Reference
-from monitoring.signals import (
+from imgrec.monitoring.reference import Reference
+from imgrec.monitoring.signals import (
     MIN_SAMPLES,
     Signal,
     chi2_permutation_signal,

@@ -26,9 +26,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from monitoring.drift import embeddings
-from monitoring.reference import Reference
-from monitoring.signals import Signal
+from imgrec.monitoring.drift import embeddings
+from imgrec.monitoring.reference import Reference
+from imgrec.monitoring.signals import Signal
 
 EMBEDDING_SAMPLE = 200
 _EMB = "embedding"

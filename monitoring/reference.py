@@ -31,7 +31,7 @@ import numpy as np
 
 from imgrec import storage
 from imgrec.errors import DatasetError, ImgrecError, ReferenceProfileError
-from monitoring.logs import SCHEMAS, LogCounts, to_row
+from imgrec.monitoring.logs import SCHEMAS, LogCounts, to_row
 
 REFERENCE_SCHEMA = "imgrec.monitor-reference/v1"
 REFERENCE_FILE = "reference.json"
@@ -137,10 +137,10 @@ def _profile_rows(
 ) -> tuple[list[dict[str, Any]], int]:
     """The log rows the server would write for ``batch`` (and how many images it could not
     read), through its own decode, statistics, preprocessing, model and record builders."""
-    from serving.detection import detection_log_record
-    from serving.inputs import prepare_image
-    from serving.prediction_log import prediction_record
-    from serving.protocol import Work, topk
+    from imgrec.serving.detection import detection_log_record
+    from imgrec.serving.inputs import prepare_image
+    from imgrec.serving.prediction_log import prediction_record
+    from imgrec.serving.protocol import Work, topk
 
     prepared, skipped = [], 0
     for path, truth in batch:
@@ -197,7 +197,7 @@ def build_reference(
     the reference document. ``version="auto"``: the version the server logs for ``model``;
     ``None``: decided later (the register step stores the reference beside the version it
     creates)."""
-    from serving.runtime import load_runtime, resolve_model
+    from imgrec.serving.served_model import load_runtime, resolve_model
 
     runtime = load_runtime(resolve_model(model), backend="onnx")
     task = "detect" if runtime.task == "detect" else "classify"
@@ -297,10 +297,10 @@ def check_model(doc: dict[str, Any], card: dict[str, Any], where: str, fix: str)
 
 def store_version(text: str) -> tuple[Any, Any] | None:
     """``(ModelStore, ModelVersion)`` when ``text`` names a store version (``STORE@production``,
-    ``STORE@N`` or a bare store: :func:`imgrec.store.resolve_store_ref`), else ``None``; a
+    ``STORE@N`` or a bare store: :func:`imgrec.model_store.resolve_store_ref`), else ``None``; a
     missing version or production pointer is ``reference_missing``."""
     from imgrec.errors import NotFoundError
-    from imgrec.store import ModelStore, resolve_store_ref
+    from imgrec.model_store import ModelStore, resolve_store_ref
 
     text = os.fspath(text)
     if storage.exists(storage.join(text, "model.json")):

@@ -25,10 +25,10 @@ from typing import Any
 
 from imgrec import storage
 from imgrec.errors import ConfigError, EmptyWindowError, ReferenceProfileError
-from monitoring.drift import detect, verdict_text
-from monitoring.evidently_report import build_snapshot, write_evidently
-from monitoring.logs import Window, WindowSpec, parse_time, read_window
-from monitoring.reference import Reference, resolve_reference
+from imgrec.monitoring.drift import detect, verdict_text
+from imgrec.monitoring.evidently_report import build_snapshot, write_evidently
+from imgrec.monitoring.logs import Window, WindowSpec, parse_time, read_window
+from imgrec.monitoring.reference import Reference, resolve_reference
 
 REPORT_FILES = ("summary.json", "report.html", "snapshot.json")
 DEFAULT_ALPHA = 0.01

@@ -121,7 +121,7 @@ ACTIONS: Registry[Callable[[dict[str, Any], TriggerSettings], dict[str, Any]]] =
 
 @ACTIONS.register("github")
 def _github(body: dict[str, Any], settings: TriggerSettings) -> dict[str, Any]:
-    from monitoring.github import DEFAULT_API_URL, check_repo, dispatch
+    from imgrec.monitoring.github import DEFAULT_API_URL, check_repo, dispatch
 
     repo = check_repo(settings.github_repo or os.environ.get("GITHUB_REPOSITORY", ""))
     return dispatch(
@@ -165,8 +165,8 @@ def _kfp(body: dict[str, Any], settings: TriggerSettings) -> dict[str, Any]:
     import time
 
     from imgrec.mlops.local_run import coerce_params
-    from pipelines.submit import submit
-    from pipelines.training import PIPELINE_NAME, compile_pipeline
+    from imgrec.pipelines.submit import submit
+    from imgrec.pipelines.training import PIPELINE_NAME, compile_pipeline
 
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     with tempfile.TemporaryDirectory() as tmp:

@@ -1,11 +1,11 @@
 """The drift-monitoring pipeline: one ``monitor`` task on the last window of the prediction log.
 
-Compiled to ``pipelines/monitoring.yaml`` (``python -m pipelines.monitoring``) and run on a
+Compiled to ``pipelines/monitoring.yaml`` (``python -m imgrec.pipelines.monitoring``) and run on a
 schedule as a Kubeflow recurring run (``imgrec monitor schedule``, or "Create recurring run" in
 the Kubeflow UI), so every window's Evidently page (HTML) and verdict (Metrics) show in the
 Kubeflow UI next to the training runs. It runs unchanged with kfp's local runner::
 
-    from pipelines.monitoring import build_monitoring_pipeline
+    from imgrec.pipelines.monitoring import build_monitoring_pipeline
     kfp.compiler.Compiler().compile(build_monitoring_pipeline(), "pipelines/monitoring.yaml")
 """
 
@@ -19,7 +19,7 @@ def build_monitoring_pipeline(image: str | None = None) -> Any:
     """The pipeline (one task; parameters are the run's)."""
     from kfp import dsl
 
-    from components import build_components
+    from imgrec.components import build_components
 
     ops = build_components(image)
 
@@ -50,7 +50,7 @@ def compile_monitoring(output: str = "pipelines/monitoring.yaml", image: str | N
     """Compile to KFP IR YAML at ``output`` (with the default component image)."""
     from kfp import compiler
 
-    from components import DEFAULT_IMAGE
+    from imgrec.components import DEFAULT_IMAGE
 
     compiler.Compiler().compile(build_monitoring_pipeline(image or DEFAULT_IMAGE), output)
     return output

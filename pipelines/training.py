@@ -4,7 +4,7 @@
 The same definition compiles to the KFP IR YAML for a cluster and runs unchanged with kfp's
 local runner (``imgrec pipeline run --local``)::
 
-    from pipelines.training import build_pipeline, ClusterSettings
+    from imgrec.pipelines.training import build_pipeline, ClusterSettings
     pipeline = build_pipeline()                                   # local: no resource requests
     pipeline = build_pipeline(ClusterSettings(gpus=1, accelerator="nvidia.com/gpu"))
     kfp.compiler.Compiler().compile(pipeline, "pipelines/training.yaml")
@@ -132,7 +132,7 @@ def build_pipeline(cluster: ClusterSettings | None = None, image: str | None = N
     """The pipeline; with ``cluster`` the train task requests those resources."""
     from kfp import dsl
 
-    from components import build_components, component_image
+    from imgrec.components import build_components, component_image
 
     chosen_image = image or (cluster.image if cluster else None)
     ops = build_components(chosen_image)
@@ -308,7 +308,7 @@ def compile_pipeline(
 
 def committed_variants() -> dict[str, tuple[ClusterSettings, str | None]]:
     """The compiled files kept in the repository: file name -> (cluster settings, image)."""
-    from components import DEFAULT_IMAGE
+    from imgrec.components import DEFAULT_IMAGE
 
     return {
         "training.yaml": (ClusterSettings(), DEFAULT_IMAGE),
@@ -317,7 +317,8 @@ def committed_variants() -> dict[str, tuple[ClusterSettings, str | None]]:
 
 
 def compile_committed(folder: str = "pipelines") -> list[str]:
-    """Recompile every committed variant into ``folder`` (``python -m pipelines.training``)."""
+    """Recompile every committed variant into ``folder``
+    (``python -m imgrec.pipelines.training``)."""
     import os
 
     return [

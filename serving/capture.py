@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from imgrec import storage
 from imgrec.data.captures import capture_key, fingerprint
 from imgrec.errors import ConfigError
-from serving.background import BackgroundWriter
+from imgrec.serving.background import BackgroundWriter
 
 
 def sampled(fp: str, rate: float) -> bool:

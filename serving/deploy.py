@@ -25,7 +25,7 @@ from typing import Any
 
 from imgrec.errors import DeployError, ImgrecError
 from imgrec.registry import Registry
-from serving.local_server import DEFAULT_NAME, running_server, state_path, swap_local
+from imgrec.serving.local_server import DEFAULT_NAME, running_server, state_path, swap_local
 
 IMAGE = os.environ.get("IMGREC_IMAGE", "ghcr.io/imgrec/imgrec:0.1.0")
 PREDICTOR_RUNTIME = "imgrec-predictor"  # the ClusterServingRuntime in manifests/base
@@ -42,7 +42,7 @@ def start_local(model: str, *, host: str, port: int, name: str, wait_s: float = 
     log = state_path(port).with_suffix(".log")
     log.parent.mkdir(parents=True, exist_ok=True)
     code = (
-        "import sys; from serving.server import serve; "
+        "import sys; from imgrec.serving.server import serve; "
         "serve(sys.argv[1], host=sys.argv[2], port=int(sys.argv[3]), name=sys.argv[4])"
     )
     with log.open("ab") as fh:
@@ -173,7 +173,7 @@ def torchserve_layout(model_uri: str, dest_uri: str, *, name: str = DEFAULT_NAME
     import tempfile
 
     from imgrec import storage
-    from serving.torchserve import build_mar, load_for_archive
+    from imgrec.serving.torchserve import build_mar, load_for_archive
 
     with tempfile.TemporaryDirectory() as tmp:
         mar = build_mar(load_for_archive(model_uri), tmp, name=name)
@@ -206,7 +206,7 @@ def deploy_cluster(
     """Create or patch the InferenceService and wait for it; ``DeployError`` on failure."""
     from kserve import KServeClient
 
-    from imgrec.store import ModelStore
+    from imgrec.model_store import ModelStore
 
     mv = ModelStore(store_uri).get(version)
     uri = mv.model_uri
@@ -240,7 +240,7 @@ def deploy_cluster(
 # --- the step ----------------------------------------------------------------------------
 def deploy_step(store_uri: str, version: int, *, target: str = "local", **kw: Any) -> dict:
     """Deploy ``version`` (0 = nothing registered: skip); roll ``production`` back on failure."""
-    from imgrec.store import ModelStore
+    from imgrec.model_store import ModelStore
 
     if version <= 0:
         return {"target": target, "action": "skipped", "reason": "no new version registered"}

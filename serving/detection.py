@@ -27,8 +27,8 @@ import numpy as np
 
 from imgrec.data.transforms import normalize_batch
 from imgrec.models.card import Preprocessing
-from serving._kserve import InferResponse
-from serving.protocol import Work, _item_error, _output
+from imgrec.serving._kserve import InferResponse
+from imgrec.serving.protocol import Work, _item_error, _output
 
 MAX_DETECTIONS = 100
 
@@ -39,7 +39,7 @@ class DetectionRuntime:
 
     detector: Any
     card: Any
-    ref: Any  # serving.runtime.ModelRef
+    ref: Any  # serving.served_model.ModelRef
     threads: int | None = None
     pre: Preprocessing = field(init=False)
     classes: list[str] = field(init=False)
@@ -80,7 +80,7 @@ class DetectionRuntime:
             for o in found
         ]
 
-    # --- responses (the same methods as serving.runtime.Runtime) ------------------------------
+    # --- responses (the same methods as serving.served_model.Runtime) ----------------------
     def output_types(self, top_k: int) -> list[dict[str, Any]]:
         """V2 metadata ``outputs`` (``top_k`` does not apply to detectors)."""
         return output_metadata()
@@ -134,7 +134,7 @@ def detection_log_record(
 ) -> dict[str, Any]:
     """Item ``i``'s prediction-log record: its served detections, box areas as fractions of
     its own pixels (of the model input for a tensor input)."""
-    from serving.prediction_log import detection_record
+    from imgrec.serving.prediction_log import detection_record
 
     item = work.items[i]
     size = item.size or (runtime.pre.input_size, runtime.pre.input_size)

@@ -25,7 +25,7 @@ from imgrec.errors import (
     UnauthorizedError,
     error_body,
 )
-from serving._kserve import InvalidInput
+from imgrec.serving._kserve import InvalidInput
 
 __all__ = [
     "BadRequestError",

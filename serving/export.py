@@ -2,7 +2,7 @@
 
 Each exporter takes a loaded classifier and a destination and returns what it wrote::
 
-    from serving.export import export_model
+    from imgrec.serving.export import export_model
     export_model("runs/exp1/model", "onnx", "out/model.onnx")
     export_model("runs/exp1/model", "onnx", "out/int8.onnx", precision="int8", calibration="calib/")
 """
@@ -59,7 +59,7 @@ def _export_safetensors(classifier: Any, out: Path) -> ExportResult:
 
 @EXPORT_FORMATS.register("mar")
 def _export_mar(classifier: Any, out: Path) -> ExportResult:
-    from serving.torchserve import build_mar
+    from imgrec.serving.torchserve import build_mar
 
     return ExportResult("mar", str(build_mar(classifier, out)))
 
@@ -111,8 +111,8 @@ def export_model(
 ) -> ExportResult:
     """Load ``model`` (dir, ``STORE@version`` or pretrained name) and export it as ``fmt``;
     ``precision="int8"`` (onnx only) quantizes with the ``calibration`` images."""
-    from serving.runtime import resolve_model
-    from serving.torchserve import load_for_archive
+    from imgrec.serving.served_model import resolve_model
+    from imgrec.serving.torchserve import load_for_archive
 
     exporter = EXPORT_FORMATS.get(fmt)
     check_precision(precision, calibration)

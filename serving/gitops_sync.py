@@ -35,8 +35,8 @@ from imgrec.errors import GitOpsError, ImgrecError
 from imgrec.gitops.git import Remote
 from imgrec.gitops.kustomize import render
 from imgrec.gitops.overlay import Production, production_from_docs
-from serving.deploy import start_local
-from serving.local_server import DEFAULT_NAME, running_server, state_path, swap_local
+from imgrec.serving.deploy import start_local
+from imgrec.serving.local_server import DEFAULT_NAME, running_server, state_path, swap_local
 
 log = logging.getLogger("imgrec.serving")
 
@@ -120,7 +120,7 @@ class GitOpsSync:
 
     @staticmethod
     def _verify(desired: Production) -> None:
-        from imgrec.store import ModelStore
+        from imgrec.model_store import ModelStore
 
         store = ModelStore(desired.store)
         store.get(desired.version)  # NotFoundError: missing or incomplete (no COMPLETE marker)

@@ -20,7 +20,7 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from imgrec.errors import ImgrecError, UnsupportedContentTypeError
-from serving.errors import (
+from imgrec.serving.errors import (
     BadRequestError,
     OverloadedError,
     PayloadTooLargeError,

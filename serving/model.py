@@ -24,15 +24,15 @@ from typing import Any
 import numpy as np
 
 from imgrec.errors import ConfigError, ImgrecError
-from serving._kserve import InferRequest, kserve
-from serving.batcher import DynamicBatcher
-from serving.capture import ImageCapture
-from serving.detection import detection_log_record
-from serving.errors import InferenceTimeoutError, OverloadedError
-from serving.inputs import PreparedImage, prepare_image
-from serving.prediction_log import PredictionLog, prediction_record
-from serving.protocol import Work, input_metadata, parse_v1, parse_v2, raw_to_bytes, topk
-from serving.runtime import ModelRef, Runtime, load_runtime
+from imgrec.serving._kserve import InferRequest, kserve
+from imgrec.serving.batcher import DynamicBatcher
+from imgrec.serving.capture import ImageCapture
+from imgrec.serving.detection import detection_log_record
+from imgrec.serving.errors import InferenceTimeoutError, OverloadedError
+from imgrec.serving.inputs import PreparedImage, prepare_image
+from imgrec.serving.prediction_log import PredictionLog, prediction_record
+from imgrec.serving.protocol import Work, input_metadata, parse_v1, parse_v2, raw_to_bytes, topk
+from imgrec.serving.served_model import ModelRef, Runtime, load_runtime
 
 log = logging.getLogger("imgrec.serving")
 

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from imgrec import storage
-from serving.background import BackgroundWriter
+from imgrec.serving.background import BackgroundWriter
 
 SCHEMA = "imgrec.predlog/v2"
 EMBEDDING_DIMS = 8

@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 
 from imgrec.errors import BadRequestError, ImgrecError, InvalidBase64Error
-from serving._kserve import InferOutput, InferRequest, InferResponse
-from serving.inputs import PreparedImage
+from imgrec.serving._kserve import InferOutput, InferRequest, InferResponse
+from imgrec.serving.inputs import PreparedImage
 
 IMAGE_INPUT = "image"
 TENSOR_INPUT = "input"
@@ -280,7 +280,7 @@ def decode_binary_request(body: bytes, json_length: int, model_name: str) -> Inf
     """
     import orjson
 
-    from serving._kserve import InferInput, InvalidInput
+    from imgrec.serving._kserve import InferInput, InvalidInput
 
     if json_length < 0 or json_length > len(body):
         raise InvalidInput(f"Inference-Header-Content-Length {json_length} is out of range")

@@ -6,7 +6,7 @@ builds the REST server itself so it can bind loopback by default, wrap the app i
 :class:`~serving.limits.RequestLimitMiddleware`, install imgrec's error mapping and add the
 admin route used for hot swaps::
 
-    from serving.server import serve
+    from imgrec.serving.server import serve
     serve("efficientnet_lite0", port=8080)          # blocks; Ctrl-C stops it
 
 The admin route ``POST /imgrec/admin/models/{name}/load`` (body ``{"model": "STORE@production"}``,
@@ -37,13 +37,13 @@ from fastapi import FastAPI, Request
 from timing_asgi import TimingMiddleware
 
 from imgrec.errors import ImgrecError
-from serving._kserve import DataPlane, RESTServer, kserve, kserve_model_server
-from serving.errors import BadRequestError, UnauthorizedError, install_error_handlers
-from serving.limits import RequestLimitMiddleware, RequestLimits
-from serving.local_server import DEFAULT_NAME, state_path
-from serving.logs import configure_logs
-from serving.model import ImgrecModel, ServingOptions
-from serving.protocol import decode_binary_request
+from imgrec.serving._kserve import DataPlane, RESTServer, kserve, kserve_model_server
+from imgrec.serving.errors import BadRequestError, UnauthorizedError, install_error_handlers
+from imgrec.serving.limits import RequestLimitMiddleware, RequestLimits
+from imgrec.serving.local_server import DEFAULT_NAME, state_path
+from imgrec.serving.logs import configure_logs
+from imgrec.serving.model import ImgrecModel, ServingOptions
+from imgrec.serving.protocol import decode_binary_request
 
 log = logging.getLogger("imgrec.serving")
 

@@ -79,7 +79,7 @@ def load_for_archive(uri: str) -> Any:
     detector (an object with ``.module`` and ``.card``, like a classifier)."""
     from types import SimpleNamespace
 
-    from serving.runtime import served_output
+    from imgrec.serving.served_model import served_output
 
     if served_output(uri) == "boxes":
         from imgrec.models.detectors import load_detector
@@ -255,7 +255,7 @@ class TorchServe:
 
 def serve_torchserve(model: str, *, host: str, port: int, name: str = "imgrec") -> None:
     """``imgrec serve --runtime torchserve``: archive MODEL and run TorchServe until Ctrl-C."""
-    from serving.runtime import resolve_model
+    from imgrec.serving.served_model import resolve_model
 
     classifier = load_for_archive(resolve_model(model).uri)
     workdir = Path(tempfile.mkdtemp(prefix="imgrec-torchserve-"))

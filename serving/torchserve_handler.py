@@ -30,7 +30,7 @@ from ts.torch_handler.base_handler import BaseHandler
 from imgrec.data.transforms import normalize_batch
 from imgrec.errors import ImgrecError
 from imgrec.predictor import load_model
-from serving.inputs import prepare_image
+from imgrec.serving.inputs import prepare_image
 
 TOP_K = int(os.environ.get("IMGREC_TOP_K", "5"))
 ANNOTATE = os.environ.get("IMGREC_ANNOTATE", "0") == "1"

@@ -13,8 +13,8 @@ def servable_model(root: Path, classes: list[str], seed: int) -> Path:
     """A small untrained ``small_resnet`` model directory the server can load (32 px)."""
     import torch
 
+    from imgrec.models.architectures import build_model
     from imgrec.models.card import ModelCard, Preprocessing, save_model_dir
-    from imgrec.models.registry import build_model
 
     torch.manual_seed(seed)
     net = build_model("small_resnet", num_classes=len(classes))

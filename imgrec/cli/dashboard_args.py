@@ -88,8 +88,8 @@ def quick_parse(args: list[str]) -> dict[str, Any] | None:
 def run(values: dict[str, Any], echo: Any = print) -> None:
     """Serve the dashboard with these option values until interrupted; ``echo`` prints the
     URL line (and the generated action token) once the socket listens."""
-    from dashboard.config import DashboardConfig
-    from dashboard.server import serve
+    from imgrec.dashboard.config import DashboardConfig
+    from imgrec.dashboard.server import serve
 
     given = os.environ.get("IMGREC_DASHBOARD_TOKEN", "")
     extra: dict[str, Any] = {"token": given} if given else {}

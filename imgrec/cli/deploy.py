@@ -38,7 +38,7 @@ def sync_cmd(
     A commit naming a missing, incomplete or corrupt version changes nothing; the status says
     why (`imgrec deploy status`). Exits 1 after a single failed reconciliation.
     """
-    from serving.gitops_sync import GitOpsSync, describe
+    from imgrec.serving.gitops_sync import GitOpsSync, describe
 
     sync = GitOpsSync(repo, ref, overlay, port=port, host=host, name=name, start=start,
                       status_file=Path(status_file) if status_file else None)  # fmt: skip
@@ -63,7 +63,7 @@ def status_cmd(
 ) -> None:
     """What the last `imgrec deploy sync` did, or why it did nothing (exit 1 when it failed)."""
     from imgrec.errors import NotFoundError
-    from serving.gitops_sync import describe, status_path
+    from imgrec.serving.gitops_sync import describe, status_path
 
     path = Path(status_file) if status_file else status_path(port)
     if not path.is_file():

@@ -28,7 +28,7 @@ def export_command(
 ) -> None:
     """Export MODEL; fp32 ONNX exports are checked against PyTorch (max |diff| <= 1e-4), int8
     ones report their top-1 agreement with fp32 on the calibration images."""
-    from serving.export import export_model
+    from imgrec.serving.export import export_model
 
     result = export_model(model, fmt, out, precision=precision, calibration=calibration or None)
     typer.echo(json.dumps(result.to_dict()))

@@ -13,8 +13,8 @@ def _classes(model: str, classes: str) -> list[str]:
     if classes:
         return [c.strip() for c in classes.split(",") if c.strip()]
     if model:
+        from imgrec.model_store import resolve_store_ref
         from imgrec.models.card import read_card
-        from imgrec.store import resolve_store_ref
 
         stored = resolve_store_ref(model)
         return list(read_card(stored.model_uri if stored else model).classes)

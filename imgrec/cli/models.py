@@ -23,7 +23,7 @@ def _print_versions(store_uri: str, as_json: bool) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from imgrec.store import ModelStore
+    from imgrec.model_store import ModelStore
 
     store = ModelStore(store_uri)
     versions = store.versions()
@@ -72,7 +72,7 @@ def list_models(
 
 
 def _production_version(store: str) -> int:
-    from imgrec.store import ModelStore
+    from imgrec.model_store import ModelStore
 
     return ModelStore(store).production_version() or 0
 
@@ -123,7 +123,7 @@ def promote(
                              canary=canary, branch=branch)  # fmt: skip
         _report(result, as_json, f"production is now version {version} ({result['commit'][:12]})")
         return
-    from imgrec.store import ModelStore
+    from imgrec.model_store import ModelStore
 
     v = ModelStore(store or DEFAULT_STORE).promote(version, reason=reason)
     _report(v.to_dict(), as_json, f"production is now version {v.version}")
@@ -148,7 +148,7 @@ def rollback(
         text = f"rolled back: production is now version {result['version']}"
         _report(result, as_json, f"{text} ({result['commit'][:12]})")
         return
-    from imgrec.store import ModelStore
+    from imgrec.model_store import ModelStore
 
     v = ModelStore(store or DEFAULT_STORE).rollback(to=to, reason=reason)
     _report(v.to_dict(), as_json, f"rolled back: production is now version {v.version}")
@@ -203,7 +203,7 @@ def history(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON line per event."),
 ) -> None:
     """Every registration, promotion and rollback, oldest first."""
-    from imgrec.store import ModelStore
+    from imgrec.model_store import ModelStore
 
     for event in ModelStore(store).history():
         if as_json:
@@ -214,7 +214,7 @@ def history(
 
 
 def _print_local(port: int, as_json: bool) -> None:
-    from serving.gitops_sync import describe, status_path
+    from imgrec.serving.gitops_sync import describe, status_path
 
     path = status_path(port)
     if not path.is_file():

@@ -40,7 +40,12 @@ def reference(
 ) -> None:
     """Profile held-out images through the server's own path: what reports compare against
     (classifiers and detectors)."""
-    from monitoring.reference import REFERENCE_FILE, build_reference, save_reference, store_version
+    from imgrec.monitoring.reference import (
+        REFERENCE_FILE,
+        build_reference,
+        save_reference,
+        store_version,
+    )
 
     target = store_version(model)
     if out is None and target is None and "@" not in model:
@@ -54,7 +59,7 @@ def reference(
     doc = build_reference(model, data, split=split, max_images=max_images)
     if out is None and target is not None:
         store, version = target
-        from monitoring.reference import reference_bytes
+        from imgrec.monitoring.reference import reference_bytes
 
         where = store.attach(version.version, REFERENCE_FILE, reference_bytes(doc))
     else:
@@ -113,8 +118,8 @@ def report(
     force: bool = typer.Option(False, "--force", help="Trigger even if this version already was."),
 ) -> None:
     """Compare a window of the prediction log with the reference: one calibrated verdict."""
-    from monitoring.logs import WindowSpec, parse_time
-    from monitoring.report import DEFAULT_LAST, monitor_report
+    from imgrec.monitoring.logs import WindowSpec, parse_time
+    from imgrec.monitoring.report import DEFAULT_LAST, monitor_report
 
     if last is None and since is None and until is None:
         last = DEFAULT_LAST
@@ -143,7 +148,7 @@ def report(
         typer.echo(f"report: {out}/report.html")
     if on_drift:
         from imgrec.cli.pipeline import parse_params
-        from monitoring.trigger import TriggerSettings, fire, store_of_reference
+        from imgrec.monitoring.trigger import TriggerSettings, fire, store_of_reference
 
         settings = TriggerSettings(
             store=store or store_of_reference(reference),
@@ -186,7 +191,7 @@ def schedule(
 
     from imgrec.cli.pipeline import parse_params
     from imgrec.errors import ConfigError
-    from pipelines.monitoring import PIPELINE_NAME, compile_monitoring
+    from imgrec.pipelines.monitoring import PIPELINE_NAME, compile_monitoring
 
     params = {}
     for name, value in parse_params(param).items():

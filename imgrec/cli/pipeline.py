@@ -26,7 +26,7 @@ def parse_params(items: list[str] | None) -> dict[str, str]:
 
 def _cluster(cpu: str, memory: str, gpus: int, accelerator: str, node_selector: list[str],
              tolerations: list[str], image: str | None, **job: Any) -> Any:  # fmt: skip
-    from pipelines.training import ClusterSettings, Toleration
+    from imgrec.pipelines.training import ClusterSettings, Toleration
 
     pairs = []
     for item in node_selector or []:
@@ -72,7 +72,7 @@ def compile_cmd(
     ),
 ) -> None:
     """Compile the training pipeline to KFP IR YAML (commit it under pipelines/)."""
-    from pipelines.training import compile_pipeline
+    from imgrec.pipelines.training import compile_pipeline
 
     settings = _cluster(
         cpu, memory, gpus, accelerator if gpus else "", node_selector, toleration, image,
@@ -168,7 +168,7 @@ def print_summary(summary: dict[str, Any]) -> None:
 
 
 def _package(package: str | None, image: str | None, tmp: str) -> str:
-    from pipelines.training import compile_pipeline
+    from imgrec.pipelines.training import compile_pipeline
 
     if package:
         if image:
@@ -188,7 +188,7 @@ def upload_cmd(
     namespace: str = typer.Option(None, "--namespace", help="Kubeflow namespace (multi-user)."),
 ) -> None:
     """Upload the pipeline as a new version of NAME (created on first use); cd.yml runs this."""
-    from pipelines.submit import upload
+    from imgrec.pipelines.submit import upload
 
     with tempfile.TemporaryDirectory() as tmp:
         ids = upload(host, _package(package, image, tmp), name=name, version=version,
@@ -220,7 +220,7 @@ def submit_cmd(
     import time
 
     from imgrec.mlops.local_run import coerce_params
-    from pipelines.submit import record_submission, submit
+    from imgrec.pipelines.submit import record_submission, submit
 
     arguments = coerce_params(parse_params(param))
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())

@@ -7,7 +7,7 @@ from enum import Enum
 import typer
 
 from imgrec.cli.app import app
-from serving.logs import LOG_LEVELS
+from imgrec.serving.logs import LOG_LEVELS
 
 LogLevel = Enum("LogLevel", {name: name for name in LOG_LEVELS}, type=str)  # type: ignore[misc]
 
@@ -82,9 +82,9 @@ def serve_command(
     require_model(model)  # before loading anything: the model load takes seconds
     require_paths([calibration], what="calibration images")
     from imgrec.registry import Registry
-    from serving.limits import RequestLimits
-    from serving.model import ServingOptions
-    from serving.server import example_requests
+    from imgrec.serving.limits import RequestLimits
+    from imgrec.serving.model import ServingOptions
+    from imgrec.serving.server import example_requests
 
     runtimes: Registry[str] = Registry("serving runtime", list_hint="imgrec serve --help")
     runtimes.add("kserve", "kserve")
@@ -99,12 +99,12 @@ def serve_command(
             "on the KServe predictor's onnx backend",
             "drop --runtime torchserve, or serve in fp32",
         )
-        from serving.torchserve import serve_torchserve
+        from imgrec.serving.torchserve import serve_torchserve
 
         serve_torchserve(model, host=host, port=port, name=name)
         return
-    from serving.backends import BACKENDS
-    from serving.server import serve
+    from imgrec.serving.backends import BACKENDS
+    from imgrec.serving.server import serve
 
     BACKENDS.get(backend)  # fail fast with suggestions
     options = ServingOptions(

@@ -56,7 +56,7 @@ class Production:
 
 
 def version_uri(store: str, version: int, kind: str = "model") -> str:
-    """``(store, 3)`` -> ``store/versions/0003/model`` (the layout of :mod:`imgrec.store`)."""
+    """``(store, 3)`` -> ``store/versions/0003/model`` (the layout of :mod:`imgrec.model_store`)."""
     return storage.join(store, "versions", f"{version:04d}", kind)
 
 

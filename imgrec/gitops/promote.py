@@ -66,7 +66,7 @@ def _check_store(prod: Production, store: str | None, overlay: str) -> str:
 
 def _move(action: str, target: int | None, overlay: str | Path, *, store: str | None,
           reason: str, canary: int | None, branch: str | None) -> dict[str, Any]:  # fmt: skip
-    from imgrec.store import ModelStore
+    from imgrec.model_store import ModelStore
 
     overlay_dir = Path(overlay)
     prod = read_production(overlay_dir)
@@ -153,7 +153,7 @@ def rollback_git(
 
 def overlay_status(overlay: str | Path) -> dict[str, Any]:
     """One overlay's production model and whether the store's pointer agrees with it."""
-    from imgrec.store import ModelStore
+    from imgrec.model_store import ModelStore
 
     row: dict[str, Any] = {"overlay": str(overlay)}
     try:

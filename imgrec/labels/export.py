@@ -72,8 +72,8 @@ def export_tasks(
     """Predict every captured image and write Label Studio tasks to ``out`` (plus
     ``label_config.xml`` beside it). Returns ``{"tasks", "failed", "out", "config",
     "task"}``. ``limit`` keeps the least certain ``limit`` images."""
+    from imgrec.model_store import resolve_store_ref
     from imgrec.models.card import read_card
-    from imgrec.store import resolve_store_ref
     from imgrec.tasks import get_task
 
     stored = resolve_store_ref(model)

@@ -50,7 +50,7 @@ def coerce_params(raw: dict[str, Any]) -> dict[str, Any]:
     """Convert ``NAME=VALUE`` strings to the pipeline parameter types; unknown names refused."""
     import difflib
 
-    from pipelines.training import default_params
+    from imgrec.pipelines.training import default_params
 
     defaults = default_params()
     out: dict[str, Any] = {}
@@ -131,11 +131,11 @@ def run_local(
     """
     from kfp import local
 
-    from components import component_image
+    from imgrec.components import component_image
     from imgrec.mlops.step_runners import STEP_RUNNERS, StepPlace
     from imgrec.mlops.steps import scalar_metrics
-    from imgrec.store import ModelStore
-    from pipelines.training import build_pipeline
+    from imgrec.model_store import ModelStore
+    from imgrec.pipelines.training import build_pipeline
 
     step_runner = STEP_RUNNERS.get(runner)
     values = coerce_params(params or {})
@@ -247,7 +247,7 @@ class _Tee:
 
 def pipeline_parameters() -> dict[str, Any]:
     """Names and defaults of the pipeline's parameters (for ``--param`` help)."""
-    from pipelines.training import default_params
+    from imgrec.pipelines.training import default_params
 
     return default_params()
 

@@ -167,8 +167,8 @@ def warm_start(init_from: str, store_uri: str, task: str) -> dict[str, Any]:
         raise ConfigError(
             f"unknown init_from {init_from!r}", hint="use production, or leave it empty"
         )
+    from imgrec.model_store import ModelStore
     from imgrec.models.card import read_card
-    from imgrec.store import ModelStore
 
     current = ModelStore(store_uri).production()
     if current is None:  # the very first run: nothing to start from
@@ -281,7 +281,7 @@ def confusion_labels(metrics: dict[str, Any]) -> list[str]:
 @contextlib.contextmanager
 def _production_model(store_uri: str) -> Iterator[tuple[int | None, str | None]]:
     """``(version, local model dir)`` of the store's production model; ``(None, None)``."""
-    from imgrec.store import ModelStore
+    from imgrec.model_store import ModelStore
 
     store = ModelStore(store_uri)
     current = store.production()
@@ -383,7 +383,7 @@ def register_step(
 ) -> int:
     """Store ``model_dir`` as a new version (with ``attachments`` beside it, e.g. the drift
     monitor's reference) and make it production; returns its number."""
-    from imgrec.store import ModelStore
+    from imgrec.model_store import ModelStore
 
     reason = "passed the gate" if metadata.get("gate", {}).get("passed") else "registered"
     store = ModelStore(store_uri)

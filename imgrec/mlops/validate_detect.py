@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from imgrec.mlops.detection import DetectionManifest
+from imgrec.mlops.detect_steps import DetectionManifest
 from imgrec.mlops.validate import (
     ValidationThresholds,
     _gx,

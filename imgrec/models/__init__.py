@@ -9,7 +9,7 @@ net = build_model("efficientnet_lite0", 10, pretrained=True)   # offline ImageNe
 from __future__ import annotations
 
 from imgrec.models import small, timm_archs, tv_archs
-from imgrec.models.registry import ARCHITECTURES, ArchSpec, build_model, register
+from imgrec.models.architectures import ARCHITECTURES, ArchSpec, build_model, register
 
 # The built-in architectures; the modules holding the builders import the registry, not this.
 for _module in (timm_archs, tv_archs, small):

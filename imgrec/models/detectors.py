@@ -60,7 +60,7 @@ class TimmFPNBackbone(nn.Module):
         import timm
         from timm.layers import freeze_batch_norm_2d
 
-        from imgrec.models.registry import build_model
+        from imgrec.models.architectures import build_model
 
         self.body = timm.create_model(
             name, features_only=True, out_indices=(2, 3, 4), pretrained=False

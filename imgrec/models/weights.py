@@ -380,7 +380,7 @@ def build_from_card(card: ModelCard, state_dict: dict[str, torch.Tensor]) -> nn.
     Shape or key mismatches (e.g. a head for a different class count) raise ``ModelError``
     naming the tensors. The module is returned in eval mode.
     """
-    from imgrec.models.registry import build_model
+    from imgrec.models.architectures import build_model
 
     module = build_model(
         card.architecture, num_classes=card.num_classes, pretrained=False, **card.arch_kwargs

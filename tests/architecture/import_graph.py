@@ -7,17 +7,22 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+# the card's top-level folders, installed as sub-packages of imgrec (imgrec/serving -> ../serving)
+UPPER_FOLDERS = ("serving", "components", "pipelines", "monitoring", "dashboard")
 
 
 def module_name(path: Path) -> str:
     parts = list(path.relative_to(ROOT).with_suffix("").parts)
     if parts[-1] == "__init__":
         parts = parts[:-1]
+    if parts[0] in UPPER_FOLDERS:
+        parts.insert(0, "imgrec")
     return ".".join(parts)
 
 
-def modules(package: str) -> dict[str, Path]:
-    return {module_name(p): p for p in sorted((ROOT / package).rglob("*.py"))}
+def modules(folder: str) -> dict[str, Path]:
+    """The modules in ``folder`` (symlinks not followed: ``imgrec/`` is the core alone)."""
+    return {module_name(p): p for p in sorted((ROOT / folder).rglob("*.py"))}
 
 
 def imports_of(path: Path, name: str, known: set[str]) -> set[str]:

@@ -1,8 +1,10 @@
 """The import rules of docs/design.md ("Layers"), checked on the source.
 
 * No import cycles anywhere in the repository's packages, function-level imports included.
-* The core (``imgrec/``) imports nothing from the layers above it (``serving``,
-  ``components``, ``pipelines``, ``monitoring``, ``dashboard``), except the application shell:
+* The core (``imgrec/``) imports nothing from the layers above it (``imgrec.serving``,
+  ``.components``, ``.pipelines``, ``.monitoring``, ``.dashboard``: the card's top-level
+  folders, installed as sub-packages of imgrec through the links ``imgrec/serving -> ../serving``
+  etc., so nothing named ``serving`` lands in users' site-packages), except the application shell:
   the CLI (``imgrec.cli``), ``imgrec.quickstart`` (what ``make run`` starts) and
   ``imgrec.mlops.local_run`` (runs the kfp pipeline of ``pipelines/`` on this machine), and
   ``python -m imgrec``.
@@ -13,9 +15,9 @@ from __future__ import annotations
 
 import ast
 
-from import_graph import ROOT, cycles, graph, modules
+from import_graph import ROOT, UPPER_FOLDERS, cycles, graph, modules
 
-UPPER = ("serving", "components", "pipelines", "monitoring", "dashboard")
+UPPER = tuple(f"imgrec.{folder}" for folder in UPPER_FOLDERS)
 SHELL = ("imgrec.cli", "imgrec.__main__", "imgrec.quickstart", "imgrec.mlops.local_run")
 # ``imgrec.mlops.run_local`` forwards to the shell's local_run on call (the public name of it)
 FACADES = {"imgrec.mlops": {"imgrec.mlops.local_run"}}
@@ -36,7 +38,7 @@ def _imported_names(path) -> set[str]:  # type: ignore[no-untyped-def]
 
 
 def test_no_import_cycles() -> None:
-    packages = [p for p in ("imgrec", *UPPER) if (ROOT / p).is_dir()]
+    packages = [p for p in ("imgrec", *UPPER_FOLDERS) if (ROOT / p).is_dir()]
     found = cycles(graph(*packages))
     assert found == [], "import cycles (break them; see docs/design.md):\n" + "\n".join(
         " <-> ".join(c) for c in found
@@ -66,3 +68,26 @@ def test_the_core_does_not_import_the_shell() -> None:
         if not _in(name, SHELL)
     }
     assert {k: v for k, v in into_shell.items() if v} == {}
+
+
+def test_the_layers_are_imported_only_as_sub_packages_of_imgrec() -> None:
+    """``import serving`` works from a checkout's root but not once installed, and a module
+    imported under two names is two modules (two registries, exceptions that don't match)."""
+    bare = {
+        str(path.relative_to(ROOT)): sorted(
+            n for n in _imported_names(path) if _in(n, UPPER_FOLDERS)
+        )
+        for folder in ("imgrec", *UPPER_FOLDERS, "tests", "benchmarks")
+        for path in sorted((ROOT / folder).rglob("*.py"))
+    }
+    assert {k: v for k, v in bare.items() if v} == {}
+
+
+def test_the_installed_packages_are_imgrec_alone() -> None:
+    import tomllib
+
+    found = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert found["packages"]["find"]["include"] == ["imgrec*"]
+    for folder in UPPER_FOLDERS:
+        link = ROOT / "imgrec" / folder
+        assert link.is_symlink() and link.resolve() == (ROOT / folder).resolve(), link

@@ -23,11 +23,11 @@ import pytest
 import yaml
 from PIL import Image
 
-from components import component_image
+from imgrec.components import component_image
 from imgrec.mlops import run_local
 from imgrec.mlops.image_inputs import INPUTS_LABEL, context_files, inputs_digest
 from imgrec.mlops.podman import STALE_OK_ENV, docker_api, podman_command, require_image
-from imgrec.store import ModelStore
+from imgrec.model_store import ModelStore
 
 for _helpers in ("pipeline", "serving"):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / _helpers))

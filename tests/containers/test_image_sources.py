@@ -34,10 +34,18 @@ def _pyproject() -> dict:
 
 
 def installed_packages() -> list[str]:
-    """Top-level packages the image installs that exist in the checkout."""
+    """Folders the image installs: the packages pyproject finds (``imgrec``) and the card's
+    top-level folders linked into it as sub-packages (``imgrec/serving -> ../serving``)."""
     patterns = _pyproject()["tool"]["setuptools"]["packages"]["find"]["include"]
     roots = [p.rstrip("*") for p in patterns]
-    return [r for r in roots if (ROOT / r / "__init__.py").is_file()]
+    roots = [r for r in roots if (ROOT / r / "__init__.py").is_file()]
+    linked = [
+        link.resolve().name
+        for root in roots
+        for link in sorted((ROOT / root).iterdir())
+        if link.is_symlink() and (link / "__init__.py").is_file()
+    ]
+    return roots + linked
 
 
 def dockerfile_instructions(text: str) -> list[tuple[str, list[str]]]:

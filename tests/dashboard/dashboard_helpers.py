@@ -13,7 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "pipeline"))
 
 from pipeline_helpers import make_model_dir
 
-from imgrec.store import ModelStore
+from imgrec.model_store import ModelStore
 
 EVIL = '<img src=x onerror="document.title=1">'
 

@@ -26,7 +26,7 @@ from pipeline_helpers import make_imagefolder
 from serving_helpers import CAT_CLASSES, Server, jpeg_bytes, start_server, stop_server
 
 from imgrec.mlops import run_local
-from pipelines.submit import record_submission
+from imgrec.pipelines.submit import record_submission
 
 pytestmark = pytest.mark.slow
 

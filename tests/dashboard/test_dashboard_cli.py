@@ -13,8 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from dashboard.server import dashboard_beside
 from imgrec.cli.dashboard_args import quick_parse
+from imgrec.dashboard.server import dashboard_beside
 
 
 def test_beside_the_model_server_it_serves_then_stops(tmp_path: Path) -> None:

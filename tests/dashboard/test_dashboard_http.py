@@ -16,11 +16,11 @@ sys.path.insert(0, str(Path(__file__).parent))
 from dashboard_helpers import EVIL, hours_ago, log_record, make_store, write_drift_report, write_log
 from image_fixtures import BAD_CODES
 
-from dashboard.app import create_app
-from dashboard.config import DashboardConfig
+from imgrec.dashboard.app import create_app
+from imgrec.dashboard.config import DashboardConfig
 from imgrec.data.images import decode_image
 from imgrec.errors import ImgrecError
-from imgrec.store import ModelStore
+from imgrec.model_store import ModelStore
 
 BASE = "http://127.0.0.1:8050"
 PAGES = ["/", "/try", "/models", "/models/1", "/models/compare?a=1&b=2", "/runs", "/monitoring",
@@ -123,8 +123,8 @@ def test_a_short_video_gives_its_frames(tmp_path: Path) -> None:
     import cv2
     import numpy as np
 
-    from dashboard.endpoint import Upload, check_upload
-    from dashboard.upload import is_video, predict_uploads, video_frames
+    from imgrec.dashboard.endpoint import Upload, check_upload
+    from imgrec.dashboard.upload import is_video, predict_uploads, video_frames
     from imgrec.errors import CorruptImageError, ImageTooLargeError
 
     path = tmp_path / "clip.avi"

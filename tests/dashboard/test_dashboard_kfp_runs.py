@@ -18,9 +18,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "pipeline"))
 from dashboard_helpers import EVIL
 from kfp_api_server import KfpApiServer
 
-from dashboard.app import create_app
-from dashboard.config import DashboardConfig
 from imgrec.cli import main
+from imgrec.dashboard.app import create_app
+from imgrec.dashboard.config import DashboardConfig
 
 REPO = Path(__file__).resolve().parents[2]
 PACKAGE = str(REPO / "pipelines" / "training.yaml")  # compiled and committed: no compile here

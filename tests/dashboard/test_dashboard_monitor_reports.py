@@ -19,9 +19,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "evaluation"))
 
 from monitor_fixtures import START, log_records, make_monitored, write_log
 
-from dashboard.app import create_app
-from dashboard.config import DashboardConfig
 from imgrec.cli import main
+from imgrec.dashboard.app import create_app
+from imgrec.dashboard.config import DashboardConfig
 
 pytestmark = pytest.mark.slow
 

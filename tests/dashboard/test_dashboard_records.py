@@ -12,10 +12,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from dashboard_helpers import EVIL, hours_ago, log_record, write_drift_report, write_log
 
-from dashboard import charts
-from dashboard.drift import find_reports, signal_series
-from dashboard.predlog import LogIndex
-from dashboard.runs import Run, run_steps
+from imgrec.dashboard import charts
+from imgrec.dashboard.drift import find_reports, signal_series
+from imgrec.dashboard.predlog import LogIndex
+from imgrec.dashboard.runs import Run, run_steps
 
 
 def test_log_index_reads_only_what_was_appended(tmp_path: Path) -> None:

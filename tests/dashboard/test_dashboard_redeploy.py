@@ -22,10 +22,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "serving"))
 from model_fixtures import png_b64, servable_model
 from serving_helpers import free_port
 
-from dashboard.app import create_app
-from dashboard.config import DashboardConfig
-from imgrec.store import ModelStore
-from serving.deploy import deploy_step
+from imgrec.dashboard.app import create_app
+from imgrec.dashboard.config import DashboardConfig
+from imgrec.model_store import ModelStore
+from imgrec.serving.deploy import deploy_step
 
 BASE = "http://127.0.0.1:8050"
 pytestmark = pytest.mark.slow

@@ -17,9 +17,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from dashboard_helpers import EVIL, hours_ago, log_record, write_log
 
-from dashboard.app import create_app
-from dashboard.config import DashboardConfig
-from dashboard.predlog import LogIndex
+from imgrec.dashboard.app import create_app
+from imgrec.dashboard.config import DashboardConfig
+from imgrec.dashboard.predlog import LogIndex
 from imgrec.data.captures import capture_key, fingerprint
 
 

@@ -55,7 +55,7 @@ def test_default_detector_uses_offline_imagenet_backbone_and_freezes_it() -> Non
     assert not any(p.requires_grad for n, p in body.named_parameters() if n.startswith("blocks.4"))
     assert all(p.requires_grad for n, p in body.named_parameters() if n.startswith("blocks.6"))
     # the same numbers as the classifier registry's offline EfficientNet-Lite0
-    from imgrec.models.registry import build_model
+    from imgrec.models.architectures import build_model
 
     ref = build_model("efficientnet_lite0", num_classes=1000, pretrained=True).state_dict()
     torch.testing.assert_close(body.state_dict()["conv_stem.weight"], ref["conv_stem.weight"])

@@ -75,7 +75,7 @@ def test_feature_cache_equals_head_only_training(
 ) -> None:
     monkeypatch.setenv("IMGREC_CACHE", str(tmp_path / "cache"))
     # A "pretrained" backbone from a file, as a user's own weights would be.
-    from imgrec.models.registry import build_model
+    from imgrec.models.architectures import build_model
 
     torch.manual_seed(0)
     net = build_model("small_resnet", 5, **TINY["arch_kwargs"])
@@ -84,7 +84,7 @@ def test_feature_cache_equals_head_only_training(
     # feature cache in float32, so the heads differ by more than these tolerances
     opts = {**TINY, "epochs": 3, "freeze": "backbone", "augment": "none",
             "weights": str(tmp_path / "w.st"), "device": "cpu"}  # fmt: skip
-    from imgrec.tasks.classify import session
+    from imgrec.tasks.classify import train_setup as session
 
     keyed: list[dict] = []  # what the cache key was made of, split by split
     real_key = session.feature_key

@@ -8,8 +8,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from imgrec.models.architectures import build_model
 from imgrec.models.card import ModelCard, Preprocessing, save_model_dir
-from imgrec.models.registry import build_model
 
 COLORS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220)}
 

@@ -25,7 +25,7 @@ from gitops_helpers import make_checkout, png_b64, run_git, servable_model
 
 from imgrec.cli import main
 from imgrec.gitops.overlay import write_production
-from imgrec.store import ModelStore
+from imgrec.model_store import ModelStore
 
 REPO = Path(__file__).resolve().parents[2]
 OVERLAY = "manifests/overlays/local"

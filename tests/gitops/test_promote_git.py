@@ -12,7 +12,7 @@ from pipeline_helpers import make_model_dir
 
 from imgrec.cli import main
 from imgrec.gitops.overlay import read_production
-from imgrec.store import ModelStore
+from imgrec.model_store import ModelStore
 
 GATE = {"passed": True, "reasons": ["accuracy 0.9300 >= production 0.8100 + 0.0000"]}
 

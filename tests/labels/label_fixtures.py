@@ -39,9 +39,9 @@ def store_with_model(root: Path) -> str:
     """A model store whose production version is a tiny untrained small_resnet on CLASSES."""
     import torch
 
+    from imgrec.model_store import ModelStore
+    from imgrec.models.architectures import build_model
     from imgrec.models.card import ModelCard, Preprocessing, save_model_dir
-    from imgrec.models.registry import build_model
-    from imgrec.store import ModelStore
 
     torch.manual_seed(0)
     kw = {"stem_width": 8, "widths": [8, 16], "depths": [1, 1]}

@@ -42,7 +42,7 @@ def test_export_tasks_least_certain_first(tmp_path: Path) -> None:
     assert first["data"]["image"] == f"/data/local-files/?d={digits[:2]}/{digits}.png"
     # the pre-annotation is the model's own top-1 on that image
     path = next((tmp_path / "cap").rglob(f"{digits}.png"))
-    from imgrec.store import ModelStore
+    from imgrec.model_store import ModelStore
 
     model_dir = ModelStore(store).production().model_uri  # type: ignore[union-attr]
     [record] = get_task("classify").predict([str(path)], model=model_dir, top_k=1)

@@ -16,7 +16,7 @@ from typing import Any
 
 from eval_fixtures import write_color_dataset, write_tiny_model
 
-from monitoring.reference import Reference, build_reference, save_reference
+from imgrec.monitoring.reference import Reference, build_reference, save_reference
 
 CLASSES = ["blue", "green", "red"]
 START = datetime(2026, 11, 30, 12, 0, tzinfo=timezone.utc)

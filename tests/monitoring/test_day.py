@@ -16,7 +16,7 @@ from serving_helpers import start_server, stop_server
 
 from imgrec.data.samples import write_sample
 from imgrec.mlops import run_local
-from monitoring.day import DayPlan, play_day, table
+from imgrec.monitoring.day import DayPlan, play_day, table
 
 
 @pytest.mark.slow
@@ -75,7 +75,7 @@ def test_the_day_on_small_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
 def test_only_captured_images_are_labelled(tmp_path: Path) -> None:
     """A slow capture store drops images: the annotators' CSV names only the ones kept."""
     from imgrec.data.captures import capture_key, fingerprint
-    from monitoring.day import kept_by_capture
+    from imgrec.monitoring.day import kept_by_capture
 
     images = [(b"\x89PNG\r\n\x1a\n" + bytes([i]) * 40, str(i % 3)) for i in range(6)]
     for data, _ in images[::2]:  # the server kept every other image

@@ -20,8 +20,8 @@ def test_report_renders_offline_in_chromium(monitored: Monitored, tmp_path: Path
         pytest.fail(f"{CHROMIUM} not found: `make browser` installs Debian's chromium")
     from playwright.sync_api import sync_playwright
 
-    from monitoring.logs import WindowSpec
-    from monitoring.report import monitor_report
+    from imgrec.monitoring.logs import WindowSpec
+    from imgrec.monitoring.report import monitor_report
 
     log = write_log(tmp_path / "dark.jsonl", log_records(monitored.reference, 100, brightness=0.6))
     monitor_report(str(log), monitored.reference, WindowSpec(last=100), str(tmp_path / "out"))

@@ -13,9 +13,9 @@ from eval_fixtures import write_color_images
 from monitor_fixtures import CLASSES, Monitored
 from PIL import Image
 
-import monitoring.signals as signals_module
-from monitoring.drift import WEIGHTS, detect
-from monitoring.reference import build_reference
+import imgrec.monitoring.signals as signals_module
+from imgrec.monitoring.drift import WEIGHTS, detect
+from imgrec.monitoring.reference import build_reference
 
 
 def served_rows(model: Path, folder: Path) -> list[dict[str, Any]]:

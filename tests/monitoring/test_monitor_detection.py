@@ -115,8 +115,8 @@ def report(served: dict[str, Any], out: Path, *window: str) -> tuple[int, dict[s
 def test_clean_and_blurred_windows(served: dict[str, Any], tmp_path: Path) -> None:
     from evidently.core.report import Snapshot
 
-    from monitoring.logs import WindowSpec, parse_time
-    from monitoring.report import monitor_report
+    from imgrec.monitoring.logs import WindowSpec, parse_time
+    from imgrec.monitoring.report import monitor_report
 
     spec = WindowSpec(since=parse_time("1d"), until=parse_time(served["until"]))
     # the verdict only (no Evidently page: the shifted window below renders one)

@@ -10,7 +10,13 @@ from pathlib import Path
 import pytest
 
 from imgrec.errors import ConfigError, EmptyWindowError, NotFoundError
-from monitoring.logs import WindowSpec, _lines_backward, _lines_forward, parse_time, read_window
+from imgrec.monitoring.logs import (
+    WindowSpec,
+    _lines_backward,
+    _lines_forward,
+    parse_time,
+    read_window,
+)
 
 
 def record(i: int, version: str = "3", **extra: object) -> dict:

@@ -16,11 +16,12 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def test_committed_monitoring_yaml_is_up_to_date(tmp_path: Path) -> None:
-    from pipelines.monitoring import compile_monitoring
+    from imgrec.pipelines.monitoring import compile_monitoring
 
     fresh = Path(compile_monitoring(str(tmp_path / "m.yaml"))).read_text()
     assert fresh == (REPO / "pipelines" / "monitoring.yaml").read_text(), (
-        "pipelines/monitoring.yaml is stale: run `python -m pipelines.monitoring` and commit it"
+        "pipelines/monitoring.yaml is stale: "
+        "run `python -m imgrec.pipelines.monitoring` and commit it"
     )
     spec = yaml.safe_load(fresh)
     outputs = spec["components"]["comp-monitor"]["outputDefinitions"]["artifacts"]
@@ -34,7 +35,7 @@ def test_committed_monitoring_yaml_is_up_to_date(tmp_path: Path) -> None:
 def test_monitor_pipeline_runs_locally(monitored: Monitored, tmp_path: Path) -> None:
     from kfp import local
 
-    from pipelines.monitoring import build_monitoring_pipeline
+    from imgrec.pipelines.monitoring import build_monitoring_pipeline
 
     log = write_log(
         tmp_path / "log" / "predictions-20261130.jsonl",

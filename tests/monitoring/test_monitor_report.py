@@ -11,8 +11,8 @@ import pytest
 from monitor_fixtures import Monitored, log_records, write_log
 
 from imgrec.cli import main
-from imgrec.store import ModelStore
-from monitoring.reference import REFERENCE_FILE, reference_bytes
+from imgrec.model_store import ModelStore
+from imgrec.monitoring.reference import REFERENCE_FILE, reference_bytes
 
 SUMMARY_KEYS = {"drift", "window", "model_version", "reference", "signals", "alpha"}
 SIGNAL_KEYS = {"name", "kind", "method", "statistic", "p_value", "threshold", "drifted"}
@@ -77,8 +77,8 @@ def test_clean_and_shifted_windows(
 
 
 def test_class_prior_shift_and_one_class_window(monitored: Monitored, tmp_path: Path) -> None:
-    from monitoring.logs import WindowSpec
-    from monitoring.report import monitor_report
+    from imgrec.monitoring.logs import WindowSpec
+    from imgrec.monitoring.report import monitor_report
 
     ref = monitored.reference
     labels = sorted(set(ref.columns["label"]))
@@ -89,8 +89,8 @@ def test_class_prior_shift_and_one_class_window(monitored: Monitored, tmp_path: 
 
 
 def test_window_too_small_gives_no_verdict(monitored: Monitored, tmp_path: Path) -> None:
-    from monitoring.logs import WindowSpec
-    from monitoring.report import monitor_report
+    from imgrec.monitoring.logs import WindowSpec
+    from imgrec.monitoring.report import monitor_report
 
     log = write_log(tmp_path / "few.jsonl", log_records(monitored.reference, 12))
     summary = monitor_report(

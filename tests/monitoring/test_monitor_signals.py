@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from monitoring.signals import (
+from imgrec.monitoring.signals import (
     Signal,
     chi2_permutation_signal,
     clustered_chi2_signal,
@@ -116,9 +116,9 @@ def test_false_alarm_rate_is_at_most_alpha_by_simulation(monkeypatch: pytest.Mon
     reference (where a one-sample chi-square would over-alarm): Holm's verdict alarms at most
     alpha + 2 sigma of the time. (The guarantee is over the draw of both samples; for one
     fixed reference the rate varies around it -- docs/monitoring.md.)"""
-    import monitoring.signals
+    import imgrec.monitoring.signals
 
-    monkeypatch.setattr(monitoring.signals, "PERMUTATIONS", 400)  # p >= 1/401: enough at 0.1
+    monkeypatch.setattr(imgrec.monitoring.signals, "PERMUTATIONS", 400)  # p >= 1/401: enough at 0.1
     rng = np.random.default_rng(0)
     m, n, alpha, trials = 200, 200, 0.1, 200
     alarms = sum(bool(holm(_family(rng, _reference(rng, m), n), alpha)) for _ in range(trials))

@@ -12,8 +12,8 @@ from monitor_fixtures import log_records, write_log
 from recording_server import recording_server
 
 from imgrec.cli import main
-from imgrec.store import ModelStore
-from monitoring.reference import REFERENCE_FILE, reference_bytes
+from imgrec.model_store import ModelStore
+from imgrec.monitoring.reference import REFERENCE_FILE, reference_bytes
 
 
 def _store(tmp_path: Path, monitored: Any) -> tuple[str, str]:

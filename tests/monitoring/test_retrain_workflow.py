@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from monitoring.github import EVENT_TYPE
+from imgrec.monitoring.github import EVENT_TYPE
 
 WORKFLOW = Path(__file__).resolve().parents[2] / ".github" / "workflows" / "retrain.yml"
 
@@ -66,7 +66,7 @@ def test_every_imgrec_command_and_option_exists() -> None:
 
 
 def test_pipeline_parameters_it_passes_exist() -> None:
-    from pipelines.training import default_params
+    from imgrec.pipelines.training import default_params
 
     text = WORKFLOW.read_text()
     used = set(re.findall(r'--param "?(\w+)=', text))

@@ -12,8 +12,8 @@ import pytest
 from recording_server import recording_server
 
 from imgrec.errors import ConfigError, ImgrecError, TriggerError
-from monitoring.github import dispatch
-from monitoring.trigger import TriggerSettings, fire, read_record
+from imgrec.monitoring.github import dispatch
+from imgrec.monitoring.trigger import TriggerSettings, fire, read_record
 
 SUMMARY = {
     "drift": True,

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from kfp import dsl
 
-from components import build_components, current_function
+from imgrec.components import build_components, current_function
 
 BEFORE = """
 def register(x: int) -> int:

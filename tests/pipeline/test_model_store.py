@@ -16,7 +16,7 @@ from pipeline_helpers import make_model_dir
 
 from imgrec import storage
 from imgrec.errors import ImgrecError, ModelError, NotFoundError
-from imgrec.store import ModelStore
+from imgrec.model_store import ModelStore
 
 
 def _exercise(store_uri: str, tmp_path: Path) -> None:
@@ -87,7 +87,7 @@ def test_verify_detects_tampering(tmp_path: Path) -> None:
 _REGISTER = textwrap.dedent(
     """
     import sys
-    from imgrec.store import ModelStore
+    from imgrec.model_store import ModelStore
     ModelStore(sys.argv[1]).register(sys.argv[2])
     """
 )

@@ -9,7 +9,7 @@ import pytest
 from pipeline_helpers import make_model_dir
 
 from imgrec.cli import main
-from imgrec.store import ModelStore
+from imgrec.model_store import ModelStore
 
 
 def test_models_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipelines.training import (
+from imgrec.pipelines.training import (
     ClusterSettings,
     Toleration,
     committed_variants,
@@ -40,7 +40,7 @@ def test_committed_yaml_is_deterministic_and_up_to_date(tmp_path: Path, name: st
     assert first == second, "compiling twice gave different YAML"
     committed = (ROOT / "pipelines" / name).read_text()
     assert committed == first, (
-        f"pipelines/{name} is stale: run `python -m pipelines.training` and commit it"
+        f"pipelines/{name} is stale: run `python -m imgrec.pipelines.training` and commit it"
     )
 
 

@@ -14,7 +14,7 @@ from imgrec.errors import ValidationFailedError
 from imgrec.mlops import run_local
 from imgrec.mlops.gate import GatePolicy, decide
 from imgrec.mlops.steps import gate_step, ingest_step, preprocess_step, validate_step
-from imgrec.store import ModelStore
+from imgrec.model_store import ModelStore
 
 THRESHOLDS = {"min_images": 4}
 

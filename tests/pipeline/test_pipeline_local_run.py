@@ -15,7 +15,7 @@ from pipeline_helpers import make_imagefolder
 from imgrec import storage
 from imgrec.cli import main
 from imgrec.mlops import run_local
-from imgrec.store import ModelStore
+from imgrec.model_store import ModelStore
 
 FAST = {"epochs": "3", "train_threads": "2", "min_images": "8"}
 

@@ -13,7 +13,7 @@ from pipeline_helpers import make_imagefolder
 from imgrec.errors import DatasetError
 from imgrec.mlops import run_local
 from imgrec.mlops.gate import GatePolicy, decide_with_new_data
-from imgrec.store import ModelStore
+from imgrec.model_store import ModelStore
 
 
 def _metrics(acc: float, per_class: dict[str, float]) -> dict:

@@ -19,7 +19,7 @@ from k8s_api_server import K8sApiServer
 from imgrec import storage
 from imgrec.errors import ConfigError, TrainingJobError
 from imgrec.mlops.train_job import JOB_MODULE, JobSettings, pytorchjob, run_training_job
-from pipelines.training import ClusterSettings, Toleration, compile_pipeline
+from imgrec.pipelines.training import ClusterSettings, Toleration, compile_pipeline
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGE = "registry.example.com/imgrec:1.2.3-cuda"

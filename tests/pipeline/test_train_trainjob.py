@@ -18,7 +18,7 @@ from k8s_api_server import K8sApiServer
 from imgrec.errors import TrainingJobError, UnknownNameError
 from imgrec.mlops.train_job import JOB_MODULE, JobSettings, run_training_job
 from imgrec.mlops.trainjob import TrainJobClient, trainjob, trainjob_command
-from pipelines.training import ClusterSettings, compile_pipeline
+from imgrec.pipelines.training import ClusterSettings, compile_pipeline
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGE = "registry.example.com/imgrec:1.2.3-cuda"

@@ -61,9 +61,9 @@ class Server:
 
 SERVER_CODE = """
 import json, sys
-from serving.limits import RequestLimits
-from serving.model import ServingOptions
-from serving.server import serve
+from imgrec.serving.limits import RequestLimits
+from imgrec.serving.model import ServingOptions
+from imgrec.serving.server import serve
 cfg = json.loads(sys.argv[1])
 serve(cfg["model"], port=cfg["port"], name=cfg.get("name", "imgrec"),
       options=ServingOptions(**cfg["options"]), limits=RequestLimits(**cfg["limits"]),

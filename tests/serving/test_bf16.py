@@ -44,8 +44,8 @@ def test_bf16_predict_and_backend_agree_with_fp32(
     trained: Path, cache: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
     from imgrec.predictor import load_model
+    from imgrec.serving.backends import OnnxBackend
     from imgrec.tasks.classify.predict import predict
-    from serving.backends import OnnxBackend
 
     clf = load_model(str(trained / "model"))
     x, labels = held_out(clf.card.preprocessing)
@@ -97,7 +97,7 @@ def test_bf16_is_refused_without_native_bf16(
 
 
 def test_bf16_is_not_an_export_format(trained: Path, cache: Path, tmp_path: Path) -> None:
-    from serving.export import export_model
+    from imgrec.serving.export import export_model
 
     with pytest.raises(ConfigError, match="at run time") as err:
         export_model(str(trained / "model"), "onnx", tmp_path / "m.onnx", precision="bf16")

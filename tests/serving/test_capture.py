@@ -12,7 +12,7 @@ from PIL import Image
 
 from imgrec.data.captures import capture_key, captured_images, fingerprint, image_suffix
 from imgrec.errors import ConfigError
-from serving.capture import ImageCapture, sampled
+from imgrec.serving.capture import ImageCapture, sampled
 
 
 def _png(value: int) -> bytes:

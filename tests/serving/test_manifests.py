@@ -16,9 +16,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
-import serving._kserve  # noqa: F401  (imports kserve without letting it parse sys.argv)
+import imgrec.serving._kserve  # noqa: F401  (imports kserve without letting it parse sys.argv)
 from imgrec.gitops.kustomize import read_worktree, render
-from serving.deploy import inference_service, to_manifest
+from imgrec.serving.deploy import inference_service, to_manifest
 
 MANIFESTS = Path(__file__).resolve().parents[2] / "manifests"
 K8S_VERSION = "1.37.0"

@@ -8,8 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from serving.inputs import image_stats
-from serving.prediction_log import SCHEMA, PredictionLog, embedding_summary, prediction_record
+from imgrec.serving.inputs import image_stats
+from imgrec.serving.prediction_log import (
+    SCHEMA,
+    PredictionLog,
+    embedding_summary,
+    prediction_record,
+)
 
 
 def _record(i: int) -> dict:

@@ -23,7 +23,7 @@ from serving_helpers import start_server, stop_server
 from imgrec.errors import ConfigError, DatasetError, ModelError
 from imgrec.models.card import ModelCard, Preprocessing, save_model_dir
 from imgrec.quantize import QuantizeSettings, quantize_onnx
-from serving.backends import OnnxBackend, export_onnx
+from imgrec.serving.backends import OnnxBackend, export_onnx
 
 CLASSES = ["horizontal", "vertical", "diagonal", "checker"]
 SIZE = 32
@@ -72,7 +72,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A narrow small_resnet model dir trained to ~95% on the stripes (about 10 s, 1 thread)."""
     import torch
 
-    from imgrec.models.registry import build_model
+    from imgrec.models.architectures import build_model
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -224,7 +224,7 @@ def test_missing_empty_or_small_calibration_sets_fail_clearly(
 
 
 def test_int8_needs_calibration_and_the_onnx_backend(trained: Path, cache: Path) -> None:
-    from serving.runtime import load_runtime
+    from imgrec.serving.served_model import load_runtime
 
     with pytest.raises(ConfigError, match="--calibration DIR") as err:
         load_runtime(str(trained / "model"), precision="int8")
@@ -236,7 +236,7 @@ def test_int8_needs_calibration_and_the_onnx_backend(trained: Path, cache: Path)
 
 
 def test_export_int8_onnx(trained: Path, cache: Path, tmp_path: Path) -> None:
-    from serving.export import export_model
+    from imgrec.serving.export import export_model
 
     out = tmp_path / "exported int8.onnx"
     result = export_model(

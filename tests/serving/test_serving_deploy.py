@@ -16,8 +16,8 @@ from model_fixtures import png_b64 as _png
 from model_fixtures import servable_model as _model_dir
 from serving_helpers import free_port
 
-from imgrec.store import ModelStore
-from serving.deploy import DeployError, deploy_step
+from imgrec.model_store import ModelStore
+from imgrec.serving.deploy import DeployError, deploy_step
 
 
 @pytest.mark.slow

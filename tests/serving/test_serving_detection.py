@@ -113,8 +113,8 @@ def test_v2_outputs_match_v1(server: Server, photo: bytes) -> None:
 def test_torchserve_handler_returns_boxes(detector_dir: Path, photo: bytes, tmp_path: Path) -> None:
     import httpx
 
-    from serving.export import export_model
-    from serving.torchserve import TorchServe
+    from imgrec.serving.export import export_model
+    from imgrec.serving.torchserve import TorchServe
 
     export_model(str(detector_dir), "mar", tmp_path / "store")
     with TorchServe.start(tmp_path / "store", ["imgrec=imgrec.mar"], tmp_path / "ts") as ts:

@@ -22,9 +22,9 @@ from imgrec.inference.onnx import ONNX_ATOL as ONNX_TOLERANCE
 from imgrec.inference.onnx import cpu_session, onnx_difference
 from imgrec.models.card import Preprocessing
 from imgrec.predictor import load_model
-from serving.batcher import DynamicBatcher
-from serving.export import EXPORT_FORMATS, export_model
-from serving.inputs import prepare_image
+from imgrec.serving.batcher import DynamicBatcher
+from imgrec.serving.export import EXPORT_FORMATS, export_model
+from imgrec.serving.inputs import prepare_image
 
 
 def _jpeg(arr: np.ndarray, size: tuple[int, int] | None = None) -> bytes:
@@ -171,7 +171,7 @@ def test_serving_options_refuse_bad_counts_naming_the_flag(
     field: str, value: object, flag: str
 ) -> None:
     from imgrec.errors import ConfigError
-    from serving.model import ServingOptions
+    from imgrec.serving.model import ServingOptions
 
     with pytest.raises(ConfigError) as info:
         ServingOptions(**{field: value})

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from imgrec.errors import ConfigError
-from serving.logs import configure_logs
+from imgrec.serving.logs import configure_logs
 
 NAMES = (
     "imgrec",

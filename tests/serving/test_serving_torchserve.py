@@ -11,8 +11,8 @@ import httpx
 import pytest
 from serving_helpers import CAT_CLASSES
 
-from serving.export import export_model
-from serving.torchserve import TorchServe
+from imgrec.serving.export import export_model
+from imgrec.serving.torchserve import TorchServe
 
 
 @pytest.mark.slow

@@ -99,7 +99,7 @@ def test_a_third_task_trains_evaluates_and_is_served(plugin: Path, tmp_path: Pat
     metrics = json.loads(capsys.readouterr().out)
     assert metrics["n"] == 8 and metrics["accuracy"] == 1.0  # two easy patterns, 8 val images
 
-    from serving.runtime import load_runtime
+    from imgrec.serving.served_model import load_runtime
 
     runtime = load_runtime(str(run / "model"), backend="onnx", threads=1)
     assert runtime.task == "anyobject" and runtime.classes == ["empty", "object"]

@@ -132,7 +132,7 @@ def _base_recipe(cfg: TrainConfig, stats: ImageStats, device: str) -> tuple[dict
         )
         return dict(recipe), why
     # A user-chosen architecture: its own defaults; from scratch when it has no weights.
-    from imgrec.models.registry import ARCHITECTURES
+    from imgrec.models.architectures import ARCHITECTURES
 
     spec = ARCHITECTURES.get(cfg.model)
     pretrained = cfg.pretrained if cfg.pretrained is not None else False
@@ -199,7 +199,7 @@ def _schedule_length(values: dict[str, Any], base: dict[str, Any]) -> list[str]:
 def _fit_architecture(values: dict[str, Any]) -> None:
     """Check the size against the architecture; add the builder's size kwargs (e.g. ViT)."""
     from imgrec.errors import ConfigError
-    from imgrec.models.registry import ARCHITECTURES
+    from imgrec.models.architectures import ARCHITECTURES
 
     spec = ARCHITECTURES.get(values["model"])
     size = values["img_size"]

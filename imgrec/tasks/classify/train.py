@@ -61,7 +61,7 @@ from imgrec.errors import DatasetError
 from imgrec.models.card import ModelCard, read_model_dir, save_model_dir
 from imgrec.storage import write_bytes
 from imgrec.tasks.classify.recipe import ImageStats, inspect_images, resolve
-from imgrec.tasks.classify.session import (
+from imgrec.tasks.classify.train_setup import (
     Session,
     feature_session,
     pixel_session,

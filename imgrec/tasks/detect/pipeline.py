@@ -9,7 +9,7 @@ from imgrec.tasks import PipelineSteps
 
 
 def ingest(data: str, out_dir: str, val_fraction: float, seed: int) -> dict[str, Any]:
-    from imgrec.mlops.detection import ingest_detection
+    from imgrec.mlops.detect_steps import ingest_detection
 
     manifest = ingest_detection(data)  # splits come from the dataset's own files
     manifest.write(out_dir)
@@ -17,13 +17,13 @@ def ingest(data: str, out_dir: str, val_fraction: float, seed: int) -> dict[str,
 
 
 def markdown(meta: dict[str, Any]) -> str:
-    from imgrec.mlops.detection import detection_markdown
+    from imgrec.mlops.detect_steps import detection_markdown
 
     return detection_markdown(meta)
 
 
 def validate(manifest_dir: str, out_dir: str, thresholds: Any) -> dict[str, Any]:
-    from imgrec.mlops.detection import read_detection_manifest
+    from imgrec.mlops.detect_steps import read_detection_manifest
     from imgrec.mlops.validate_detect import validate_detection_manifest
 
     manifest = read_detection_manifest(manifest_dir)
@@ -33,14 +33,14 @@ def validate(manifest_dir: str, out_dir: str, thresholds: Any) -> dict[str, Any]
 def preprocess(
     manifest_dir: str, out_dir: str, *, device: str = "cpu", workers: int = 2, **options: Any
 ) -> dict[str, Any]:
-    from imgrec.mlops.detection import preprocess_detection, read_detection_manifest
+    from imgrec.mlops.detect_steps import preprocess_detection, read_detection_manifest
 
     return preprocess_detection(read_detection_manifest(manifest_dir), out_dir, **options)
 
 
 def train_inputs(data_dir: str, payload: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     from imgrec.errors import DatasetError
-    from imgrec.mlops.detection import ingest_detection
+    from imgrec.mlops.detect_steps import ingest_detection
 
     now = ingest_detection(payload["data"], verify=False).fingerprint
     if now != payload["fingerprint"]:
@@ -52,7 +52,7 @@ def train_inputs(data_dir: str, payload: dict[str, Any]) -> tuple[str, dict[str,
 
 
 def eval_data(manifest_dir: str) -> str:
-    from imgrec.mlops.detection import read_detection_manifest
+    from imgrec.mlops.detect_steps import read_detection_manifest
 
     return read_detection_manifest(manifest_dir).source
 

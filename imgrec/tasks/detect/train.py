@@ -359,7 +359,7 @@ def _batches(
     """(epoch -> batches, loss function, steps per epoch): images, or cached features; in a
     distributed run, this rank's share of each global batch (``batch_size`` per process)."""
     if cfg.uses_cache():
-        from imgrec.tasks.detect.cached import FeatureCache, cached_loss
+        from imgrec.tasks.detect.frozen_features import FeatureCache, cached_loss
 
         plain = DetectionDataset(train_set.records, train_transform(pre, "none"))
         views = [plain] + [train_set] * (cfg.cache_views - 1)

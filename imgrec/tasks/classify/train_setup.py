@@ -29,8 +29,8 @@ from imgrec.engine.distributed import World
 from imgrec.engine.feature_cache import FeatureBatches, cached_features, feature_key
 from imgrec.engine.stream import StreamBatches
 from imgrec.errors import ConfigError
+from imgrec.models.architectures import ARCHITECTURES, build_model
 from imgrec.models.card import Preprocessing
-from imgrec.models.registry import ARCHITECTURES, build_model
 from imgrec.models.transfer import freeze, head, train_mode
 from imgrec.storage import cache_folder
 

@@ -4,7 +4,8 @@
 
 * a model directory, local or ``s3://`` (``model.json`` + ``weights.safetensors``);
 * a model store with a version: ``STORE@production`` or ``STORE@3`` (``STORE`` is a local
-  folder or ``s3://`` prefix, see :mod:`imgrec.store`); a bare ``STORE`` means ``@production``;
+  folder or ``s3://`` prefix, see :mod:`imgrec.model_store`); a bare ``STORE`` means
+  ``@production``;
 * a pretrained name such as ``efficientnet_lite0`` (the default: offline ImageNet weights).
 """
 
@@ -19,12 +20,12 @@ import numpy as np
 
 from imgrec import storage
 from imgrec.data.transforms import normalize_batch
+from imgrec.model_store import resolve_store_ref
 from imgrec.models.card import Preprocessing
 from imgrec.quantize import require_fp32
 from imgrec.registry import Registry
-from imgrec.store import resolve_store_ref
-from serving.backends import BACKENDS, Backend
-from serving.protocol import Work, output_metadata, topk, v1_response, v2_response
+from imgrec.serving.backends import BACKENDS, Backend
+from imgrec.serving.protocol import Work, output_metadata, topk, v1_response, v2_response
 
 DEFAULT_MODEL = "efficientnet_lite0"
 
@@ -131,7 +132,7 @@ def load_classifier_runtime(
 def _load_detector_runtime(
     ref: ModelRef, *, backend: str, threads: int | None, **precision: Any
 ) -> Any:
-    from serving.detection import load_detection_runtime
+    from imgrec.serving.detection import load_detection_runtime
 
     BACKENDS.get(backend)  # an unknown backend name fails the same way for every task
     require_fp32(
