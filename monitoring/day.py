@@ -85,11 +85,13 @@ def encode(items: list[tuple[Path, str]], shift: bool, seed: int) -> list[tuple[
     return out
 
 
-def send(url: str, images: list[tuple[bytes, str]], batch: int = 16) -> float:
-    """V1 requests of ``batch`` images; returns the top-1 accuracy against the labels."""
+def send(url: str, images: list[tuple[bytes, str]], batch: int = 16) -> tuple[float, str]:
+    """V1 requests of ``batch`` images; returns the top-1 accuracy against the labels and the
+    model version(s) that answered (``"1"``, or ``"1+2"`` when a swap fell inside the window)."""
     import httpx
 
     correct = 0
+    versions: list[str] = []
     with httpx.Client(timeout=120) as client:
         for i in range(0, len(images), batch):
             chunk = images[i : i + batch]
@@ -98,9 +100,12 @@ def send(url: str, images: list[tuple[bytes, str]], batch: int = 16) -> float:
             }
             r = client.post(f"{url}/v1/models/imgrec:predict", json=body)
             r.raise_for_status()
+            version = str(r.json().get("model_version"))
+            if version not in versions:
+                versions.append(version)
             for (_, label), pred in zip(chunk, r.json()["predictions"], strict=True):
                 correct += pred.get("labels", [None])[0] == label
-    return correct / max(1, len(images))
+    return correct / max(1, len(images)), "+".join(versions)
 
 
 def _wait_for_log(logs: str, n: int, timeout_s: float = 20) -> None:
@@ -170,9 +175,9 @@ def play_day(plan: DayPlan, say: Callable[[str], None] = print) -> dict[str, Any
 
     def window(name: str, images: list[tuple[bytes, str]], report: bool) -> dict[str, Any]:
         nonlocal sent
-        acc = send(plan.url, images)
+        acc, served = send(plan.url, images)
         sent += len(images)
-        row: dict[str, Any] = {"window": name, "version": _production(plan.store),
+        row: dict[str, Any] = {"window": name, "version": served,
                                "images": len(images), "accuracy": acc, "verdict": "",
                                "report": ""}  # fmt: skip
         if report:

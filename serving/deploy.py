@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -39,6 +40,13 @@ def start_local(model: str, *, host: str, port: int, name: str, wait_s: float = 
     """Start ``imgrec serve MODEL`` detached and wait until it is ready."""
     import httpx
 
+    if _port_taken(host, port):  # its readiness would pass for the new server's
+        raise DeployError(
+            f"port {port} on {host} is taken by a server this step cannot reach: no state file "
+            f"{state_path(port)}",
+            hint="a server started with another IMGREC_CACHE keeps its state file there: run "
+            "both with the same IMGREC_CACHE, or stop that server",
+        )
     log = state_path(port).with_suffix(".log")
     log.parent.mkdir(parents=True, exist_ok=True)
     code = (
@@ -62,6 +70,12 @@ def start_local(model: str, *, host: str, port: int, name: str, wait_s: float = 
             pass
         time.sleep(0.5)
     raise DeployError(f"imgrec serve not ready after {wait_s:g} s; see {log}")
+
+
+def _port_taken(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(1.0)
+        return sock.connect_ex((host, port)) == 0
 
 
 @DEPLOY_TARGETS.register("local")

@@ -12,7 +12,7 @@ import pytest
 from recording_server import recording_server
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "serving"))
-from serving_helpers import start_server, stop_server
+from serving_helpers import CACHE, start_server, stop_server
 
 from imgrec.data.samples import write_sample
 from imgrec.mlops import run_local
@@ -28,6 +28,8 @@ def test_the_day_on_small_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     first = run_local(str(data), store, fast, runs_dir=str(tmp_path / "runs"))
     assert first["status"] == "succeeded" and first["registered_version"] == 1, first
     work = tmp_path / "day"
+    # the retraining's deploy step finds the server through its state file in $IMGREC_CACHE
+    monkeypatch.setenv("IMGREC_CACHE", str(CACHE))
     server = start_server(
         f"{store}@production", tmp_path,
         options={"prediction_log": str(work / "logs"), "capture": str(work / "captures")},
@@ -64,7 +66,9 @@ def test_the_day_on_small_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
         assert result["retrain"]["gate"] is True, run["gate"]["reasons"]
         assert result["retrain"]["production_version"] == 2
         after = rows["3-new-camera-after"]
-        assert after["version"] == 2 and after["accuracy"] > rows["2-new-camera"]["accuracy"]
+        # the version that answered (the server swapped, not only the store's pointer moved)
+        assert rows["2-new-camera"]["version"] == "1" and after["version"] == "2", rows
+        assert after["accuracy"] > rows["2-new-camera"]["accuracy"]
         assert len(table(result)) == 5
         captured = list((work / "captures").rglob("*.png"))
         assert len(captured) >= 150  # every distinct served image (rate 1.0)
