@@ -95,6 +95,13 @@ class Sources:
                 self.start_indexing()
         return self.log
 
+    def wait_indexed(self, timeout: float | None = None) -> bool:
+        """Block until the background indexing (if any) has finished; True when it has."""
+        worker = self._worker
+        if worker is not None:
+            worker.join(timeout)
+        return not (worker is not None and worker.is_alive())
+
     def indexing(self) -> tuple[int, int] | None:
         """``(bytes read, bytes to read)`` while the background thread indexes, else None."""
         if self.log is not None and self._worker and self._worker.is_alive():

@@ -43,6 +43,7 @@ def client(setup: dict[str, Any], **kw: Any) -> TestClient:
     config = DashboardConfig(**setup, **kw)
     app = create_app(config)
     app.state.sources.log.cache_path = Path(setup["log"]).parent / "index.json"
+    assert app.state.sources.wait_indexed(120)  # pages show what is indexed so far
     return TestClient(app, base_url=BASE)
 
 

@@ -59,6 +59,8 @@ def loop(tmp_path: Path) -> DashboardConfig:
 def _client(config: DashboardConfig, tmp: Path) -> TestClient:
     app = create_app(config)
     app.state.sources.log.cache_path = tmp / "index.json"
+    # the pages show what is indexed so far: under load the start-up indexing was not done
+    assert app.state.sources.wait_indexed(120)
     return TestClient(app, base_url="http://127.0.0.1:8050")
 
 
