@@ -18,7 +18,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from gpu_check import subset_classes
+from transfer import subset  # benchmarks/transfer.py (gpu_check uses it too)
 
 VARIANTS: dict[str, dict[str, Any]] = {
     "default (deterministic, amp, channels_last)": {},
@@ -42,7 +42,7 @@ def main() -> None:
     from imgrec.tasks.classify.train import train
 
     work = Path(tempfile.mkdtemp(prefix="imgrec-ft-profile-"))
-    data = subset_classes(Path(args.mnist), work / "data", 50, 20)
+    data = subset(Path(args.mnist), work / "data", 50, 20)
     common = {"model": "efficientnet_lite0", "pretrained": True, "img_size": 96,
               "batch_size": 32, "augment": "none", "scheduler": "cosine", "freeze": "none",
               "lr": 1e-3, "device": args.device, "report": False, "quiet": True}  # fmt: skip
