@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import socket
+from pathlib import Path
 
 import pytest
 import yaml
@@ -15,10 +16,11 @@ from kfp_api_server import KfpApiServer, model_problems
 from imgrec.cli import main
 
 
-def test_submit_then_upload_a_version(capsys: pytest.CaptureFixture[str]) -> None:
+def test_submit_then_upload_a_version(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     with KfpApiServer(run_states=("PENDING", "SUCCEEDED")) as kfp:
         args = ["pipeline", "submit", "--host", kfp.url, "--version", "v1", "--experiment",
-                "nightly", "--param", "epochs=2", "--wait", "30", "--json"]  # fmt: skip
+                "nightly", "--param", "epochs=2", "--wait", "30", "--json",
+                "--runs-dir", str(tmp_path / "runs")]  # fmt: skip
         assert main(args) == 0
         result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
         assert main(["pipeline", "upload", "--host", kfp.url, "--version", "abc123"]) == 0
@@ -50,9 +52,12 @@ def test_submit_then_upload_a_version(capsys: pytest.CaptureFixture[str]) -> Non
     assert model_problems({**run.body, "pipelineVersion": "x"}, "V2beta1Run")
 
 
-def test_failed_run_and_unreachable_host(capsys: pytest.CaptureFixture[str]) -> None:
+def test_failed_run_and_unreachable_host(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     with KfpApiServer(run_states=("PENDING", "FAILED")) as kfp:
-        assert main(["pipeline", "submit", "--host", kfp.url, "--wait", "30"]) == 1
+        runs = ["--runs-dir", str(tmp_path / "runs")]  # not the checkout's runs/pipeline
+        assert main(["pipeline", "submit", "--host", kfp.url, "--wait", "30", *runs]) == 1
         assert "state FAILED" in capsys.readouterr().out
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
