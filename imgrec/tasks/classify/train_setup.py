@@ -113,6 +113,30 @@ def _accuracy_and_loss(
     return {"val_loss": mean_loss, "val_accuracy": accuracy, "val_n": float(total)}
 
 
+def _loader_workers(cfg: TrainConfig) -> int:
+    """DataLoader worker processes: ``num_workers``, else one per core up to 4."""
+    return cfg.num_workers if cfg.num_workers is not None else min(4, os.cpu_count() or 1)
+
+
+def _whole_network(
+    cfg: TrainConfig, network: nn.Module, pre: Preprocessing, train_batches: Any,
+    val_batches: Any, device: torch.device,
+) -> Session:  # fmt: skip
+    """The session that trains the whole network on image batches (pixels or shards)."""
+    network.to(device)
+    if cfg.channels_last:
+        network.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    return Session(
+        network=network,
+        trained=network,
+        pre=pre,
+        train_batches=train_batches,
+        validate=lambda m: _accuracy_and_loss(m, val_batches, device),
+        train_mode=train_mode,
+        channels_last=bool(cfg.channels_last),
+    )
+
+
 def pixel_session(
     cfg: TrainConfig, data: ClassificationData, device: torch.device, generator: torch.Generator,
     console: Console, world: World | None = None,
@@ -157,24 +181,13 @@ def pixel_session(
         )  # fmt: skip
     else:
         pre = preprocessing(cfg, None)
-        workers = cfg.num_workers if cfg.num_workers is not None else min(4, os.cpu_count() or 1)
+        workers = _loader_workers(cfg)
         train_batches = FileBatches(train_paths, train_labels, pre, num_workers=workers, **common)
         val_batches = FileBatches(
             val_paths, val_labels, pre, batch_size=EVAL_BATCH, shuffle=False,
             num_workers=workers, world=world,
         )  # fmt: skip
-    network.to(device)
-    if cfg.channels_last:
-        network.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-    return Session(
-        network=network,
-        trained=network,
-        pre=pre,
-        train_batches=train_batches,
-        validate=lambda m: _accuracy_and_loss(m, val_batches, device),
-        train_mode=train_mode,
-        channels_last=bool(cfg.channels_last),
-    )
+    return _whole_network(cfg, network, pre, train_batches, val_batches, device)
 
 
 def stream_session(
@@ -196,7 +209,7 @@ def stream_session(
     cache = ShardCache(
         cache_folder("shards") / f"rank-{world.rank}", int((cfg.shard_cache_mb or 0) * 1024**2)
     )
-    workers = cfg.num_workers if cfg.num_workers is not None else min(4, os.cpu_count() or 1)
+    workers = _loader_workers(cfg)
     common: dict[str, Any] = {"world": world, "cache": cache, "num_workers": workers}
     train_batches = StreamBatches(
         data.shards("train"), pre, batch_size=cfg.batch_size, generator=generator,
@@ -209,18 +222,7 @@ def stream_session(
     val_batches = StreamBatches(
         data.shards("val"), pre, batch_size=EVAL_BATCH, shuffle=False, **common
     )
-    network.to(device)
-    if cfg.channels_last:
-        network.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-    return Session(
-        network=network,
-        trained=network,
-        pre=pre,
-        train_batches=train_batches,
-        validate=lambda m: _accuracy_and_loss(m, val_batches, device),
-        train_mode=train_mode,
-        channels_last=bool(cfg.channels_last),
-    )
+    return _whole_network(cfg, network, pre, train_batches, val_batches, device)
 
 
 def feature_session(
