@@ -1,6 +1,9 @@
 """Benchmark: INT8 (static QDQ, ONNX Runtime) and bf16 (OpenVINO) vs fp32 for imgrec classifiers.
 
-bf16 columns appear where the CPU has native bf16 (AMX / AVX512-BF16) and OpenVINO is installed.
+bf16 columns appear where the CPU has native bf16 (AMX / AVX512-BF16) and OpenVINO is installed:
+``all_layers`` (the fp32 file in OpenVINO bf16, every convolution bf16) and what
+``--precision bf16`` picks (:func:`imgrec.quantize.bf16_model`: the IR with its first
+convolutions kept fp32, checked on the calibration images or on the probe, or refused).
 
 Two parts, one JSON object on stdout:
 
@@ -93,6 +96,41 @@ def bf16_available() -> bool:
     return True
 
 
+def imgrec_bf16(fp32: Path, calibration: Any, pre: Any, folder: Path) -> dict[str, Any]:
+    """What ``--precision bf16`` picks for ``fp32`` (with ``calibration`` images, or None for
+    the probe check): ``{"file": IR path, "fp32_convolutions": n}`` or ``{"refused": why}``."""
+    import re
+
+    from imgrec.errors import ModelError
+    from imgrec.quantize import bf16_model
+
+    try:
+        path = bf16_model(fp32, calibration, pre, cache_dir=folder)
+    except ModelError as exc:
+        return {"refused": str(exc)}
+    kept = re.search(r"fp32first(\d+)", path.name)
+    return {"file": path, "fp32_convolutions": int(kept.group(1)) if kept else None}
+
+
+def bf16_rows(fp32: Path, x: np.ndarray, ref: np.ndarray, choices: dict[str, Any],
+              labels: np.ndarray | None = None) -> dict[str, Any]:  # fmt: skip
+    """Agreement (and accuracy with ``labels``) of all-layer bf16 and of each imgrec choice."""
+    rows: dict[str, Any] = {}
+    runs = {"all_layers": fp32, **{k: v["file"] for k, v in choices.items() if "file" in v}}
+    for name, path in runs.items():
+        got = logits(path, x, precision="bf16")
+        row = {"agreement_vs_fp32": agreement(ref, got)}
+        if labels is not None:
+            row["val_accuracy"] = round(float((got.argmax(1) == labels).mean()), 4)
+        if name in choices:
+            row["fp32_convolutions"] = choices[name]["fp32_convolutions"]
+        rows[name] = row
+    for name, choice in choices.items():
+        if "refused" in choice:
+            rows[name] = {"refused": choice["refused"]}
+    return rows
+
+
 def logits(path: Path, x: np.ndarray, threads: int = 2, precision: str = "fp32") -> np.ndarray:
     sess = session(path, threads, precision)
     return np.concatenate([sess.run(["logits"], {"input": x[i : i + 16]})[0]
@@ -105,7 +143,9 @@ def speed(paths: dict[str, Path], x: np.ndarray, repeats: int) -> dict[str, Any]
     cores = os.cpu_count() or 1
     out: dict[str, Any] = {}
     for threads in sorted({1, cores}):
-        sessions = {name: session(path, threads, name) for name, path in paths.items()}
+        sessions = {
+            name: session(path, threads, name.split("_")[0]) for name, path in paths.items()
+        }
         for batch in (1, 8):
             xb = np.ascontiguousarray(x[:batch])
             times: dict[str, list[float]] = {name: [] for name in sessions}
@@ -174,8 +214,15 @@ def pretrained_part(work: Path, repeats: int) -> dict[str, Any]:
     files = {"fp32": fp32, "int8": result.path}
     bf16: dict[str, Any] = {}
     if bf16_available():
-        files["bf16"] = fp32
-        bf16 = {"bf16_agreement_vs_fp32": agreement(ref, logits(fp32, x, precision="bf16"))}
+        choices = {
+            "imgrec_with_calibration": imgrec_bf16(fp32, calib, pre, work / "bf16"),
+            "imgrec_probe_only": imgrec_bf16(fp32, None, pre, work / "bf16"),
+        }
+        bf16 = {"bf16": bf16_rows(fp32, x, ref, choices)}
+        files["bf16_all_layers"] = fp32
+        for name, choice in choices.items():
+            if "file" in choice and choice["file"] not in files.values():
+                files[f"bf16_{name}"] = choice["file"]
     return {
         "model": "efficientnet_lite0 (offline ImageNet weights), 224 px",
         "settings": {**settings.__dict__, "keep_fp32": list(settings.keep_fp32)},
@@ -257,11 +304,11 @@ def int8_accuracy(work: Path, model_dir: str, data: Path) -> dict[str, Any]:
     ref, got = logits(fp32, x), logits(result.path, x)
     bf16: dict[str, Any] = {}
     if bf16_available():
-        half = logits(fp32, x, precision="bf16")
-        bf16 = {
-            "bf16_val_accuracy": round(float((half.argmax(1) == labels).mean()), 4),
-            "bf16_agreement_vs_fp32": agreement(ref, half),
+        choices = {
+            "imgrec_with_calibration": imgrec_bf16(fp32, calib, pre, work / "bf16"),
+            "imgrec_probe_only": imgrec_bf16(fp32, None, pre, work / "bf16"),
         }
+        bf16 = {"bf16": bf16_rows(fp32, x, ref, choices, labels)}
     return {
         **bf16,
         "calibration_images": result.images,

@@ -12,6 +12,16 @@ so the runners and the serving backend call either alike::
 OpenVINO is an optional dependency (``pip install 'imgrec[openvino]'``); without it, or on a
 CPU without bf16, ``bf16`` is refused with ``precision_unsupported`` and the install command
 or the CPU named.
+
+**The input-side convolutions can stay fp32** (:func:`keep_fp32_file`). A network fine-tuned on
+images with large flat areas (mnist5k's black backgrounds) learns batch-norm statistics with a
+large mean and a small variance in its first layers; folded into the convolutions, they become
+large weights whose products cancel against a large bias, so bf16's 8-bit mantissa (e.g. the
+black pixel's -2.118 read as -2.125) leaves offsets that the following layers amplify: top-1
+agreement with fp32 fell to 42% on such a model (BENCHMARKS.md, "INT8 inference"). The CPU
+plugin keeps a node in its original precision when the node carries the
+``DisablePrecisionConversion`` runtime attribute (to f16; OpenVINO 2026's successor of
+``precise_0``, which it no longer reads), which only the IR reader can attach.
 """
 
 from __future__ import annotations
@@ -19,7 +29,10 @@ from __future__ import annotations
 import functools
 import os
 import queue
+import tempfile
+import xml.etree.ElementTree as ET
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -99,7 +112,101 @@ class OpenVinoSession:
 def openvino_session(
     path: str | os.PathLike[str], threads: int, streams: int = 1, precision: str = "bf16"
 ) -> OpenVinoSession:
-    """A bf16 (default) OpenVINO CPU session for ``path``; refused where bf16 is not native."""
+    """A bf16 (default) OpenVINO CPU session for ``path`` (an ONNX file, or the IR ``.xml`` of
+    :func:`keep_fp32_file`); refused where bf16 is not native."""
     if precision == "bf16":
         require_bf16()
     return OpenVinoSession(path, threads=threads, streams=streams, precision=precision)
+
+
+CONVOLUTIONS = ("Convolution", "GroupConvolution")
+MERGES = ("Add", "Subtract", "Multiply", "Concat")
+
+
+def input_convolutions(path: str | os.PathLike[str], limit: int) -> list[str]:
+    """Names of the first ``limit`` convolutions of the model at ``path`` (topological order,
+    from the input), stopping before the first one whose result only flows into a sum with
+    another computed tensor (the end of a residual branch): OpenVINO 2026.4's CPU plugin fuses
+    that sum into the convolution, and a kept-fp32 convolution with a fused bf16 sum fails to
+    initialize. For EfficientNet-Lite0 that stop is the 9th convolution."""
+    model = _core().read_model(os.fspath(path))
+    names: list[str] = []
+    for op in model.get_ordered_ops():
+        if len(names) >= limit:
+            break
+        if op.get_type_name() not in CONVOLUTIONS:
+            continue
+        if _ends_in_merge(op):
+            break
+        names.append(op.get_friendly_name())
+    return names
+
+
+def _ends_in_merge(op: Any) -> bool:
+    """Whether every data consumer of ``op``'s output (after a bias ``Add``) merges it with
+    another tensor computed from the input."""
+    users = [
+        t for t in op.output(0).get_target_inputs() if t.get_node().get_type_name() != "ShapeOf"
+    ]
+    for target in users:
+        user = target.get_node()
+        if user.get_type_name() not in MERGES:
+            return False
+        others = [
+            v.get_node() for i, v in enumerate(user.input_values()) if i != target.get_index()
+        ]
+        if not any(_from_input(o) for o in others) and not _ends_in_merge(user):
+            return False  # a bias Add whose result goes on elsewhere
+    return bool(users)
+
+
+def _from_input(node: Any) -> bool:
+    """Whether ``node``'s values depend on a model input (a bias is a constant, maybe reshaped
+    to a shape read from the data: ``ShapeOf`` carries no values)."""
+    seen: set[str] = set()
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        kind = current.get_type_name()
+        if kind == "Parameter":
+            return True
+        if kind in ("ShapeOf", "Constant") or current.get_name() in seen:
+            continue
+        seen.add(current.get_name())
+        stack.extend(v.get_node() for v in current.input_values())
+    return False
+
+
+def keep_fp32_file(
+    src: str | os.PathLike[str], n: int, out: str | os.PathLike[str]
+) -> tuple[Path, list[str]]:
+    """Write ``out`` (OpenVINO IR ``.xml`` + ``.bin``) from the model at ``src`` with its first
+    ``n`` input-side convolutions (:func:`input_convolutions`) marked to stay fp32 in a bf16
+    session; atomically. Returns ``(out, the marked convolutions' names)``."""
+    import openvino
+
+    names = input_convolutions(src, n)
+    target = Path(out)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="imgrec-bf16-", dir=target.parent) as work:
+        xml = Path(work) / "model.xml"
+        openvino.save_model(_core().read_model(os.fspath(src)), str(xml), compress_to_fp16=False)
+        tree = ET.parse(xml)
+        wanted = set(names)
+        for layer in tree.getroot().iter("layer"):
+            if layer.get("name") in wanted and layer.get("type") in CONVOLUTIONS:
+                info = layer.find("rt_info")
+                if info is None:
+                    info = ET.SubElement(layer, "rt_info")
+                ET.SubElement(
+                    info,
+                    "attribute",
+                    {"name": "DisablePrecisionConversion", "version": "0", "value": "dynamic:f16"},
+                )
+                wanted.discard(layer.get("name"))
+        if wanted:
+            raise RuntimeError(f"convolutions not found in the IR: {sorted(wanted)}")
+        tree.write(xml)
+        os.replace(xml.with_suffix(".bin"), target.with_suffix(".bin"))
+        os.replace(xml, target)
+    return target, names

@@ -14,10 +14,12 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 from test_quantize import AGREEMENT, held_out, trained
 
 from imgrec.errors import ConfigError
 from imgrec.inference import openvino as ov_session
+from imgrec.models.card import Preprocessing
 
 __all__ = ["trained"]  # the module-scoped fixture, shared with test_quantize.py
 
@@ -67,7 +69,7 @@ def test_bf16_predict_and_backend_agree_with_fp32(
         for a, b in zip(records, expected, strict=True)
     ]
     assert np.mean(same) >= AGREEMENT
-    assert "noise probe" in capfd.readouterr().err  # no calibration: the probe check ran
+    assert "on a probe of flat and noise images" in capfd.readouterr().err  # no calibration
 
 
 class _CoreWithout:
@@ -103,3 +105,110 @@ def test_bf16_is_not_an_export_format(trained: Path, cache: Path, tmp_path: Path
         export_model(str(trained / "model"), "onnx", tmp_path / "m.onnx", precision="bf16")
     assert err.value.code == "precision_unsupported"
     assert not (tmp_path / "m.onnx").exists()
+
+
+# --- a network that bf16 breaks: large folded weights cancelling a large bias ----------------
+PRE = Preprocessing(input_size=32, resize_size=32, crop="none")
+BLACK = -PRE.mean[0] / PRE.std[0]  # the red channel of a black pixel: -2.118, bf16 -2.125
+
+
+def _cancelling_conv(channels: int) -> torch.nn.Conv2d:
+    """Output channel 0 is 0 on black (fp32) but about 3 with bf16-rounded inputs; the others
+    pass their input channel through (the digit's signal)."""
+    conv = torch.nn.Conv2d(channels, channels, 3, padding=1)
+    with torch.no_grad():
+        conv.weight.zero_()
+        conv.bias.zero_()
+        conv.weight[0, 0] = -50.0
+        conv.bias[0] = 50.0 * 9 * BLACK
+        for c in range(1, channels):
+            conv.weight[c, c, 1, 1] = 1.0
+    return conv
+
+
+class _StemNet(torch.nn.Module):
+    """The cancellation in the first convolution (as in the fine-tuned mnist5k Lite0)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = _cancelling_conv(3)
+        self.fc = torch.nn.Linear(3, 3)
+        with torch.no_grad():
+            self.fc.weight.copy_(torch.tensor([[10.0, 0, 0], [0, 1, 0], [0, 0, 1]]))
+            self.fc.bias.zero_()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.relu(self.stem(x)).mean((2, 3)))
+
+
+class _ResidualNet(_StemNet):
+    """The same cancellation at the end of a residual branch, which bf16 cannot keep fp32."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = torch.nn.Conv2d(3, 3, 1)
+        with torch.no_grad():
+            self.stem.weight.copy_(torch.eye(3).view(3, 3, 1, 1))
+            self.stem.bias.zero_()
+        self.branch = _cancelling_conv(3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.stem(x)
+        return self.fc(torch.relu(h + self.branch(h) - BLACK).mean((2, 3)))
+
+
+def _export(net: torch.nn.Module, path: Path) -> Path:
+    torch.onnx.export(net.eval(), (torch.zeros(1, 3, 32, 32),), str(path), input_names=["input"],
+                      output_names=["logits"], dynamic_axes={"input": {0: "b"}, "logits": {0: "b"}},
+                      dynamo=False)  # fmt: skip
+    return path
+
+
+def _digits(folder: Path, n: int = 12) -> np.ndarray:
+    """``n`` white strokes on black (PNG files in ``folder``), preprocessed."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    folder.mkdir()
+    images = []
+    for i in range(n):
+        im = np.zeros((32, 32, 3), np.uint8)
+        y, x = rng.integers(4, 20, 2)
+        im[y : y + 10, x : x + int(rng.integers(2, 8))] = 255
+        Image.fromarray(im).save(folder / f"{i:02d}.png")
+        images.append(im)
+    x = (np.stack(images) / 255.0 - np.array(PRE.mean)) / np.array(PRE.std)
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2), np.float32)
+
+
+@needs_bf16
+def test_bf16_keeps_the_input_convolutions_fp32(tmp_path: Path) -> None:
+    from imgrec.inference.onnx import cpu_session
+    from imgrec.quantize import BF16_PROBE_TOLERANCE, bf16_model, session_logits
+
+    fp32 = _export(_StemNet(), tmp_path / "stem.onnx")
+    x = _digits(tmp_path / "calib")
+    ref = session_logits(cpu_session(fp32, 1), x)
+    spread = ref.max() - ref.min()
+    plain = session_logits(ov_session.openvino_session(fp32, threads=1), x)  # all bf16
+    assert np.abs(plain - ref).max() > BF16_PROBE_TOLERANCE * spread  # it does break bf16
+    for calibration in (None, tmp_path / "calib"):
+        path = bf16_model(fp32, calibration, PRE, cache_dir=tmp_path / "cache")
+        assert path.suffix == ".xml" and path.parent == tmp_path / "cache"
+        got = session_logits(ov_session.openvino_session(path, threads=1), x)
+        assert np.abs(got - ref).max() < 0.02 * spread
+        assert (got.argmax(1) == ref.argmax(1)).all()
+
+
+@needs_bf16
+def test_bf16_refuses_a_model_it_cannot_keep_accurate(tmp_path: Path) -> None:
+    from imgrec.errors import ModelError
+    from imgrec.quantize import bf16_model
+
+    fp32 = _export(_ResidualNet(), tmp_path / "residual.onnx")
+    assert ov_session.input_convolutions(fp32, 8) == ["/stem/Conv/WithoutBiases"]  # not the branch
+    _digits(tmp_path / "calib")
+    for calibration in (None, tmp_path / "calib"):  # the probe and the images both see it
+        with pytest.raises(ModelError, match="even with the first 1 conv") as err:
+            bf16_model(fp32, calibration, PRE, cache_dir=tmp_path / "cache")
+        assert err.value.code == "bf16_inaccurate" and "fp32" in err.value.hint
