@@ -517,7 +517,7 @@ def int8_model(
 BF16_FP32_CONVOLUTIONS = (3, 8)
 """How many input-side convolutions bf16 keeps in fp32, tried in this order
 (:func:`imgrec.inference.openvino.keep_fp32_file`). EfficientNet-Lite0: 3 is the stem and
-first block (7-14% slower than all-bf16 at 224 px), 8 the stem and first two stages (about
+first block (7-24% slower than all-bf16 at 224 px), 8 the stem and first two stages (about
 1.3x slower); a network whose first residual sum comes earlier keeps fewer. On the fully
 fine-tuned mnist5k model top-1 agreement with fp32 was 42% with none, 81% with 1, 91% with 3,
 96% with 8 (BENCHMARKS.md, "INT8 inference")."""
