@@ -206,7 +206,6 @@ def checkpoint_state(state: TrainState, extra: dict[str, Any]) -> dict[str, Any]
         "best_epoch": state.best_epoch,
         "train_seconds": state.train_seconds,
         "plan": state.plan,
-        "extra": state.extra,
         "rng": rng_state(state.generator),
         "world_size": state.world.size,
         **extra,
@@ -240,5 +239,4 @@ def restore_state(
     state.best, state.best_epoch = float(saved["best"]), int(saved["best_epoch"])
     state.train_seconds = float(saved.get("train_seconds", 0.0))
     state.plan = dict(saved.get("plan") or {})
-    state.extra = dict(saved.get("extra") or {})
     set_rng_state(saved["rng"], state.generator)

@@ -65,7 +65,6 @@ class TrainState:
     best_epoch: int = 0
     train_seconds: float = 0.0  # time spent in training steps (validation excluded)
     plan: dict[str, Any] = field(default_factory=dict)  # a time budget's plan, checkpointed
-    extra: dict[str, Any] = field(default_factory=dict)  # callbacks' tensors, checkpointed
     stop: bool = False  # set by a callback: the loop ends after the current batch
     world: World = field(default_factory=World)  # this process's rank among the trainers
 
