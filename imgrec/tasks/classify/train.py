@@ -15,8 +15,10 @@ The run directory follows docs/design.md: ``model/`` (best), ``last/``, ``checkp
 ``report.html``.
 
 A run scans its data first, at once: this module imports only what the scan needs (NumPy,
-Pillow), and torch with the training engine (seconds of CPU) import in a thread meanwhile
-(:class:`_TrainingImports`); the time budget does not count the wait for them.
+Pillow); torch and the training engine (seconds of CPU) load after the scan
+(:func:`_import_training`), and the time budget does not count them. Loading them in a thread
+during the scan was measured and gained nothing on 2 cores: both hold the GIL most of the time,
+and the scan took 4x longer beside the imports (BENCHMARKS.md, "Start-up").
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ from __future__ import annotations
 import importlib
 import json
 import os
-import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -204,7 +205,6 @@ def train(
     Example: ``train("data/mnist5k", epochs=5, out="runs/mnist").metrics["accuracy"]``
     """
     started = time.perf_counter()
-    imports = _TrainingImports()  # torch and the engine load while the data is scanned
     explicit = {"model": None if model == "auto" else model, "epochs": epochs,
                 "img_size": img_size, "batch_size": batch_size, **overrides}  # fmt: skip
     cfg = _resolve_config(data, Path(out) if out is not None else None, resume, config, explicit)
@@ -212,9 +212,8 @@ def train(
     main_rank = os.environ.get("RANK", "").strip() in ("", "0")
     console = Console(stderr=True, quiet=quiet or not main_rank)
     dataset = _load_data(data, cfg, console)
-    # the run's time budget counts from the start, less the wait for the imports: what was
-    # counted before they moved here
-    started += imports.wait()
+    # the time budget counts from the start less the imports, as before they moved here
+    started += _import_training()
 
     from imgrec.engine.distributed import close_world, init_world
     from imgrec.engine.run import default_run_dir
@@ -239,30 +238,13 @@ _TRAINING_MODULES = (
 )
 
 
-class _TrainingImports:
-    """Imports torch and the training engine (seconds of CPU) in a thread, so that the data
-    scan, which needs only NumPy and Pillow, starts at once and its progress shows while they
-    load. ``wait()`` joins the thread and returns the seconds the caller waited for it; an
-    import error is raised there, in the caller's thread."""
-
-    def __init__(self) -> None:
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, name="imgrec-imports", daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        try:
-            for name in _TRAINING_MODULES:
-                importlib.import_module(name)
-        except BaseException as exc:  # raised again in the caller's thread
-            self.error = exc
-
-    def wait(self) -> float:
-        start = time.perf_counter()
-        self.thread.join()
-        if self.error is not None:
-            raise self.error
-        return time.perf_counter() - start
+def _import_training() -> float:
+    """Import torch and the training engine (:data:`_TRAINING_MODULES`); returns the seconds
+    it took."""
+    start = time.perf_counter()
+    for name in _TRAINING_MODULES:
+        importlib.import_module(name)
+    return time.perf_counter() - start
 
 
 def _train(data: TrainData, cfg: TrainConfig, run_dir: Path, resume: bool, quiet: bool,
