@@ -34,7 +34,7 @@ def test_the_scan_runs_and_reports_before_torch_and_the_engine_load(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     data = make_imagefolder(tmp_path / "data", n_train=2, n_val=1, size=8)
-    monkeypatch.setattr(train_module, "_TRAINING_MODULES", ("imgrec_no_such_module",))
+    monkeypatch.setattr(train_module, "TRAINING_MODULES", ("imgrec_no_such_module",))
     with pytest.raises(ModuleNotFoundError, match="imgrec_no_such_module"):
         train_module.train(data, out=tmp_path / "run", epochs=1)
     err = capsys.readouterr().err

@@ -226,7 +226,7 @@ def train(
         close_world(world)
 
 
-_TRAINING_MODULES = (
+TRAINING_MODULES = (
     "torch",
     "imgrec.engine.loop",
     "imgrec.engine.callbacks",
@@ -239,10 +239,10 @@ _TRAINING_MODULES = (
 
 
 def _import_training() -> float:
-    """Import torch and the training engine (:data:`_TRAINING_MODULES`); returns the seconds
+    """Import torch and the training engine (:data:`TRAINING_MODULES`); returns the seconds
     it took."""
     start = time.perf_counter()
-    for name in _TRAINING_MODULES:
+    for name in TRAINING_MODULES:
         importlib.import_module(name)
     return time.perf_counter() - start
 
