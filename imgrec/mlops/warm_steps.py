@@ -36,6 +36,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from imgrec.tasks.classify.train import TRAINING_MODULES
+
 # What every step imports anyway (the components' bodies and kfp's executor).
 PRELOAD = (
     "kfp.dsl.executor",  # not executor_main itself: runpy runs that one fresh
@@ -43,6 +45,7 @@ PRELOAD = (
     "torchvision",
     "imgrec.mlops.steps",
     "imgrec.tasks.classify.train",
+    *TRAINING_MODULES,  # torch and the engine: `train` itself loads them after its data scan
     "imgrec.tasks.classify.evaluate",
     "imgrec.mlops.validate",
     "great_expectations",
