@@ -7,6 +7,8 @@
    (new data, ``init_from=production``, ``--epochs``, ``--share`` of each epoch new images,
    two-set gate, register) -> promoted; ``steps_s`` is where the time went, per pipeline task
    (from kfp's log: each task's start to its finish, its subprocess start-up included);
+   ``train`` what the preprocess step chose (a warm start on new data: ``augment=camera``;
+   ``--param train_overrides=augment=light`` for the earlier recipe);
 4. accuracy of v1 and of the promoted version on all 1,000 mnist5k val digits, plain and
    through the new camera (never trained on in either form).
 
@@ -14,7 +16,7 @@ A work folder keeps mnist5k and the store; with ``--from-version 1`` production 
 to v1 first (``ModelStore.promote``), so runs can be repeated with other
 settings against the same v1. Prints one JSON object::
 
-    python benchmarks/loop_retrain.py --work /tmp/imgrec-loop-bench [--epochs 3] [--share 0.5]
+    python benchmarks/loop_retrain.py --work /tmp/imgrec-loop-bench [--epochs 0] [--share 0.5]
 """
 
 from __future__ import annotations
@@ -69,7 +71,7 @@ def step_seconds(log: str) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--work", default="/tmp/imgrec-loop-bench")
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=0, help="0: the pipeline's choice")
     parser.add_argument("--share", type=float, default=0.5, help="pipeline new_data_share")
     parser.add_argument("--param", action="append", default=[], help="NAME=VALUE, repeatable")
     parser.add_argument("--new", type=int, default=500, help="new labelled images")
@@ -104,14 +106,20 @@ def main() -> None:
         params={"new_data_uri": str(new), "init_from": "production", "epochs": str(args.epochs),
                 "new_data_share": str(args.share), **dict(p.split("=", 1) for p in args.param)},
     )  # fmt: skip
+    out["loadavg_before"] = Path("/proc/loadavg").read_text().split()[:3]
     started = time.perf_counter()
     fired = fire("local", verdict, settings)
     out["trigger_to_promoted_s"] = round(time.perf_counter() - started, 1)
     v2 = ModelStore(store).production_version()
-    out["steps_s"] = step_seconds(str(Path(fired["details"]["run_dir"], "pipeline.log")))
+    out["loadavg_after"] = Path("/proc/loadavg").read_text().split()[:3]
+    run_dir = Path(fired["details"]["run_dir"])
+    out["steps_s"] = step_seconds(str(run_dir / "pipeline.log"))
+    for config in run_dir.glob("**/preprocess/data/train_config.json"):  # what the recipe chose
+        chosen = json.loads(config.read_text())
+        out["train"] = {k: chosen.get(k) for k in ("model", "epochs", "augment", "lr")}
     out.update(new_images=args.new, v1=v1, v2=v2, gate_passed=fired["details"]["gate"],
                epochs=args.epochs, share=args.share, params=args.param)  # fmt: skip
-    gate = json.loads(Path(fired["details"]["run_dir"], "summary.json").read_text())["gate"]
+    gate = json.loads((run_dir / "summary.json").read_text())["gate"]
     out["gate_reasons"] = gate["reasons"]
     shifted = _shifted_val(base, work / "shifted-val")
     clean = [(str(p), p.parent.name) for p in sorted((base / "val").glob("*/*.png"))]

@@ -3,17 +3,23 @@
     .venv/bin/python benchmarks/startup.py [--baseline DIR] [--repeats 3]
 
 Each command runs as ``python -X importtime -m imgrec ...`` (PYTHONPATH and working directory
-set to the checkout) and is stopped at its first line of useful output:
+set to the checkout). ``seconds`` is the wall time to its first line of useful output:
 
 * train: ``scanning DATA ...`` (the dataset scan starts; 1,797 8x8 digits written once);
 * predict: the first prediction line (the model built, weights loaded, one image inferred --
   an upper bound on start-up);
-* serve: ``serving MODEL ...`` (imports done; the model load starts).
+* serve: ``serving MODEL ...``.
 
-Prints one JSON object: per command and checkout the median wall seconds to that line, the
-CPU seconds of the process, and the import time (sum of ``-X importtime`` self times) split by
-top-level package, largest first. ``--baseline DIR``: another checkout measured in the same
-run, alternating with this one.
+and ``done_s`` the wall time to a later line, where the process is stopped, so that an earlier
+first line cannot hide a later finish: train's ``epoch 1/1`` (one epoch trained and
+validated), serve's ``ready on`` (model loaded, HTTP server listening); predict stops at its
+first line. ``cpu_s`` is the process's CPU seconds until it was stopped, ``imports_s`` the sum
+of ``-X importtime`` self times until then (every thread's), split by top-level package.
+
+Prints one JSON object: per command and checkout the medians, the CPU model and the load
+average before and after. ``--baseline DIR``: another checkout measured in the same run,
+alternating with this one. ``--warmup N`` untimed runs of each command per checkout first
+(caches: ONNX export, compiled bytecode, the page cache).
 """
 
 from __future__ import annotations
@@ -34,14 +40,25 @@ from pathlib import Path
 _IMPORT = re.compile(r"import time:\s+(\d+) \|\s+(\d+) \|\s*(\S+)")
 
 
-def commands(work: Path) -> dict[str, tuple[list[str], str]]:
+def commands(work: Path) -> dict[str, tuple[list[str], str, str | None]]:
+    """name -> (arguments, first line's start, a later line's text or None)."""
     photo = work / "photo.png"
     return {
         "train": (["train", str(work / "digits"), "--epochs", "1", "--out", str(work / "run")],
-                  "scanning "),
-        "predict": (["predict", str(photo)], f"{photo}:"),
-        "serve": (["serve", "--port", "0"], "serving "),
+                  "scanning ", "epoch 1/1"),
+        "predict": (["predict", str(photo)], f"{photo}:", None),
+        "serve": (["serve", "--port", "0"], "serving ", "ready on "),
     }  # fmt: skip
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown"
 
 
 def prepare(work: Path, checkout: Path) -> None:
@@ -56,7 +73,7 @@ def prepare(work: Path, checkout: Path) -> None:
         Image.new("RGB", (320, 240), (200, 120, 40)).save(work / "photo.png")
 
 
-def run_once(checkout: Path, args: list[str], marker: str) -> dict[str, object]:
+def run_once(checkout: Path, args: list[str], marker: str, done: str | None) -> dict[str, object]:
     env = {**os.environ, "PYTHONPATH": str(checkout), "PYTHONUNBUFFERED": "1"}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
@@ -69,25 +86,29 @@ def run_once(checkout: Path, args: list[str], marker: str) -> dict[str, object]:
         cwd=checkout,
     )
     assert proc.stdout is not None
-    seconds = None
+    seconds = done_s = None
     by_package: Counter[str] = Counter()
     shown: list[str] = []
     for line in proc.stdout:
-        found = _IMPORT.match(line)
-        if found:
+        for found in _IMPORT.finditer(line):  # another thread's output may share the line
             by_package[found[3].split(".")[0]] += int(found[1])
+        line = _IMPORT.sub("", line)
+        if not line.strip():
             continue
         shown.append(line.rstrip())
-        if line.startswith(marker):
+        if seconds is None and line.startswith(marker):
             seconds = time.perf_counter() - start
+        if seconds is not None and (done is None or done in line):
+            done_s = time.perf_counter() - start
             break
     proc.kill()
     proc.wait()
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if seconds is None:
-        raise SystemExit(f"{args[0]}: no line starting with {marker!r}; output: {shown[-5:]}")
+    if seconds is None or done_s is None:
+        raise SystemExit(f"{args[0]}: no line {marker!r} / {done!r}; output: {shown[-5:]}")
     return {
         "seconds": seconds,
+        "done_s": done_s,
         "cpu_s": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime),
         "imports_s": sum(by_package.values()) / 1e6,
         "by_package": by_package,
@@ -101,6 +122,7 @@ def summarize(runs: list[dict[str, object]]) -> dict[str, object]:
     top = {k: round(v / len(runs) / 1e6, 2) for k, v in packages.most_common(8)}
     return {
         "seconds": round(statistics.median(float(r["seconds"]) for r in runs), 2),  # type: ignore[arg-type]
+        "done_s": round(statistics.median(float(r["done_s"]) for r in runs), 2),  # type: ignore[arg-type]
         "cpu_s": round(statistics.median(float(r["cpu_s"]) for r in runs), 2),  # type: ignore[arg-type]
         "imports_s": round(statistics.median(float(r["imports_s"]) for r in runs), 2),  # type: ignore[arg-type]
         "imports_by_package_s": top,
@@ -112,6 +134,7 @@ def main() -> None:
     parser.add_argument("--baseline", type=Path, help="another checkout to compare against")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--only", default="train,predict,serve")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed runs per checkout first")
     args = parser.parse_args()
     current = Path(__file__).resolve().parents[1]
     checkouts = {"current": current, **({"baseline": args.baseline} if args.baseline else {})}
@@ -119,14 +142,17 @@ def main() -> None:
     work.mkdir(exist_ok=True)
     prepare(work, current)
     load = os.getloadavg()
-    result: dict[str, object] = {"load_before": [round(x, 1) for x in load]}
-    for name, (cmd, marker) in commands(work).items():
+    result: dict[str, object] = {"cpu": cpu_model(), "load_before": [round(x, 1) for x in load]}
+    for name, (cmd, marker, done) in commands(work).items():
         if name not in args.only.split(","):
             continue
+        for _ in range(args.warmup):
+            for path in checkouts.values():
+                run_once(path, cmd, marker, done)
         runs: dict[str, list[dict[str, object]]] = {key: [] for key in checkouts}
         for _ in range(args.repeats):
             for key, path in checkouts.items():
-                runs[key].append(run_once(path, cmd, marker))
+                runs[key].append(run_once(path, cmd, marker, done))
         result[name] = {key: summarize(r) for key, r in runs.items()}
         print(json.dumps({name: result[name]}), file=sys.stderr, flush=True)  # progress
     result["load_after"] = [round(x, 1) for x in os.getloadavg()]

@@ -92,7 +92,7 @@ class TrainConfig:
     # --- augmentation and imbalance -------------------------------------------------
     augment: str | None = field(
         default=None,
-        metadata=_doc("augmentation preset; auto=recipe", ("none", "light", "strong")),
+        metadata=_doc("augmentation preset; auto=recipe", ("none", "light", "strong", "camera")),
     )
     mixup_alpha: float = field(default=0.0, metadata=_doc("MixUp Beta alpha; 0=off"))
     cutmix_alpha: float = field(default=0.0, metadata=_doc("CutMix Beta alpha; 0=off"))

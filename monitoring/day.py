@@ -18,11 +18,12 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import csv
 import io
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,7 +48,7 @@ class DayPlan:
     n_clean: int = 300
     n_shifted: int = 500
     n_last: int = 300
-    epochs: int = 3
+    epochs: int = 0  # 0: the pipeline's choice (5 for a warm start with new labelled data)
     on_drift: str = "local"  # local | github
     seed: int = 0
     params: dict[str, Any] = field(default_factory=dict)  # extra retraining parameters
@@ -139,13 +140,15 @@ def kept_by_capture(
     return [(data, label) for data, label in images if fingerprint(data) in have]
 
 
-def _report(plan: DayPlan, name: str, last: int) -> tuple[dict[str, Any], str]:
+def _report(plan: DayPlan, name: str, last: int) -> tuple[dict[str, Any], str, Any]:
+    """The window's verdict now, and its report's files (Evidently's page) as a function to
+    call on another thread while the day goes on."""
     from imgrec.monitoring.logs import WindowSpec
-    from imgrec.monitoring.report import monitor_report
+    from imgrec.monitoring.report import judge_window
 
     out = str(Path(plan.work) / "reports" / name)
-    summary = monitor_report(plan.logs, f"{plan.store}@production", WindowSpec(last=last), out)
-    return summary, out
+    summary, write = judge_window(plan.logs, f"{plan.store}@production", WindowSpec(last=last))
+    return summary, out, write
 
 
 def labels_csv(images: list[tuple[bytes, str]], path: Path) -> Path:
@@ -165,7 +168,47 @@ def _production(store: str) -> int | None:
 
 
 def play_day(plan: DayPlan, say: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run the day (see the module docstring); returns ``{"rows": [...], ...}``."""
+    """Run the day (see the module docstring); returns ``{"rows": [...], "timings": [...],
+    ...}``, ``timings`` the seconds of each part of the day.
+
+    A window's verdict is judged at once (it decides the trigger); its Evidently page is
+    written on one other thread while the day goes on (the next window, the labels, the
+    retraining), and the day waits for the pages before it returns."""
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    timings: list[dict[str, Any]] = []
+    pages: list[tuple[str, Future[float]]] = []
+
+    def timed_write(write: Callable[[str], None], out: str) -> float:
+        start = time.monotonic()
+        write(out)
+        return time.monotonic() - start
+
+    def paint(name: str, write: Callable[[str], None], out: str) -> None:
+        pages.append((name, painter.submit(timed_write, write, out)))
+
+    with ThreadPoolExecutor(1, thread_name_prefix="drift-page") as painter:
+        try:
+            result = _play(plan, say, timings, paint)
+        finally:
+            waited = time.monotonic()
+            for name, page in pages:
+                if page.exception() is None:  # waits; a failed page raises below
+                    timings.append({"part": f"{name}: report page (beside the day)",
+                                    "seconds": round(page.result(), 1)})  # fmt: skip
+            timings.append({"part": "waiting for the report pages",
+                            "seconds": round(time.monotonic() - waited, 1)})  # fmt: skip
+    for _, page in pages:
+        page.result()  # an error writing a report is the day's error
+    return result
+
+
+def _play(
+    plan: DayPlan,
+    say: Callable[[str], None],
+    timings: list[dict[str, Any]],
+    paint: Callable[[str, Callable[[str], None], str], None],
+) -> dict[str, Any]:
     from imgrec.labels import import_labels
     from imgrec.monitoring.trigger import TriggerSettings, fire
 
@@ -173,38 +216,53 @@ def play_day(plan: DayPlan, say: Callable[[str], None] = print) -> dict[str, Any
     before = _production(plan.store)
     sent = 0
 
+    @contextlib.contextmanager
+    def timed(name: str) -> Iterator[None]:
+        start = time.monotonic()
+        try:
+            yield
+        finally:
+            timings.append({"part": name, "seconds": round(time.monotonic() - start, 1)})
+
     def window(name: str, images: list[tuple[bytes, str]], report: bool) -> dict[str, Any]:
         nonlocal sent
-        acc, served = send(plan.url, images)
+        with timed(f"{name}: {len(images)} requests"):
+            acc, served = send(plan.url, images)
         sent += len(images)
         row: dict[str, Any] = {"window": name, "version": served,
                                "images": len(images), "accuracy": acc, "verdict": "",
                                "report": ""}  # fmt: skip
         if report:
-            _wait_for_log(plan.logs, sent)
-            summary, out = _report(plan, name.split()[0], len(images))
+            with timed(f"{name}: drift verdict"):
+                _wait_for_log(plan.logs, sent)
+                summary, out, write = _report(plan, name.split()[0], len(images))
+            paint(name, write, out)
             row.update(verdict=summary["verdict"], report=str(Path(out) / "report.html"),
                        summary=summary)  # fmt: skip
         rows.append(row)
-        say(f"  {name}: v{row['version']} accuracy {acc:.3f} {row['verdict']}")
+        spent = "  ".join(f"{t['part'].split(': ')[1]} {t['seconds']:.1f} s"
+                          for t in timings if t["part"].startswith(name))  # fmt: skip
+        say(f"  {name}: v{row['version']} accuracy {acc:.3f} {row['verdict']}  ({spent})")
         return row
 
+    result: dict[str, Any] = {"rows": rows, "before": before, "timings": timings}
     clean = encode(pick(plan.data_dir, "val", plan.n_clean, plan.seed), False, plan.seed)
     window("1-clean", clean, report=True)
     shifted = encode(pick(plan.data_dir, "train", plan.n_shifted, plan.seed), True, plan.seed)
     drifted = window("2-new-camera", shifted, report=True)
-    result: dict[str, Any] = {"rows": rows, "before": before}
     if not drifted["summary"]["drift"]:
         say("  no drift on the shifted window: nothing to retrain")
         return result
     # labels for the captured shifted images (the sample's own labels stand in for annotators)
-    captured = kept_by_capture(plan.capture, shifted)
-    key_csv = labels_csv(captured, Path(plan.work) / "labels" / "new-camera.csv")
-    new_data = Path(plan.work) / "labels" / f"new-camera-{int(time.time())}"
-    imported = import_labels(str(key_csv), plan.capture, str(new_data), classes=_classes(plan))
+    with timed("labels: captured images, import"):
+        captured = kept_by_capture(plan.capture, shifted)
+        key_csv = labels_csv(captured, Path(plan.work) / "labels" / "new-camera.csv")
+        new_data = Path(plan.work) / "labels" / f"new-camera-{int(time.time())}"
+        imported = import_labels(str(key_csv), plan.capture, str(new_data), classes=_classes(plan))
     say(f"  labels: {imported['imported']} of {len(shifted)} shifted images were captured and "
         f"labelled (from the sample's own "
-        f"labels, standing in for annotators) -> {new_data}")  # fmt: skip
+        f"labels, standing in for annotators) -> {new_data}  "
+        f"({timings[-1]['seconds']:.1f} s)")  # fmt: skip
     params = {"new_data_uri": str(new_data.resolve()), "init_from": "production",
               "epochs": str(plan.epochs), "deploy_target": "local",
               "serve_port": str(plan.port), **plan.params}  # fmt: skip
@@ -212,15 +270,16 @@ def play_day(plan: DayPlan, say: Callable[[str], None] = print) -> dict[str, Any
         store=plan.store, report_uri=str(Path(drifted["report"]).parent), data=plan.data_dir,
         params=params, runs_dir=str(Path(plan.work) / "pipeline"), backoff_s=0.2,
     )  # fmt: skip
-    fired = fire(plan.on_drift, drifted["summary"], settings)
-    result["trigger"] = fired
-    say(f"  trigger ({plan.on_drift}): {fired['status']}, key {fired['key']}, record "
-        f"{fired.get('record', '')}")  # fmt: skip
-    if plan.on_drift != "local" and fired["status"] == "triggered":
-        # the dispatch was accepted; here the retraining runs in the workflow runner's place
-        from imgrec.monitoring.trigger import ACTIONS
+    with timed(f"trigger ({plan.on_drift}) and retraining pipeline"):
+        fired = fire(plan.on_drift, drifted["summary"], settings)
+        result["trigger"] = fired
+        say(f"  trigger ({plan.on_drift}): {fired['status']}, key {fired['key']}, record "
+            f"{fired.get('record', '')}")  # fmt: skip
+        if plan.on_drift != "local" and fired["status"] == "triggered":
+            # the dispatch was accepted; here the retraining runs in the workflow runner's place
+            from imgrec.monitoring.trigger import ACTIONS
 
-        fired["details"] = ACTIONS.get("local")({}, settings)
+            fired["details"] = ACTIONS.get("local")({}, settings)
     details = fired.get("details") or {}
     result["retrain"] = details
     say(f"  retraining: {details.get('status')}, gate passed: {details.get('gate')}, "

@@ -19,7 +19,6 @@ signal::
 from __future__ import annotations
 
 import html
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -76,8 +75,10 @@ def build_snapshot(
         metrics.append(
             DriftedColumnsCount(columns=numeric, method="ks", per_column_threshold=thresholds)
         )
-    with warnings.catch_warnings():  # its plots divide by zero on constant columns (28 px)
-        warnings.simplefilter("ignore", RuntimeWarning)
+    # its plots divide by zero on constant columns (28 px): numpy's own switch, which holds for
+    # this thread only (``warnings.catch_warnings`` would change every thread's filters, and
+    # ``make run`` writes this page on a thread beside the retraining)
+    with np.errstate(divide="ignore", invalid="ignore"):
         snapshot = Report(metrics, include_tests=False).run(
             current_data=cur_data, reference_data=ref_data, name=name
         )

@@ -89,13 +89,34 @@ def monitor_report(
 ) -> dict[str, Any]:
     """Compare the window ``spec`` of ``log`` with ``reference``; with ``out_dir``, write
     ``summary.json``, ``report.html`` and ``snapshot.json`` there. Returns the summary."""
+    summary, write = judge_window(
+        log, reference, spec, alpha=alpha, model_version=model_version, on_progress=on_progress
+    )
+    if out_dir is not None:
+        write(out_dir)
+    return summary
+
+
+def judge_window(
+    log: str,
+    reference: str | Reference,
+    spec: WindowSpec,
+    *,
+    alpha: float = DEFAULT_ALPHA,
+    model_version: str | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> tuple[dict[str, Any], Callable[[str], None]]:
+    """The verdict now (the summary: about a second), the report's files when the returned
+    ``write(out_dir)`` is called (Evidently's page: most of the time): a caller that acts on the
+    verdict (``make run``'s day) may write the page meanwhile, on another thread."""
     if not 0 < alpha < 1:
         raise ConfigError(f"--alpha must be between 0 and 1, got {alpha}", hint="e.g. 0.01")
     ref = reference if isinstance(reference, Reference) else resolve_reference(reference)
     version = select_version(ref, model_version)
     window = read_window(log, spec, version=version, on_progress=on_progress)
     summary, signals = summarize(ref, window, alpha=alpha)
-    if out_dir is not None:
+
+    def write(out_dir: str) -> None:
         with tempfile.TemporaryDirectory(prefix="imgrec-drift-") as tmp:
             local = tmp if storage.is_s3(out_dir) else out_dir
             snapshot = build_snapshot(ref, window.rows, signals, name=f"drift {window.start}")
@@ -104,7 +125,8 @@ def monitor_report(
             (Path(local) / "summary.json").write_text(text, encoding="utf-8")
             if local != out_dir:
                 copy_report(local, out_dir)
-    return summary
+
+    return summary, write
 
 
 def copy_report(src: str, dest: str) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import sys
+
 import typer
 
 app = typer.Typer(
@@ -58,3 +61,32 @@ def _root(
     ),
 ) -> None:
     DEBUG["on"] = debug
+
+
+ONE_TIME_WORK_LOGGERS = ("imgrec.inference", "imgrec.quantize")
+"""Loggers whose INFO lines tell of one-time work a command pays on its first run (the first
+ONNX export of a model, an int8 calibration) and of its fallbacks."""
+
+
+class _StderrLines(logging.Handler):
+    """Each record as its plain message on the current ``sys.stderr``."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            print(self.format(record), file=sys.stderr, flush=True)
+        except Exception:  # logging's contract: a handler never raises
+            self.handleError(record)
+
+
+def show_one_time_work() -> None:
+    """Print the INFO lines of :data:`ONE_TIME_WORK_LOGGERS` on stderr.
+
+    The CLI configures no logging, so without this a first ``imgrec predict`` over a folder
+    spent seconds exporting the model to ONNX without a word (logging's default shows
+    warnings only). Idempotent; the servers configure their own logs."""
+    for name in ONE_TIME_WORK_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(h, _StderrLines) for h in logger.handlers):
+            logger.addHandler(_StderrLines())
+        if logger.getEffectiveLevel() > logging.INFO:
+            logger.setLevel(logging.INFO)

@@ -11,7 +11,7 @@ from typing import Any
 
 import typer
 
-from imgrec.cli.app import app
+from imgrec.cli.app import app, show_one_time_work
 
 
 @app.command("predict")
@@ -81,6 +81,7 @@ def predict(
     from imgrec.quantize import check_precision  # imports torch
 
     check_precision(precision, calibration or None)
+    show_one_time_work()  # a first ONNX export or int8 calibration says so on stderr
     task = task_of_model(model)
     failed = 0
     options: dict[str, Any] = {} if batch_size is None else {"batch_size": batch_size}

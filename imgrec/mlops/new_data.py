@@ -17,6 +17,11 @@ base training images (replay, so the base classes are not forgotten). :func:`epo
 applies it to the rows the trainer reads (the preprocess step); the manifest itself, the
 validation and the gate see every image once.
 
+The augmentation (:data:`NEW_DATA_AUGMENT`, chosen by the preprocess step for a warm start
+with new data): the "camera" preset (:class:`imgrec.data.augment.CameraShift`) turns part of
+the replayed base images into what a changed camera might deliver, so the model sees the
+shift on every class, not only on the few hundred labelled new images.
+
 Classification only; the new classes must be among the base dataset's classes (a new class
 needs a new model, not a retraining).
 """
@@ -32,6 +37,10 @@ from imgrec.errors import ConfigError, DatasetError
 HOLDOUT_SPLIT = "test"  # the held-out slice of the new data
 NEW_TRAIN_LIST = "new_train.txt"  # content hashes of the new training images, one a line
 NEW_DATA_SHARE = 0.5  # the new images' share of a training epoch (pipeline: new_data_share)
+# The augmentation of a warm start on new data (``imgrec.mlops.steps.preprocess_step``):
+# thicker/thinner strokes, rotations up to 30 degrees, blur (``imgrec.data.augment``), so the
+# replayed base images look like a new camera's too (BENCHMARKS.md, the learning loop).
+NEW_DATA_AUGMENT = "camera"
 
 
 def training_mix(n_base: int, n_new: int, share: float) -> dict[str, int]:

@@ -16,8 +16,10 @@ process: its exit code is the client's, its output goes where kfp reads it)::
         ...                          # run the pipeline
 
 The zygote imports libraries only (no threads are started before a fork). Steps run one at a
-time (the local pipeline is sequential); the zygote ends with the run. ``IMGREC_COLD_STEPS=1``
-turns this off (each step a fresh interpreter, kfp's own behaviour).
+time (the local pipeline is sequential); the zygote ends with the run, or, inside
+:func:`kept_warm`, serves every run that fits it (``make run``: the first pipeline and the
+retraining import once, beside the photos). ``IMGREC_COLD_STEPS=1`` turns this off (each step a
+fresh interpreter, kfp's own behaviour).
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from imgrec.tasks.classify.train import TRAINING_MODULES
+
 # What every step imports anyway (the components' bodies and kfp's executor).
 PRELOAD = (
     "kfp.dsl.executor",  # not executor_main itself: runpy runs that one fresh
@@ -41,6 +45,7 @@ PRELOAD = (
     "torchvision",
     "imgrec.mlops.steps",
     "imgrec.tasks.classify.train",
+    *TRAINING_MODULES,  # torch and the engine: `train` itself loads them after its data scan
     "imgrec.tasks.classify.evaluate",
     "imgrec.mlops.validate",
     "great_expectations",
@@ -113,20 +118,26 @@ def serve(sock_path: str, preload: tuple[str, ...] = PRELOAD) -> None:
     import importlib
     import selectors
 
+    before = dict(os.environ)
     for name in preload:
         with contextlib.suppress(ImportError):
             importlib.import_module(name)
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     server.bind(sock_path)
     server.listen(4)
-    print("ready", flush=True)
+    # what the imports put in the environment themselves (scikit-learn's KMP_* defaults...)
+    set_by_imports = {k: v for k, v in os.environ.items() if before.get(k) != v}
+    print("ready", json.dumps(set_by_imports), flush=True)
     sel = selectors.DefaultSelector()
     sel.register(server, selectors.EVENT_READ)
     sel.register(sys.stdin, selectors.EVENT_READ)
     while True:
         ready = [key.fileobj for key, _ in sel.select()]
         if sys.stdin in ready and not sys.stdin.readline():
-            return  # the run is over
+            # the run is over; no child is left. Exit at once: tearing down the interpreter
+            # with torch, GX and matplotlib imported took 5 s on the 2-core machine.
+            sys.stdout.flush()
+            os._exit(0)
         if server not in ready:
             continue
         conn, _ = server.accept()
@@ -147,43 +158,129 @@ def serve(sock_path: str, preload: tuple[str, ...] = PRELOAD) -> None:
                 conn.sendall(struct.pack("!i", code if code >= 0 else 128 - code))
 
 
-@contextlib.contextmanager
-def warm_steps(
-    env: dict[str, str] | None = None, preload: tuple[str, ...] = PRELOAD
-) -> Iterator[str]:
-    """Start a zygote for one run; yields the client's path (kfp's "python3" meanwhile).
+class Zygote:
+    """One zygote process: started at construction (its imports run while the caller goes on),
+    waited for on the first :meth:`client`, ended by :meth:`close`."""
 
-    ``env``: the zygote's environment (default: this process's). A step sees its own client's
-    environment and working folder, but what is read once at start-up comes from the zygote:
-    ``sys.path`` (``PYTHONPATH``) and what the preloaded libraries read at import
-    (``OMP_WAIT_POLICY``).
-    """
-    with tempfile.TemporaryDirectory(prefix="imgrec-warm-") as tmp:
-        sock = os.path.join(tmp, "zygote.sock")
-        client = Path(tmp, "python3")
-        client.write_text(f"#!{sys.executable} -S\n" + _CLIENT.format(sock=sock))
-        client.chmod(0o755)
-        proc = subprocess.Popen(
+    def __init__(self, env: dict[str, str] | None, preload: tuple[str, ...]) -> None:
+        self.env, self.preload = env, preload
+        self._tmp = tempfile.TemporaryDirectory(prefix="imgrec-warm-")
+        sock = os.path.join(self._tmp.name, "zygote.sock")
+        self._client = Path(self._tmp.name, "python3")
+        self._client.write_text(f"#!{sys.executable} -S\n" + _CLIENT.format(sock=sock))
+        self._client.chmod(0o755)
+        self._ready = False
+        self._set_by_imports: dict[str, str] = {}
+        self._proc = subprocess.Popen(
             [sys.executable, "-m", "imgrec.mlops.warm_steps", sock, ",".join(preload)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             env=env,
             text=True,
         )
-        try:
-            assert proc.stdout is not None
-            if proc.stdout.readline().strip() != "ready":
+
+    def client(self) -> str:
+        """The client's path (kfp's "python3"), once the zygote has imported and listens."""
+        if not self._ready:
+            assert self._proc.stdout is not None
+            word, _, extra = self._proc.stdout.readline().strip().partition(" ")
+            if word != "ready":
                 raise RuntimeError("the warm-step zygote did not start")
-            yield str(client)
-        finally:
-            with contextlib.suppress(OSError):
-                assert proc.stdin is not None
-                proc.stdin.close()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            self._set_by_imports = json.loads(extra or "{}")
+            self._ready = True
+        return str(self._client)
+
+    def fits(self, env: dict[str, str] | None, preload: tuple[str, ...]) -> bool:
+        """Whether a run with ``env`` and ``preload`` may fork from this zygote: a zygote
+        started for it would have imported the same modules under the same environment (a
+        variable the imports set themselves -- scikit-learn's ``KMP_*`` defaults, which this
+        process gains by importing it too -- is the same either way)."""
+        if self._proc.poll() is not None or preload != self.preload:
+            return False
+        self.client()  # the zygote's own additions are known once it is ready
+        mine = self.env if self.env is not None else dict(os.environ)
+        theirs = env if env is not None else dict(os.environ)
+        for key in (mine.keys() | theirs.keys()) - _NOT_READ_AT_START:
+            value = theirs.get(key)
+            if value != mine.get(key) and not (
+                key in self._set_by_imports and value in (None, self._set_by_imports[key])
+            ):
+                return False
+        return True
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            assert self._proc.stdin is not None
+            self._proc.stdin.close()
+        try:
+            self._proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+        if self._proc.stdout:
+            self._proc.stdout.close()
+        self._tmp.cleanup()
+
+
+# Set as defaults by scikit-learn, joblib and threadpoolctl when imported (``make run``'s own
+# process gains them with Evidently, the zygote does not import them). Only Intel's OpenMP
+# runtime reads them, which nothing here loads (torch and scikit-learn bring GNU libgomp), and a
+# step sees its client's values anyway.
+_NOT_READ_AT_START = frozenset({"KMP_DUPLICATE_LIB_OK", "KMP_INIT_AT_FORK"})
+_KEPT: list[Zygote] = []  # the zygote of the innermost kept_warm(), if any
+
+
+def step_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    """The zygote's environment for a local run: this process's, ``OMP_WAIT_POLICY`` passive
+    unless chosen (read once, when the zygote imports torch)."""
+    out = {**(os.environ if env is None else env)}
+    out.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    return out
+
+
+@contextlib.contextmanager
+def kept_warm(
+    env: dict[str, str] | None = None, preload: tuple[str, ...] = PRELOAD
+) -> Iterator[Zygote]:
+    """One zygote for every local run inside (``make run``: the first pipeline and the
+    retraining), started now so that its imports run beside what the caller does next::
+
+        with kept_warm():            # the imports start here, in their own process
+            predict_photos(...)      # meanwhile
+            run_local(...)           # its steps fork from the zygote (waits for it if need be)
+            run_local(...)           # and so do this run's: nothing is imported twice
+
+    A run whose environment differs from ``step_env(env)`` starts its own zygote as before.
+    """
+    zygote = Zygote(step_env(env), preload)
+    _KEPT.append(zygote)
+    try:
+        yield zygote
+    finally:
+        _KEPT.remove(zygote)
+        zygote.close()
+
+
+@contextlib.contextmanager
+def warm_steps(
+    env: dict[str, str] | None = None, preload: tuple[str, ...] = PRELOAD
+) -> Iterator[str]:
+    """A zygote for one run; yields the client's path (kfp's "python3" meanwhile): the one
+    :func:`kept_warm` keeps when it fits, else one started for this run.
+
+    ``env``: the zygote's environment (default: this process's). A step sees its own client's
+    environment and working folder, but what is read once at start-up comes from the zygote:
+    ``sys.path`` (``PYTHONPATH``) and what the preloaded libraries read at import
+    (``OMP_WAIT_POLICY``).
+    """
+    if _KEPT and _KEPT[-1].fits(env, preload):
+        yield _KEPT[-1].client()
+        return
+    zygote = Zygote(env, preload)
+    try:
+        yield zygote.client()
+    finally:
+        zygote.close()
 
 
 if __name__ == "__main__":

@@ -80,3 +80,18 @@ def test_predict_human_output_and_save_dir(model_dir, tmp_path, capsys):
     assert code == 0
     assert "green 000.png:" in out and " | " in out and str(save) in out
     assert len(list(save.glob("*.jpg"))) == 1
+
+
+def test_predict_says_when_it_exports_the_model_once(model_dir, tmp_path, monkeypatch, capsys):
+    # a first run over a folder exports the model to ONNX (seconds for a real model): the user
+    # is told, once; the second run finds the cached export and says nothing
+    monkeypatch.setenv("IMGREC_CACHE", str(tmp_path / "fresh-cache"))
+    write_color_images(tmp_path / "imgs", "blue", 64, seed=0, size=8)  # ONNX_MIN_IMAGES
+    args = ["predict", str(tmp_path / "imgs"), "--model", str(model_dir), "--json"]
+    assert main(args) == 0
+    first = capsys.readouterr()
+    assert "exporting the model to ONNX once" in first.err
+    assert len(first.out.splitlines()) == 64  # stdout keeps only the records
+    assert main(args) == 0
+    again = capsys.readouterr()
+    assert "exporting" not in again.err and len(again.out.splitlines()) == 64

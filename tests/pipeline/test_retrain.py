@@ -178,3 +178,27 @@ def test_a_warm_start_without_epochs_gets_the_warm_start_schedule(tmp_path: Path
     chosen = preprocess_step(str(tmp_path / "m"), str(tmp_path / "p2"), init_from="production",
                              store_uri=str(tmp_path / "store"), epochs=7)  # fmt: skip
     assert chosen["config"]["epochs"] == 7
+    assert warm["config"]["augment"] == chosen["config"]["augment"] == "light"  # no new data
+
+
+def test_a_warm_start_on_new_data_augments_like_a_camera_change(tmp_path: Path) -> None:
+    from model_fixtures import servable_model
+
+    from imgrec.mlops.new_data import NEW_DATA_AUGMENT
+    from imgrec.mlops.steps import NEW_DATA_EPOCHS, ingest_step, preprocess_step
+
+    data = make_imagefolder(tmp_path / "d", n_train=4, n_val=2)
+    new = _new_camera(tmp_path / "new", ("circle", "square"), 5)
+    ingest_step(str(data), str(tmp_path / "m"), new_data_uri=str(new))
+    store = ModelStore(str(tmp_path / "store"))
+    store.register(str(servable_model(tmp_path, ["circle", "square"], 0)))
+    kw = {"init_from": "production", "store_uri": str(tmp_path / "store")}
+    warm = preprocess_step(str(tmp_path / "m"), str(tmp_path / "p"), **kw)
+    assert warm["config"]["augment"] == NEW_DATA_AUGMENT == "camera"
+    assert warm["config"]["epochs"] == NEW_DATA_EPOCHS == 5
+    assert any(n.startswith("augment=camera: a warm start on new data") for n in warm["notes"])
+    asked = preprocess_step(str(tmp_path / "m"), str(tmp_path / "p2"), overrides="augment=none",
+                            **kw)  # fmt: skip
+    assert asked["config"]["augment"] == "none"  # the user's choice wins
+    scratch = preprocess_step(str(tmp_path / "m"), str(tmp_path / "p3"))
+    assert scratch["config"]["augment"] == "light"  # from scratch: the recipe's

@@ -45,3 +45,34 @@ def test_a_forked_step_is_the_clients_process(tmp_path: Path) -> None:
     ]  # fmt: skip
     assert runs[0].stderr == "to stderr\n"
     assert "ValueError: boom" in runs[2].stderr
+
+
+def test_kept_warm_serves_every_run_that_fits(tmp_path: Path) -> None:
+    """``make run``'s two pipeline runs fork from one zygote; a run whose environment would
+    have started a different zygote gets its own."""
+    from imgrec.mlops.warm_steps import kept_warm, step_env
+
+    (tmp_path / "warm_env_probe.py").write_text(
+        'import os\nos.environ.setdefault("PROBE_SET", "1")\n'
+    )
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    preload = ("warm_env_probe",)
+    with kept_warm(env, preload=preload) as zygote:
+        kept = zygote.client()
+        with warm_steps(step_env(env), preload=preload) as python:
+            assert python == kept
+            # a step forked from the kept zygote runs as before
+            out = subprocess.run(f"{python} -m warm_env_probe", shell=True, timeout=60)
+            assert out.returncode == 0
+        # what the preloaded imports set themselves is the same either way
+        with warm_steps({**step_env(env), "PROBE_SET": "1"}, preload=preload) as python:
+            assert python == kept
+        for other in (
+            {**step_env(env), "PROBE_SET": "2"},
+            {**step_env(env), "IMGREC_PROBE_OTHER": "x"},
+        ):
+            with warm_steps(other, preload=preload) as python:
+                assert python != kept
+        with warm_steps(step_env(env), preload=("json",)) as python:
+            assert python != kept
+    assert not Path(kept).exists()  # ended with the block

@@ -13,60 +13,40 @@
 The run directory follows docs/design.md: ``model/`` (best), ``last/``, ``checkpoint.pt``,
 ``config.yaml``, ``history.jsonl``, ``metrics.json``, ``data_report.json``, ``figures/`` and
 ``report.html``.
+
+A run scans its data first, at once: this module imports only what the scan needs (NumPy,
+Pillow); torch and the training engine (seconds of CPU) load after the scan
+(:func:`_import_training`), and the time budget does not count them. Loading them in a thread
+during the scan was measured and gained nothing on 2 cores: both hold the GIL most of the time,
+and the scan took 4x longer beside the imports (BENCHMARKS.md, "Start-up").
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
 from rich.console import Console
 
 from imgrec.config import TrainConfig, load_config
 from imgrec.data.dataset import ClassificationData, load_classification_data
 from imgrec.data.shards import ShardIndex, is_shards, read_index, read_shard
-from imgrec.engine.budget import TimeBudget
-from imgrec.engine.callbacks import (
-    Callback,
-    Checkpointer,
-    EarlyStopping,
-    HistoryWriter,
-    ProgressBar,
-    restore_state,
-)
-from imgrec.engine.checkpoint import seed_everything
-from imgrec.engine.distributed import (
-    World,
-    barrier,
-    close_world,
-    data_parallel,
-    init_world,
-    threads_per_process,
-)
-from imgrec.engine.loop import TrainState, classification_loss, fit
-from imgrec.engine.optim import Horizon, build_optimizer, build_scheduler
-from imgrec.engine.run import (
-    CONFIG_FILE,
-    TrainResult,
-    default_run_dir,
-    pick_device,
-    require_resumable,
-    resume_checkpoint,
-)
 from imgrec.errors import DatasetError
-from imgrec.models.card import ModelCard, read_model_dir, save_model_dir
-from imgrec.storage import write_bytes
 from imgrec.tasks.classify.recipe import ImageStats, inspect_images, resolve
-from imgrec.tasks.classify.train_setup import (
-    Session,
-    feature_session,
-    pixel_session,
-    stream_session,
-)
+
+if TYPE_CHECKING:
+    import torch
+
+    from imgrec.engine.distributed import World
+    from imgrec.engine.loop import TrainState
+    from imgrec.engine.optim import Horizon
+    from imgrec.engine.run import TrainResult
+    from imgrec.models.card import ModelCard
+    from imgrec.tasks.classify.train_setup import Session
 
 TrainData = ClassificationData | ShardIndex  # image files, or tar shards streamed
 CARD_METRICS = ("accuracy", "top5", "f1_macro", "precision_macro", "recall_macro", "ece", "n")
@@ -80,11 +60,19 @@ def _load_data(data: Any, cfg: TrainConfig, console: Console) -> TrainData:
         dataset = read_index(os.fspath(data))
     else:
         console.print(f"scanning {data} ...", highlight=False)
+        start = time.perf_counter()
         dataset = load_classification_data(
             os.fspath(data),
             val_fraction=cfg.val_fraction,
             seed=cfg.seed,
             max_bad_fraction=cfg.max_bad_fraction,
+        )
+        counts = ", ".join(f"{split} {n:,}" for split, n in dataset.counts().items())
+        console.print(
+            f"scanned {data}: {len(dataset.classes)} classes ({counts}) "
+            f"in {time.perf_counter() - start:.1f} s",
+            highlight=False,
+            soft_wrap=True,
         )
     for bad in dataset.report.bad:
         console.print(f"skipped bad file {bad.path}: [{bad.code}] {bad.reason}", highlight=False)
@@ -98,6 +86,8 @@ def _load_data(data: Any, cfg: TrainConfig, console: Console) -> TrainData:
 
 
 def _class_weights(cfg: TrainConfig, data: TrainData) -> torch.Tensor | None:
+    import torch
+
     if cfg.class_weights != "balanced":
         return None
     if isinstance(data, ShardIndex):
@@ -110,6 +100,12 @@ def _class_weights(cfg: TrainConfig, data: TrainData) -> torch.Tensor | None:
 
 def _state(cfg: TrainConfig, session: Session, data: TrainData, device: torch.device,
            generator: torch.Generator, world: World, horizon: Horizon) -> TrainState:  # fmt: skip
+    import torch
+
+    from imgrec.engine.distributed import data_parallel
+    from imgrec.engine.loop import TrainState, classification_loss
+    from imgrec.engine.optim import build_optimizer, build_scheduler
+
     assert cfg.lr is not None and cfg.epochs is not None and cfg.scheduler is not None
     params = [p for p in session.trained.parameters() if p.requires_grad]
     optimizer = build_optimizer(
@@ -145,6 +141,8 @@ def _state(cfg: TrainConfig, session: Session, data: TrainData, device: torch.de
 
 def _card(cfg: TrainConfig, session: Session, data: TrainData,
           metrics: dict[str, Any], task: str) -> ModelCard:  # fmt: skip
+    from imgrec.models.card import ModelCard
+
     assert cfg.model is not None
     return ModelCard(
         architecture=cfg.model,
@@ -164,9 +162,15 @@ def _card(cfg: TrainConfig, session: Session, data: TrainData,
 
 
 def _resolve_config(
-    data: Any, run_dir: Path, resume: bool, config: Any, overrides: dict[str, Any]
+    data: Any, run_dir: Path | None, resume: bool, config: Any, overrides: dict[str, Any]
 ) -> TrainConfig:
     if resume:
+        if run_dir is None:
+            from imgrec.engine.run import default_run_dir
+
+            run_dir = default_run_dir()
+        from imgrec.engine.run import require_resumable
+
         return load_config(require_resumable(run_dir), overrides=overrides)
     return load_config(config, overrides=overrides)
 
@@ -201,21 +205,69 @@ def train(
     Example: ``train("data/mnist5k", epochs=5, out="runs/mnist").metrics["accuracy"]``
     """
     started = time.perf_counter()
-    run_dir = Path(out) if out is not None else default_run_dir()
     explicit = {"model": None if model == "auto" else model, "epochs": epochs,
                 "img_size": img_size, "batch_size": batch_size, **overrides}  # fmt: skip
-    cfg = _resolve_config(data, run_dir, resume, config, explicit)
+    cfg = _resolve_config(data, Path(out) if out is not None else None, resume, config, explicit)
+    # rank 0 reports (RANK as torchrun sets it; ``init_world`` joins the group after the scan)
+    main_rank = os.environ.get("RANK", "").strip() in ("", "0")
+    console = Console(stderr=True, quiet=quiet or not main_rank)
+    dataset = _load_data(data, cfg, console)
+    # the time budget counts from the start less the imports, as before they moved here
+    started += _import_training()
+
+    from imgrec.engine.distributed import close_world, init_world
+    from imgrec.engine.run import default_run_dir
+
+    run_dir = Path(out) if out is not None else default_run_dir()
     world = init_world(cfg.device)
     try:
-        return _train(data, cfg, run_dir, resume, quiet, task, world, started)
+        return _train(dataset, cfg, run_dir, resume, quiet, task, world, started, console)
     finally:
         close_world(world)
 
 
-def _train(data: Any, cfg: TrainConfig, run_dir: Path, resume: bool, quiet: bool, task: str,
-           world: World, started: float) -> TrainResult:  # fmt: skip
-    console = Console(stderr=True, quiet=quiet or not world.main)
-    dataset = _load_data(data, cfg, console)
+TRAINING_MODULES = (
+    "torch",
+    "imgrec.engine.loop",
+    "imgrec.engine.callbacks",
+    "imgrec.engine.optim",
+    "imgrec.engine.budget",
+    "imgrec.engine.run",
+    "imgrec.models.card",
+    "imgrec.tasks.classify.train_setup",
+)
+
+
+def _import_training() -> float:
+    """Import torch and the training engine (:data:`TRAINING_MODULES`); returns the seconds
+    it took."""
+    start = time.perf_counter()
+    for name in TRAINING_MODULES:
+        importlib.import_module(name)
+    return time.perf_counter() - start
+
+
+def _train(data: TrainData, cfg: TrainConfig, run_dir: Path, resume: bool, quiet: bool,
+           task: str, world: World, started: float, console: Console) -> TrainResult:  # fmt: skip
+    import torch
+
+    from imgrec.engine.budget import TimeBudget
+    from imgrec.engine.callbacks import (
+        Callback,
+        Checkpointer,
+        EarlyStopping,
+        HistoryWriter,
+        ProgressBar,
+    )
+    from imgrec.engine.checkpoint import seed_everything
+    from imgrec.engine.distributed import barrier, threads_per_process
+    from imgrec.engine.loop import fit
+    from imgrec.engine.optim import Horizon
+    from imgrec.engine.run import CONFIG_FILE, TrainResult, pick_device
+    from imgrec.models.card import save_model_dir
+    from imgrec.tasks.classify.train_setup import feature_session, pixel_session, stream_session
+
+    dataset = data
     run_dir.mkdir(parents=True, exist_ok=True)
     if world.main:
         dataset.report.write(str(run_dir / "data_report.json"))
@@ -286,6 +338,9 @@ def _image_stats(data: TrainData) -> ImageStats:
 
 def _restore(state: TrainState, run_dir: Path, data: TrainData, console: Console,
              steps_per_epoch: int) -> None:  # fmt: skip
+    from imgrec.engine.callbacks import restore_state
+    from imgrec.engine.run import resume_checkpoint
+
     restore_state(state, resume_checkpoint(run_dir, data.fingerprint), steps_per_epoch)
     console.print(f"resumed {run_dir} after epoch {state.epoch}/{state.epochs}", highlight=False)
 
@@ -293,7 +348,9 @@ def _restore(state: TrainState, run_dir: Path, data: TrainData, console: Console
 def _finish(cfg: TrainConfig, session: Session, data: TrainData, run_dir: Path,
             state: TrainState) -> dict[str, Any]:  # fmt: skip
     """Evaluate the best model on val (metrics.json, figures, report) and record it in its card."""
+    from imgrec.models.card import read_model_dir, save_model_dir
     from imgrec.models.weights import build_from_card
+    from imgrec.storage import write_bytes
     from imgrec.tasks.classify.evaluate import evaluate
 
     model_dir = run_dir / "model"
