@@ -53,11 +53,9 @@ def subprocess_runner(place: StepPlace) -> Iterator[Any]:
     if os.environ.get("IMGREC_COLD_STEPS", "") not in ("", "0"):
         yield local.SubprocessRunner(use_venv=False)
         return
-    from imgrec.mlops.warm_steps import warm_steps
+    from imgrec.mlops.warm_steps import step_env, warm_steps
 
-    env = {**os.environ}
-    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # read once, when the zygote imports torch
-    with warm_steps(env) as python, _steps_started_by(python):
+    with warm_steps(step_env()) as python, _steps_started_by(python):
         yield local.SubprocessRunner(use_venv=False)
 
 
