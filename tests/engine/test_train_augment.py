@@ -96,3 +96,15 @@ def test_schedules_survive_very_short_runs(name: str, total: int) -> None:
         opt.step()
         sched.step()
         assert 0 < opt.param_groups[0]["lr"] <= 0.01 + 1e-12
+
+
+def test_config_accepts_every_registered_preset() -> None:
+    """The config's ``augment`` choices are the registry's names: a preset added to
+    ``AUGMENT_PRESETS`` but not to ``TrainConfig`` could not be chosen (and the reverse
+    would pass validation and fail in training)."""
+    from dataclasses import fields
+
+    from imgrec.config import TrainConfig
+
+    (augment,) = [f for f in fields(TrainConfig) if f.name == "augment"]
+    assert set(augment.metadata["choices"]) == set(AUGMENT_PRESETS.names())
