@@ -126,10 +126,16 @@ def test_training_streams_from_s3_through_a_cache_smaller_than_the_data(
     peak = [0]
     stop = threading.Event()
 
+    def size(path: Path) -> int:  # a .part file may be renamed or removed between list and stat
+        try:
+            return path.stat().st_size if path.is_file() else 0
+        except FileNotFoundError:
+            return 0
+
     def watch() -> None:  # the cache folder's size, as another process would see it
         while not stop.is_set():
             files = list((tmp_path / "cache").rglob("*"))
-            peak[0] = max(peak[0], sum(f.stat().st_size for f in files if f.is_file()))
+            peak[0] = max(peak[0], sum(size(f) for f in files))
             time.sleep(0.002)
 
     watcher = threading.Thread(target=watch, daemon=True)
