@@ -50,7 +50,7 @@ class TriggerSettings:
     params: dict[str, Any] = field(default_factory=dict)  # pipeline parameters (local, kfp)
     github_repo: str = ""  # owner/name; default GITHUB_REPOSITORY
     kfp_host: str = ""  # default KFP_HOST
-    runs_dir: str = "runs/pipeline"  # local runs
+    runs_dir: str = "runs/pipeline"  # local runs, and the record of a kfp submission
     force: bool = False
     retries: int = 4
     backoff_s: float = 1.0
@@ -165,17 +165,27 @@ def _kfp(body: dict[str, Any], settings: TriggerSettings) -> dict[str, Any]:
     import time
 
     from imgrec.mlops.local_run import coerce_params
-    from imgrec.pipelines.submit import submit
+    from imgrec.pipelines.submit import record_submission, submit
     from imgrec.pipelines.training import PIPELINE_NAME, compile_pipeline
 
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    experiment, run_name = "imgrec-retrain", f"retrain-{body['idempotency_key']}"
+    arguments = coerce_params(params)
     with tempfile.TemporaryDirectory() as tmp:
         result = submit(
             host, compile_pipeline(f"{tmp}/training.yaml"), name=PIPELINE_NAME, version=stamp,
-            experiment="imgrec-retrain", run_name=f"retrain-{body['idempotency_key']}",
-            arguments=coerce_params(params),
+            experiment=experiment, run_name=run_name, arguments=arguments,
         )  # fmt: skip
-    return {"run_id": result["run_id"], "host": host, "state": result["state"]}
+    details = {"run_id": result["run_id"], "host": host, "state": result["state"]}
+    # beside the local runs, so the dashboard's Runs page lists (and links) the retraining too;
+    # the run has started either way: a folder that cannot be written does not undo it
+    try:
+        folder = record_submission(settings.runs_dir, host, result, experiment=experiment,
+                                   run_name=run_name, arguments=arguments)  # fmt: skip
+        details["record"] = str(folder)
+    except OSError as exc:
+        details["record_error"] = f"{type(exc).__name__}: {exc}"
+    return details
 
 
 def fire(action: str, summary: dict[str, Any], settings: TriggerSettings) -> dict[str, Any]:

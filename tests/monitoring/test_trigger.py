@@ -40,7 +40,11 @@ def github_env(monkeypatch: pytest.MonkeyPatch) -> Any:
 
 def _settings(tmp_path: Path, **kw: Any) -> TriggerSettings:
     return TriggerSettings(
-        store=str(tmp_path / "store"), report_uri="reports/w1", backoff_s=0.01, **kw
+        store=str(tmp_path / "store"),
+        report_uri="reports/w1",
+        backoff_s=0.01,
+        runs_dir=str(tmp_path / "runs"),
+        **kw,
     )
 
 
@@ -207,7 +211,13 @@ def test_kfp_uploads_and_starts_the_retraining_once(tmp_path: Path) -> None:
         result = fire("kfp", SUMMARY, settings)
         again = fire("kfp", SUMMARY, settings)  # the same verdict: no second run
     assert result["status"] == "triggered" and again["status"] == "duplicate"
+    folder = Path(result["details"].pop("record"))
     assert result["details"] == {"run_id": "run-4", "host": kfp.url, "state": "PENDING"}
+    # recorded beside the local runs: the dashboard's Runs page lists the retraining
+    assert folder.parent == tmp_path / "runs"
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["status"] == "submitted" and summary["kfp"]["run_id"] == "run-4"
+    assert summary["kfp"]["run_name"] == "retrain-imgrec-v3"
     [upload] = kfp.of("POST", "/apis/v2beta1/pipelines/upload")
     assert yaml.safe_load(upload.files["uploadfile"])["pipelineInfo"]["name"] == "imgrec-training"
     [experiment] = kfp.of("POST", "/apis/v2beta1/experiments")
