@@ -120,7 +120,7 @@ def _wait_for_log(logs: str, n: int, timeout_s: float = 20) -> None:
 
 
 def kept_by_capture(
-    capture: str, images: list[tuple[bytes, str]], settle_s: float = 1.0, timeout_s: float = 20
+    capture: str, images: list[tuple[bytes, str]], settle_s: float = 2.0, timeout_s: float = 20
 ) -> list[tuple[bytes, str]]:
     """The images the server's capture kept: what annotators get to label.
 

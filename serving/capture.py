@@ -10,7 +10,7 @@ so a second copy of the same image is stored once and joins with the prediction 
 ``fingerprint``. The sample is decided by the fingerprint itself (its first 16 hex digits read
 as a fraction of 2**64, kept when below ``R``): the same image is always in or always out, and
 ``R`` keeps its meaning across servers and restarts. Writes happen off the request path in a
-:class:`~serving.background.BackgroundWriter` bounded to 256 images and 64 MiB: when the
+:class:`~serving.background.BackgroundWriter` bounded to 4,096 images and 64 MiB: when the
 store is slow new images are dropped and counted (``dropped``), never blocking a request. Each
 file is written whole or not at all (local: temp file + rename; S3: one PUT). Images of failed
 requests are never stored. Images may be personal data: capture is off by default
@@ -52,7 +52,9 @@ class ImageCapture(BackgroundWriter[CaptureItem]):
         uri: str,
         *,
         rate: float = 1.0,
-        max_queue: int = 256,
+        # the bytes bound is what protects memory; the count only caps a burst of tiny images
+        # (make run's day sends 500 digits of ~1 KB at once: 256 was reached at 0.25 MiB)
+        max_queue: int = 4096,
         max_queue_bytes: int = 64 << 20,
         flush_interval_s: float = 0.2,
     ) -> None:
