@@ -54,7 +54,7 @@ def main() -> None:
         from imgrec.data import augment
 
         kwargs = parse_key_values(args.camera.split(","), flag="--camera", example="p=0.5")
-        augment.AUGMENT_PRESETS._items["camera"] = lambda size: augment.CameraShift(**kwargs)
+        augment.AUGMENT_PRESETS.replace("camera", lambda size: augment.CameraShift(**kwargs))
     from imgrec.config import load_config
     from imgrec.mlops.gate import GatePolicy
     from imgrec.tasks import get_task

@@ -43,6 +43,14 @@ class Registry(Generic[T]):
             raise ValueError(f"duplicate {self.kind} name {name!r}")
         self._items[name] = obj
 
+    def replace(self, name: str, obj: T) -> T:
+        """Put ``obj`` in place of the registered ``name`` (benchmarks trying a variant in
+        their own process); returns the object it replaced. Unknown names raise as in
+        :meth:`get`: a replacement never adds a name."""
+        old = self.get(name)
+        self._items[name] = obj
+        return old
+
     def get(self, name: str) -> T:
         """Return the object for ``name`` or raise ``UnknownNameError`` with suggestions."""
         try:
