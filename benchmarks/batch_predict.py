@@ -54,6 +54,8 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from machine import cpu_model  # this script's folder is on sys.path
+
 from imgrec.inference.onnx import cache_path
 from imgrec.inference.runners import make_runner
 from imgrec.predictor import load_model
@@ -134,17 +136,6 @@ def imgrec_predict(
     )
     assert all("predictions" in r for r in records), "an image failed"
     return [r["predictions"][0]["label"] for r in records]
-
-
-def cpu_model() -> str:
-    """``lscpu``'s "Model name" (from /proc/cpuinfo)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
 
 
 def stage_breakdown(

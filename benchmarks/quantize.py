@@ -333,10 +333,9 @@ def main() -> None:
     args = parser.parse_args()
 
     import onnxruntime
-    from batch_predict import cpu_model  # this script's folder is on sys.path
+    from machine import cpu_model  # this script's folder is on sys.path
 
     work = Path(tempfile.mkdtemp(prefix="imgrec-bench-quantize-"))
-    os.environ["IMGREC_CACHE"] = str(work / "cache")
     os.environ["IMGREC_CACHE"] = str(work / "cache")
     load_before = [round(x, 2) for x in os.getloadavg()]
     try:

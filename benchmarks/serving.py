@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from machine import cpu_model  # this script's folder is on sys.path
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
@@ -48,13 +49,6 @@ sys.path.insert(0, str(REPO))
 CONCURRENCY = (1, 8, 32)
 IMGREC_OPTIONS: dict[str, str] = {}  # --imgrec-options: ServingOptions fields as JSON
 START_TIMEOUT_S = 300  # export + int8 calibration on a slow, loaded machine take ~1 min
-
-
-def cpu_model() -> str:
-    """``lscpu``'s "Model name"."""
-    from batch_predict import cpu_model as model_name  # this script's folder is on sys.path
-
-    return model_name()
 
 
 def make_jpegs(n: int = 16, seed: int = 0) -> list[bytes]:

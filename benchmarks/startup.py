@@ -37,6 +37,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from machine import cpu_model  # this script's folder is on sys.path
+
 _IMPORT = re.compile(r"import time:\s+(\d+) \|\s+(\d+) \|\s*(\S+)")
 
 
@@ -49,16 +51,6 @@ def commands(work: Path) -> dict[str, tuple[list[str], str, str | None]]:
         "predict": (["predict", str(photo)], f"{photo}:", None),
         "serve": (["serve", "--port", "0"], "serving ", "ready on "),
     }  # fmt: skip
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
 
 
 def prepare(work: Path, checkout: Path) -> None:
