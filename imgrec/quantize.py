@@ -383,10 +383,14 @@ def session_logits(session: Any, x: np.ndarray, batch_size: int = 16) -> np.ndar
     return np.concatenate([session.run(["logits"], {"input": b})[0] for b in batches])
 
 
+def logits_agreement(reference: np.ndarray, candidate: np.ndarray) -> float:
+    """Fraction of rows on which two ``(N, classes)`` logits arrays have the same top-1."""
+    return float((reference.argmax(1) == candidate.argmax(1)).mean())
+
+
 def session_agreement(reference: Any, candidate: Any, x: np.ndarray) -> float:
     """Fraction of ``x`` on which two sessions' ``logits`` have the same top-1."""
-    tops = [session_logits(s, x).argmax(1) for s in (reference, candidate)]
-    return float((tops[0] == tops[1]).mean())
+    return logits_agreement(session_logits(reference, x), session_logits(candidate, x))
 
 
 def _quantize(
@@ -602,7 +606,7 @@ def bf16_model(
             log.info("bf16 model %s keeps fp32: %s", candidate, ", ".join(names) or "nothing")
         got = session_logits(openvino_session(candidate, threads=1), x)
         if calibration is not None:
-            tried.append((candidate, len(names), float((got.argmax(1) == ref.argmax(1)).mean())))
+            tried.append((candidate, len(names), logits_agreement(ref, got)))
             continue
         tried.append((candidate, len(names), float(np.abs(got - ref).max()) / spread))
         if tried[-1][2] <= BF16_PROBE_TOLERANCE:
