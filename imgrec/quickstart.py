@@ -241,11 +241,9 @@ def play(store: Path, data_dir: Path, port: int, work: Path, clock: Clock) -> No
 def _kept_warm() -> contextlib.AbstractContextManager[object]:
     """One warm-step zygote for both pipeline runs, importing from now on (beside the photos
     and the sample data); none when the steps start cold (``IMGREC_COLD_STEPS=1``)."""
-    if os.environ.get("IMGREC_COLD_STEPS", "") not in ("", "0"):
-        return contextlib.nullcontext()
-    from imgrec.mlops.warm_steps import kept_warm
+    from imgrec.mlops.warm_steps import cold_steps, kept_warm
 
-    return kept_warm()
+    return contextlib.nullcontext() if cold_steps() else kept_warm()
 
 
 def main(argv: list[str] | None = None) -> int:

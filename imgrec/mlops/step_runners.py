@@ -50,11 +50,11 @@ def subprocess_runner(place: StepPlace) -> Iterator[Any]:
     start warm (:mod:`imgrec.mlops.warm_steps`) unless ``IMGREC_COLD_STEPS=1``."""
     from kfp import local
 
-    if os.environ.get("IMGREC_COLD_STEPS", "") not in ("", "0"):
+    from imgrec.mlops.warm_steps import cold_steps, step_env, warm_steps
+
+    if cold_steps():
         yield local.SubprocessRunner(use_venv=False)
         return
-    from imgrec.mlops.warm_steps import step_env, warm_steps
-
     with warm_steps(step_env()) as python, _steps_started_by(python):
         yield local.SubprocessRunner(use_venv=False)
 

@@ -41,11 +41,9 @@ from imgrec.tasks.classify.train import TRAINING_MODULES
 # What every step imports anyway (the components' bodies and kfp's executor).
 PRELOAD = (
     "kfp.dsl.executor",  # not executor_main itself: runpy runs that one fresh
-    "torch",
+    *TRAINING_MODULES,  # torch and the engine: `train` itself loads them after its data scan
     "torchvision",
     "imgrec.mlops.steps",
-    "imgrec.tasks.classify.train",
-    *TRAINING_MODULES,  # torch and the engine: `train` itself loads them after its data scan
     "imgrec.tasks.classify.evaluate",
     "imgrec.mlops.validate",
     "great_expectations",
@@ -228,6 +226,12 @@ class Zygote:
 # step sees its client's values anyway.
 _NOT_READ_AT_START = frozenset({"KMP_DUPLICATE_LIB_OK", "KMP_INIT_AT_FORK"})
 _KEPT: list[Zygote] = []  # the zygote of the innermost kept_warm(), if any
+
+
+def cold_steps() -> bool:
+    """Whether ``IMGREC_COLD_STEPS`` asks for kfp's own behaviour: every step a fresh
+    interpreter, no zygote."""
+    return os.environ.get("IMGREC_COLD_STEPS", "") not in ("", "0")
 
 
 def step_env(env: dict[str, str] | None = None) -> dict[str, str]:
