@@ -247,7 +247,7 @@ def _import_training() -> float:
     return time.perf_counter() - start
 
 
-def _train(data: TrainData, cfg: TrainConfig, run_dir: Path, resume: bool, quiet: bool,
+def _train(dataset: TrainData, cfg: TrainConfig, run_dir: Path, resume: bool, quiet: bool,
            task: str, world: World, started: float, console: Console) -> TrainResult:  # fmt: skip
     import torch
 
@@ -267,7 +267,6 @@ def _train(data: TrainData, cfg: TrainConfig, run_dir: Path, resume: bool, quiet
     from imgrec.models.card import save_model_dir
     from imgrec.tasks.classify.train_setup import feature_session, pixel_session, stream_session
 
-    dataset = data
     run_dir.mkdir(parents=True, exist_ok=True)
     if world.main:
         dataset.report.write(str(run_dir / "data_report.json"))
