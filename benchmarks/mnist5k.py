@@ -24,7 +24,10 @@ from pathlib import Path
 from typing import Any
 
 TARGET_ACCURACY = 0.990
-CONFIG_KEYS = ("model", "arch_kwargs", "batch_size", "lr", "scheduler", "augment", "channels_last")
+CONFIG_KEYS = (
+    "model", "arch_kwargs", "batch_size", "lr", "scheduler", "augment", "channels_last", "amp",
+    "threads",
+)  # fmt: skip
 
 
 def _imgrec(data: str, budget: float, seed: int, sets: dict[str, Any]) -> dict[str, Any]:

@@ -92,7 +92,9 @@ class TrainConfig:
     # --- augmentation and imbalance -------------------------------------------------
     augment: str | None = field(
         default=None,
-        metadata=_doc("augmentation preset; auto=recipe", ("none", "light", "strong", "camera")),
+        metadata=_doc(
+            "augmentation preset; auto=recipe", ("none", "light", "elastic", "strong", "camera")
+        ),
     )
     mixup_alpha: float = field(default=0.0, metadata=_doc("MixUp Beta alpha; 0=off"))
     cutmix_alpha: float = field(default=0.0, metadata=_doc("CutMix Beta alpha; 0=off"))
@@ -116,7 +118,13 @@ class TrainConfig:
     )
     # --- hardware -------------------------------------------------------------------
     device: str = field(default=AUTO, metadata=_doc("device", ("auto", "cpu", "cuda")))
-    amp: bool | None = field(default=None, metadata=_doc("mixed precision; auto=on for CUDA"))
+    amp: bool | None = field(
+        default=None,
+        metadata=_doc(
+            "mixed precision (CUDA: float16; CPU: bfloat16, needs AVX512-BF16 or AMX); "
+            "auto=on for CUDA and for the small-image recipe on a CPU with native bf16"
+        ),
+    )
     channels_last: bool | None = field(
         default=None, metadata=_doc("channels-last memory format; auto=on for CUDA")
     )

@@ -17,6 +17,9 @@ Presets (``AUGMENT_PRESETS``):
 * ``light``: small random affine (rotate 10 deg, shift 5%, scale 0.9-1.1), no flip, so safe
   for digits and text (on mnist5k a 5% shift beat 10%); applied batched (one ``grid_sample``
   per batch), cheap enough for CPU.
+* ``elastic``: ``light`` plus an elastic warp of the strokes (a smooth random displacement,
+  bicubic over a 4x4 grid of knots, in the same ``grid_sample``); the small-image recipe's
+  preset (handwriting and glyphs bend; on mnist5k it beat ``light`` at 15 and 25 epochs).
 * ``strong``: random resized crop (35-100% area) + horizontal flip + RandAugment (2 ops,
   magnitude 9); per image.
 * ``camera``: what a different camera does (:class:`CameraShift`): thicker strokes (3x3 max
@@ -40,8 +43,9 @@ from torchvision.transforms import v2
 from imgrec.registry import Registry
 
 AUGMENT_PRESETS: Registry[Callable[[int], v2.Transform]] = Registry(
-    "augmentation preset", list_hint="none, light, strong, camera"
+    "augmentation preset", list_hint="none, light, elastic, strong, camera"
 )
+WARP_KNOTS = 4  # the elastic warp's knots per side (a smooth bend, not pixel noise)
 
 
 class RandomAffineBatch(v2.Transform):
@@ -49,6 +53,9 @@ class RandomAffineBatch(v2.Transform):
 
     Accepts ``uint8`` or float images ``(C, H, W)`` or ``(B, C, H, W)``; returns the same dtype
     and shape. Areas moved in from outside the image are filled with 0, as ``v2.RandomAffine``.
+
+    ``warp``: also an elastic distortion, a smooth random displacement (see
+    :func:`_random_affine`); 0 leaves it out.
     """
 
     def __init__(
@@ -56,15 +63,17 @@ class RandomAffineBatch(v2.Transform):
         degrees: float = 10.0,
         translate: float = 0.1,
         scale: tuple[float, float] = (0.9, 1.1),
+        warp: float = 0.0,
     ) -> None:
         super().__init__()
         self.degrees = degrees
         self.translate = translate
         self.scale = scale
+        self.warp = warp
 
     def forward(self, *inputs: Any) -> Any:
         batch, single, dtype = _as_batch(inputs, "RandomAffineBatch")
-        out = _random_affine(batch.float(), self.degrees, self.translate, self.scale)
+        out = _random_affine(batch.float(), self.degrees, self.translate, self.scale, self.warp)
         return _from_batch(out, single, dtype)
 
 
@@ -88,10 +97,13 @@ def _random_affine(
     degrees: float | torch.Tensor,
     translate: float,
     scale: tuple[float, float],
+    warp: float = 0.0,
 ) -> torch.Tensor:
     """Each image of a float ``(B, C, H, W)`` batch rotated (up to ``degrees`` either way; a
     ``(B,)`` tensor: each image its own limit), scaled and shifted at random, in one
-    ``grid_sample``; 0 fills what comes in from outside."""
+    ``grid_sample``; 0 fills what comes in from outside. ``warp`` > 0 also bends each image
+    elastically: normal offsets with that standard deviation (grid units, 1 = half the image)
+    at a 4x4 grid of knots, interpolated bicubically over the image."""
     b = src.shape[0]
     limit = torch.deg2rad(degrees) if isinstance(degrees, torch.Tensor) else math.radians(degrees)
     angle = (torch.rand(b) * 2 - 1) * limit
@@ -104,6 +116,10 @@ def _random_affine(
         [torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1
     )  # (B, 2, 3)
     grid = F.affine_grid(theta, list(src.shape), align_corners=False)
+    if warp > 0:
+        knots = torch.randn(b, 2, WARP_KNOTS, WARP_KNOTS) * warp
+        shift = F.interpolate(knots, size=src.shape[-2:], mode="bicubic", align_corners=True)
+        grid = grid + shift.permute(0, 2, 3, 1)
     return F.grid_sample(src, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
@@ -214,6 +230,13 @@ def _none(input_size: int) -> v2.Transform:
 @AUGMENT_PRESETS.register("light")
 def _light(input_size: int) -> v2.Transform:
     return RandomAffineBatch(degrees=10.0, translate=0.05, scale=(0.9, 1.1))
+
+
+@AUGMENT_PRESETS.register("elastic")
+def _elastic(input_size: int) -> v2.Transform:
+    # "light" plus an elastic warp of the strokes (handwriting, glyphs: the small-image recipe).
+    # On mnist5k, 25 epochs, it gained 0.1-0.4 pt per seed over "light" (BENCHMARKS.md).
+    return RandomAffineBatch(degrees=10.0, translate=0.05, scale=(0.9, 1.1), warp=0.08)
 
 
 @AUGMENT_PRESETS.register("strong")

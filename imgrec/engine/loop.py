@@ -49,7 +49,7 @@ class TrainState:
     scheduler: Any
     epochs: int
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
-    amp: bool = False
+    amp: bool = False  # autocast: float16 on CUDA (with ``scaler``), bfloat16 on the CPU
     channels_last: bool = False
     grad_clip: float | None = None
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.cross_entropy
@@ -85,9 +85,15 @@ class Callback:
     def on_fit_end(self, state: TrainState) -> None: ...
 
 
-def _autocast(state: TrainState) -> contextlib.AbstractContextManager[Any]:
+def _autocast(
+    state: TrainState, validation: bool = False
+) -> contextlib.AbstractContextManager[Any]:
     if state.amp and state.device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.float16)
+    # CPU validation stays float32: the best epoch is picked by the figure that the final
+    # evaluation and the exported (float32) model give, not by bf16's (0.1 pt apart on mnist5k)
+    if state.amp and state.device.type == "cpu" and not validation:
+        return torch.autocast("cpu", dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
@@ -175,7 +181,7 @@ def fit(
         for cb in callbacks:
             cb.on_validation_start(state)
         state.model.eval()
-        with torch.no_grad(), _autocast(state):
+        with torch.no_grad(), _autocast(state, validation=True):
             val = reduce_figures(validate(state.model), state.world)
         state.epoch += 1
         record = {"epoch": state.epoch, "train_loss": train_loss, **val, "lr": lr}

@@ -3,6 +3,7 @@ loop stops on time, and a resumed run continues the same plan with the time spen
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -150,6 +151,13 @@ def test_cli_time_budget_plans_the_run_and_records_it(tmp_path: Path) -> None:
     assert plan["spent"] <= 4.0 + 0.5
     saved = load_config(out / "config.yaml")
     assert (saved.time_budget, saved.epochs) == (4.0, 30)
+    # a budgeted run validates its last planned epochs only (and always the one it ends on)
+    history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
+    assert "val_accuracy" in history[-1]
+    if len(history) > 4:
+        assert "val_accuracy" not in history[0], history
+    card = json.loads((out / "model" / "model.json").read_text())
+    assert card["metrics"]["best_epoch"] >= 1 and "accuracy" in card["metrics"]
 
 
 def test_a_budget_must_be_positive_and_detection_keeps_its_older_name() -> None:

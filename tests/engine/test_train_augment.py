@@ -49,6 +49,22 @@ def test_light_gives_each_image_its_own_transform() -> None:
     assert all(float((o[0] > 127).float().sum()) > 0.6 * 8 * 16 for o in out)
 
 
+def test_elastic_bends_each_image_beyond_the_affine_of_light() -> None:
+    image = torch.zeros(3, 28, 28, dtype=torch.uint8)
+    image[:, 4:24, 12:16] = 255  # a vertical stroke
+    batch = image.expand(8, -1, -1, -1).contiguous()
+    torch.manual_seed(0)
+    light = build_augment("light", 28)(batch)
+    torch.manual_seed(0)  # the same rotation, shift and scale draws, then the warp's
+    elastic = build_augment("elastic", 28)(batch)
+    assert len({elastic[i].numpy().tobytes() for i in range(8)}) == 8
+    for a, b in zip(light, elastic, strict=True):
+        assert not torch.equal(a, b)  # the warp moved pixels the affine alone did not
+        # a bend, not noise: the stroke keeps roughly its ink
+        ink_a, ink_b = float(a[0].float().sum()), float(b[0].float().sum())
+        assert 0.6 * ink_a < ink_b < 1.5 * ink_a
+
+
 def test_mixup_cutmix_give_soft_targets() -> None:
     assert batch_mixer(5) is None
     torch.manual_seed(0)

@@ -178,7 +178,7 @@ def test_a_warm_start_without_epochs_gets_the_warm_start_schedule(tmp_path: Path
     chosen = preprocess_step(str(tmp_path / "m"), str(tmp_path / "p2"), init_from="production",
                              store_uri=str(tmp_path / "store"), epochs=7)  # fmt: skip
     assert chosen["config"]["epochs"] == 7
-    assert warm["config"]["augment"] == chosen["config"]["augment"] == "light"  # no new data
+    assert warm["config"]["augment"] == chosen["config"]["augment"] == "elastic"  # no new data
 
 
 def test_a_warm_start_on_new_data_augments_like_a_camera_change(tmp_path: Path) -> None:
@@ -201,4 +201,4 @@ def test_a_warm_start_on_new_data_augments_like_a_camera_change(tmp_path: Path) 
                             **kw)  # fmt: skip
     assert asked["config"]["augment"] == "none"  # the user's choice wins
     scratch = preprocess_step(str(tmp_path / "m"), str(tmp_path / "p3"))
-    assert scratch["config"]["augment"] == "light"  # from scratch: the recipe's
+    assert scratch["config"]["augment"] == "elastic"  # from scratch: the recipe's
