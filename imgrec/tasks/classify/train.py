@@ -50,11 +50,13 @@ if TYPE_CHECKING:
     from imgrec.tasks.classify.train_setup import Session
 
 TrainData = ClassificationData | ShardIndex  # image files, or tar shards streamed
-# A time-budgeted run validates only its last epochs: the one-cycle schedule's best model is at
-# its end, and validating the 1,000 mnist5k val images with the checkpoint took ~4 steps' time
-# (6% of an epoch) each epoch, time that now buys training steps. ``model/`` holds the newest
-# epoch until one is validated; with early stopping every epoch is validated.
-BUDGET_VALIDATED_EPOCHS = 3
+# A time-budgeted run validates only the last third of its planned epochs (at least 3): each
+# validation of mnist5k's 1,000 val images with its checkpoint cost ~4 steps' time (6% of an
+# epoch), time that now buys steps; with the one-cycle schedule the last third reached the
+# whole run's best val figure in 14 of 15 fixed-length mnist5k runs (one 0.1 pt below; the last
+# 3 epochs alone: 11 of 15, up to 0.2 pt below). ``model/`` holds the newest epoch until one is
+# validated; with early stopping every epoch is validated.
+BUDGET_VALIDATED_SHARE, BUDGET_VALIDATED_MIN = 1 / 3, 3
 CARD_METRICS = ("accuracy", "top5", "f1_macro", "precision_macro", "recall_macro", "ece", "n")
 
 
@@ -337,11 +339,12 @@ def _train(dataset: TrainData, cfg: TrainConfig, run_dir: Path, resume: bool, qu
 def _late_validation(
     validate: Callable[[torch.nn.Module], dict[str, float]], state: TrainState
 ) -> Callable[[torch.nn.Module], dict[str, float]]:
-    """``validate`` for the last :data:`BUDGET_VALIDATED_EPOCHS` planned epochs (and an epoch
-    the budget stops) only; ``{}`` before them."""
+    """``validate`` for the last third of the planned epochs (:data:`BUDGET_VALIDATED_SHARE`,
+    at least :data:`BUDGET_VALIDATED_MIN`) and an epoch the budget stops; ``{}`` before."""
 
     def late(model: torch.nn.Module) -> dict[str, float]:
-        if state.stop or state.epoch + 1 > state.epochs - BUDGET_VALIDATED_EPOCHS:
+        last = max(BUDGET_VALIDATED_MIN, round(state.epochs * BUDGET_VALIDATED_SHARE))
+        if state.stop or state.epoch + 1 > state.epochs - last:
             return validate(model)
         return {}
 
