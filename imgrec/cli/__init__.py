@@ -120,5 +120,13 @@ def main(argv: list[str] | None = None) -> int:
     return result if isinstance(result, int) else 0
 
 
+def run() -> None:
+    """The ``imgrec`` console script: :func:`main`, then the exit without the interpreter's
+    seconds of teardown (:func:`imgrec.cli.exit.exit_now`)."""
+    from imgrec.cli.exit import exit_now
+
+    exit_now(main())
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()
