@@ -24,6 +24,14 @@ import threading
 from typing import NoReturn
 
 
+def exit_code(exc: SystemExit) -> int:
+    """The status Python would exit with for ``exc`` (a message goes to stderr, status 1)."""
+    if exc.code is None or isinstance(exc.code, int):
+        return exc.code or 0
+    print(exc.code, file=sys.stderr)
+    return 1
+
+
 def exit_now(code: int, *, join_threads: bool = True) -> NoReturn:
     """Exit with ``code`` after the threads, exit handlers and output are done (see above).
     ``join_threads=False`` skips the wait for threads (``make run``, which has stopped its own

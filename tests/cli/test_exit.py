@@ -77,3 +77,33 @@ def test_the_console_script_and_python_m_exit_through_it() -> None:
         cwd=root,
     )
     assert done.returncode == 2 and "No such option" in done.stderr
+
+
+def test_a_system_exit_inside_the_command_still_skips_the_teardown(tmp_path: Path) -> None:
+    """The server ends on SIGTERM by raising ``SystemExit(0)`` through its finally blocks."""
+    script = tmp_path / "raise.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import sys
+            import imgrec.cli
+
+            class Teardown:
+                def __del__(self):
+                    print("torn down", flush=True)
+
+            keep = Teardown()
+            def main():
+                raise SystemExit(sys.argv[1] if sys.argv[1] == "message" else int(sys.argv[1]))
+            imgrec.cli.main = main
+            imgrec.cli.run()
+            """
+        )
+    )
+    for arg, code in (("0", 0), ("4", 4), ("message", 1)):
+        done = subprocess.run(
+            [sys.executable, str(script), arg], capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == code, done.stderr
+        assert "torn down" not in done.stdout
+        assert ("message" in done.stderr) == (arg == "message")
