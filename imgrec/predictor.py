@@ -24,8 +24,8 @@ from PIL import Image
 from torch import nn
 
 from imgrec.data.transforms import eval_transform
+from imgrec.models.architectures import build_from_card
 from imgrec.models.card import ModelCard, read_model_dir
-from imgrec.models.weights import build_from_card
 
 ImageInput = Union[str, "os.PathLike[str]", bytes, Image.Image]
 DEFAULT_MODEL = "efficientnet_lite0"
