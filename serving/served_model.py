@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from imgrec import storage
-from imgrec.data.transforms import normalize_batch
+from imgrec.data.pixels import normalize_batch
 from imgrec.model_store import resolve_store_ref
 from imgrec.models.card import Preprocessing
 from imgrec.quantize import require_fp32

@@ -22,15 +22,13 @@ sys.path.insert(0, str(Path(__file__).parent))
 from eval_fixtures import write_tiny_model
 
 from imgrec.data.images import load_image
-from imgrec.data.transforms import (
+from imgrec.data.pixels import (
     draft_size,
     normalize_batch,
     normalize_lookup,
     normalize_table,
-    normalize_uint8,
-    resize_ops,
-    to_tensor_ops,
 )
+from imgrec.data.transforms import normalize_uint8, resize_ops, to_tensor_ops
 from imgrec.errors import CorruptImageError, ImgrecError
 from imgrec.inference.runners import default_threads, make_runner, runs_in_parallel
 from imgrec.models.card import Preprocessing

@@ -36,13 +36,9 @@ import torch
 from PIL import Image
 
 from imgrec.data.images import load_image
+from imgrec.data.pixels import draft_size, normalize_lookup, normalize_table
 from imgrec.data.sources import expand_sources, saved_name
-from imgrec.data.transforms import (
-    draft_size,
-    normalize_lookup,
-    normalize_table,
-    resize_ops,
-)
+from imgrec.data.transforms import resize_ops
 from imgrec.errors import ImgrecError
 from imgrec.inference.onnx import cache_path
 from imgrec.inference.runners import check_runtime_precision, make_runner, runs_in_parallel
