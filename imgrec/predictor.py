@@ -24,8 +24,8 @@ from PIL import Image
 from torch import nn
 
 from imgrec.data.transforms import eval_transform
+from imgrec.models.architectures import build_from_card
 from imgrec.models.card import ModelCard, read_model_dir
-from imgrec.models.weights import build_from_card
 
 ImageInput = Union[str, "os.PathLike[str]", bytes, Image.Image]
 DEFAULT_MODEL = "efficientnet_lite0"
@@ -50,6 +50,9 @@ class Classifier:
     def __init__(self, module: nn.Module, card: ModelCard, *, device: str = "cpu") -> None:
         self.card = card
         self.classes: list[str] = list(card.classes)
+        # what load_model loaded it from, and its files' stamp then (the ONNX export index)
+        self.source: str | None = None
+        self.source_stamp: tuple[Any, ...] | None = None
         self.device = torch.device(device)
         # channels_last: depthwise/small convs run ~1.3-2x faster on CPU (measured, 2 cores)
         self.module = module.to(self.device).to(memory_format=torch.channels_last).eval()
@@ -160,8 +163,14 @@ def load_model(
 
     Example: ``load_model("runs/exp1/model").predict("cat.jpg")[0].labels[0]``
     """
+    from imgrec.inference.export_index import source_stamp
+
     ref = os.fspath(path_or_name)
+    stamp = source_stamp(ref)  # before reading: files changed later are not indexed
     if _is_model_dir(ref):
         card, state = read_model_dir(ref)
-        return Classifier(build_from_card(card, state), card, device=device)
-    return pretrained_classifier(ref, device=device)
+        clf = Classifier(build_from_card(card, state), card, device=device)
+    else:
+        clf = pretrained_classifier(ref, device=device)
+    clf.source, clf.source_stamp = ref, stamp
+    return clf
