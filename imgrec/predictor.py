@@ -24,6 +24,7 @@ from PIL import Image
 from torch import nn
 
 from imgrec.data.transforms import eval_transform
+from imgrec.inference.scores import top_k_softmax
 from imgrec.models.architectures import build_from_card
 from imgrec.models.card import ModelCard, read_model_dir
 
@@ -102,8 +103,8 @@ class Classifier:
         for start in range(0, len(items), batch_size):
             chunk = items[start : start + batch_size]
             x = torch.stack([self._transform(self.load(img)) for img in chunk])  # (B, 3, H, W)
-            probs = torch.softmax(self.predict_batch(x).float(), dim=1)  # (B, C)
-            scores, ids = probs.topk(k, dim=1)
+            logits = self.predict_batch(x).float().cpu().numpy()  # (B, C)
+            scores, ids = top_k_softmax(logits, k)  # the scores `imgrec predict` prints
             for s_row, i_row in zip(scores.tolist(), ids.tolist(), strict=True):
                 labels = [self.classes[i] for i in i_row]
                 out.append(Prediction(labels, [float(s) for s in s_row], list(i_row)))
