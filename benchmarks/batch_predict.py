@@ -146,10 +146,10 @@ def stage_breakdown(
     draft decode, resize + center crop, normalization, and inference at ``batch`` for each
     runner (one intra-op thread, as the pool runs it)."""
     from imgrec.data.images import load_image
-    from imgrec.data.transforms import draft_size, normalize_lookup, normalize_table, resize_ops
+    from imgrec.data.pixels import draft_size, normalize_lookup, normalize_table, resize_image
 
     pre = clf.card.preprocessing
-    size, ops, table = draft_size(pre), resize_ops(pre), normalize_table(pre)
+    size, table = draft_size(pre), normalize_table(pre)
     out: dict[str, float] = {}
 
     def per_image(name: str, fn: Callable[[], R]) -> R:
@@ -160,12 +160,7 @@ def stage_breakdown(
 
     images = per_image("decode", lambda: [load_image(str(p), draft=size) for p in paths])
 
-    def geometry(image: Any) -> Any:
-        for op in ops:
-            image = op(image)
-        return image
-
-    crops = per_image("resize_crop", lambda: [np.asarray(geometry(im)) for im in images])
+    crops = per_image("resize_crop", lambda: [np.asarray(resize_image(im, pre)) for im in images])
     pixels = per_image("normalize", lambda: [normalize_lookup(c, table) for c in crops])
     x = torch.from_numpy(np.stack(pixels))  # (N, 3, S, S)
     for name, run in runners.items():

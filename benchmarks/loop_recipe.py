@@ -15,10 +15,17 @@ the gate's tolerance (``GatePolicy.max_class_regression``)::
     python benchmarks/loop_recipe.py --seed 1 cam1 6 2000 augment=camera
     python benchmarks/loop_recipe.py --seed 1 --camera p=0.5 half1 6 2000 augment=camera
     python benchmarks/loop_recipe.py --oracle upper 6 2000 augment=light
+    python benchmarks/loop_recipe.py --ceiling --scratch ceil 1 4000 augment=light epochs=15
+    python benchmarks/loop_recipe.py --more-new 49 mn10 5 2000 augment=camera epochs=10
 
 ``--oracle`` sends every other sampled base image through the real new camera
 (``monitoring.day.new_camera``, other seeds than the new data's): no recipe knows the shift
 that well, so it bounds what augmentation can reach with this model and schedule.
+``--ceiling`` trains on every sampled base image twice, plain and through the real new camera
+(with ``--scratch``: from random weights, not v1's): what this model class can reach on
+shifted digits when the shift is known exactly and 4,000 shifted examples are labelled.
+``--more-new K`` moves K of the held-out new images (seeded) into training: a smaller gate
+slice; the held-out accuracy is then on the rest.
 """
 
 from __future__ import annotations
@@ -46,6 +53,20 @@ def main() -> None:
         help="the base images through the real new camera: an upper bound, not a recipe",
     )
     parser.add_argument(
+        "--ceiling",
+        action="store_true",
+        help="every sampled base image twice: plain and through the real new camera",
+    )
+    parser.add_argument(
+        "--more-new",
+        type=int,
+        default=0,
+        help="move this many held-out new images (seeded) into training: a smaller gate slice",
+    )
+    parser.add_argument(
+        "--scratch", action="store_true", help="no warm start: from random weights, not v1's"
+    )
+    parser.add_argument(
         "--camera", default="", help="CameraShift arguments for augment=camera, e.g. p=0.5"
     )
     args = parser.parse_args()
@@ -63,11 +84,8 @@ def main() -> None:
     run = sorted(work.glob("runs/*/imgrec-training-*/ingest/manifest/data.csv"))[-1].parents[2]
     cfg: dict[str, Any] = json.loads((run / "preprocess/data/train_config.json").read_text())
     cfg.pop("task", None)
-    cfg.update(
-        report=False,
-        seed=args.seed,
-        weights=str(work / "store/versions/0001/model/weights.safetensors"),
-    )
+    v1_weights = work / "store/versions/0001/model/weights.safetensors"
+    cfg.update(report=False, seed=args.seed, weights=None if args.scratch else str(v1_weights))
     config = load_config(None, overrides={**cfg, **dict(o.split("=", 1) for o in args.overrides)})
     with open(run / "ingest/manifest/data.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
@@ -75,23 +93,36 @@ def main() -> None:
     base = [r for r in rows if r["split"] == "train" and not r["path"].startswith(new_dir)]
     new = [r for r in rows if r["split"] == "train" and r["path"].startswith(new_dir)]
     val = [r for r in rows if r["split"] == "val"]
+    held = [r for r in rows if r["split"] == "test"]
+    random.Random(1000 + args.seed).shuffle(held)
+    new += held[: args.more_new]  # the gate's slice would be the rest
+    held = held[args.more_new :]
     random.Random(args.seed).shuffle(base)
     out = work / "recipes" / args.name
     out.mkdir(parents=True, exist_ok=True)
-    if args.oracle:  # what a recipe that knew the shift exactly could reach
+    base = base[: args.base]
+    if args.oracle or args.ceiling:  # what a recipe that knew the shift exactly could reach
         from imgrec.monitoring.day import encode
 
-        half = range(0, args.base, 2)  # every other sampled base image; the rest stay plain
-        items = [(Path(base[i]["path"]), base[i]["label"]) for i in half]
-        for i, (data, label) in zip(half, encode(items, True, 100 + args.seed), strict=True):
+        # oracle: every other sampled base image shifted, the rest plain; ceiling: all of them
+        # shifted, beside all of them plain
+        picked = range(0, len(base), 1 if args.ceiling else 2)
+        items = [(Path(base[i]["path"]), base[i]["label"]) for i in picked]
+        shifted_rows = []
+        for i, (data, label) in zip(picked, encode(items, True, 100 + args.seed), strict=True):
             path = out / "oracle" / label / f"o{i:04d}.png"
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(data)
-            base[i] = {**base[i], "path": str(path)}
+            shifted_rows.append({**base[i], "path": str(path)})
+        if args.ceiling:
+            base = base + shifted_rows
+        else:
+            for i, row in zip(picked, shifted_rows, strict=True):
+                base[i] = row
     with open(out / "data.csv", "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["path", "label", "split"])
-        w.writerows([r["path"], r["label"], "train"] for r in base[: args.base] + new * args.repeat)
+        w.writerows([r["path"], r["label"], "train"] for r in base + new * args.repeat)
         w.writerows([r["path"], r["label"], "val"] for r in val)
     task = get_task("classify")
     started = time.perf_counter()
@@ -109,7 +140,7 @@ def main() -> None:
 
     shifted = [(str(p), p.parent.name) for p in sorted((work / "shifted-val").glob("*/*.png"))]
     clean = [(r["path"], r["label"]) for r in val]
-    holdout = [(r["path"], r["label"]) for r in rows if r["split"] == "test"]
+    holdout = [(r["path"], r["label"]) for r in held]
     v1_file = work / "recipes" / "v1-clean-recall.json"  # v1's per-class recall, computed once
     if not v1_file.exists():
         v1_model = str(work / "store/versions/0001/model")
@@ -121,7 +152,9 @@ def main() -> None:
     print(json.dumps({
         "name": args.name, "seed": args.seed, "repeat": args.repeat, "base": args.base,
         "overrides": args.overrides, "camera": args.camera, "oracle": args.oracle,
-        "train_images": args.base + args.repeat * len(new), "train_s": round(seconds, 1),
+        "ceiling": args.ceiling, "scratch": args.scratch, "more_new": args.more_new,
+        "new_train": len(new), "new_holdout_n": len(holdout),
+        "train_images": len(base) + args.repeat * len(new), "train_s": round(seconds, 1),
         "shifted_val": sum(hits(result.model_dir, shifted)) / len(shifted),
         "clean_val": sum(clean_hits) / len(clean),
         "new_holdout": sum(hits(result.model_dir, holdout)) / len(holdout),

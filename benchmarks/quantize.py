@@ -5,6 +5,11 @@ bf16 columns appear where the CPU has native bf16 (AMX / AVX512-BF16) and OpenVI
 ``--precision bf16`` picks (:func:`imgrec.quantize.bf16_model`: the IR with its first
 convolutions kept fp32, checked on the calibration images or on the probe, or refused).
 
+An ``nncf_openvino`` column appears where NNCF is installed (the ``dev`` extra): OpenVINO's own
+post-training quantization (:func:`nncf_int8`: MIXED preset, histogram activation ranges, bias
+correction, the same convolutions and head kept fp32 as imgrec's int8) run by OpenVINO; it is
+measured beside imgrec's int8 but not what ``--precision int8`` runs (BENCHMARKS.md says why).
+
 Two parts, one JSON object on stdout:
 
 1. **Pretrained EfficientNet-Lite0 at 224**: ms/image of the fp32 and int8 ONNX models (one
@@ -24,6 +29,7 @@ Two parts, one JSON object on stdout:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -79,10 +85,75 @@ def random_crops(images: list[np.ndarray], n: int, seed: int) -> list[Any]:
 
 def session(path: Path, threads: int, precision: str = "fp32") -> Any:
     """The session imgrec runs ``path`` with in ``precision`` (server settings: no spinning;
-    bf16: OpenVINO, one stream)."""
+    bf16: OpenVINO, one stream); ``nncf``: the int8 IR of :func:`nncf_int8` in OpenVINO (the
+    layers NNCF left unquantized in f32)."""
+    if precision == "nncf":
+        from imgrec.inference.openvino import openvino_session
+
+        return openvino_session(path, threads, precision="f32")
     from imgrec.inference.onnx import precision_session
 
     return precision_session(path, threads, precision)
+
+
+def nncf_available() -> bool:
+    try:
+        import nncf  # noqa: F401
+        import openvino  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def nncf_int8(fp32: Path, calibration: Any, pre: Any, out: Path) -> Path:
+    """NNCF post-training int8 of ``fp32`` (OpenVINO IR at ``out``), calibrated on the same
+    images as imgrec's int8 (``calibration``: folder or file list), keeping the same
+    convolutions and head fp32; MIXED preset (asymmetric activations), histogram ranges
+    (NNCF's default mean of per-image min/max clips: 73% agreement on held-out photos),
+    fast bias correction."""
+    import logging
+
+    import nncf
+    import onnx
+    import openvino
+
+    from imgrec.quantize import KEEP_FP32, QuantizeSettings, calibration_files, load_calibration
+
+    # NNCF logs and draws progress bars on stdout, which carries this script's JSON
+    logging.getLogger("nncf").setLevel(logging.ERROR)
+    settings = QuantizeSettings()
+    x, _, _ = load_calibration(calibration_files(calibration), pre, settings)
+    graph = onnx.load(str(fp32)).graph
+    keep = {n for role in settings.keep_fp32 for n in KEEP_FP32.get(role)(graph)}
+    model = openvino.Core().read_model(str(fp32))
+    # OpenVINO names a Conv / Gemm after the ONNX node, its bias-free part "<name>/WithoutBiases"
+    names = [
+        op.get_friendly_name()
+        for op in model.get_ordered_ops()
+        if op.get_friendly_name().removesuffix("/WithoutBiases") in keep
+        and op.get_type_name() in ("Convolution", "GroupConvolution", "MatMul")
+    ]
+    with contextlib.redirect_stdout(sys.stderr):
+        quantized = _nncf_quantize(nncf, model, x, names)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    openvino.save_model(quantized, str(out), compress_to_fp16=False)
+    return out
+
+
+def _nncf_quantize(nncf: Any, model: Any, x: np.ndarray, names: list[str]) -> Any:
+    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
+    from nncf.quantization.range_estimator import RangeEstimatorParametersSet
+
+    return nncf.quantize(
+        model,
+        nncf.Dataset([x[i : i + 1] for i in range(len(x))]),
+        preset=nncf.QuantizationPreset.MIXED,
+        subset_size=len(x),
+        ignored_scope=nncf.IgnoredScope(names=names),
+        advanced_parameters=AdvancedQuantizationParameters(
+            activations_range_estimator_params=RangeEstimatorParametersSet.HISTOGRAM
+        ),
+    )
 
 
 def bf16_available() -> bool:
@@ -212,6 +283,12 @@ def pretrained_part(work: Path, repeats: int) -> dict[str, Any]:
         x = np.stack([tf(im).numpy() for im in crops])
     ref, got = logits(fp32, x), logits(result.path, x)
     files = {"fp32": fp32, "int8": result.path}
+    extra: dict[str, Any] = {}
+    if nncf_available():
+        files["nncf_openvino"] = nncf_int8(fp32, calib, pre, work / "nncf" / "lite0.xml")
+        extra["nncf_openvino_agreement_vs_fp32"] = agreement(
+            ref, logits(files["nncf_openvino"], x, precision="nncf")
+        )
     bf16: dict[str, Any] = {}
     if bf16_available():
         choices = {
@@ -231,6 +308,7 @@ def pretrained_part(work: Path, repeats: int) -> dict[str, Any]:
         "top1_agreement_on_calibration_images": result.agreement,
         "held_out": f"{HELD_OUT_CROPS} random crops of 10 other sample photos",
         "agreement_vs_fp32": agreement(ref, got),
+        **extra,
         **bf16,
         "ms_per_image": speed(files, x, repeats),
         "file_mb": {
@@ -302,6 +380,14 @@ def int8_accuracy(work: Path, model_dir: str, data: Path) -> dict[str, Any]:
     with torch.inference_mode():
         x = np.stack([tf(load_image(f)).numpy() for f in val_files])
     ref, got = logits(fp32, x), logits(result.path, x)
+    extra: dict[str, Any] = {}
+    if nncf_available():
+        ir = nncf_int8(fp32, calib, pre, work / "nncf" / "model.xml")
+        got_nncf = logits(ir, x, precision="nncf")
+        extra["nncf_openvino"] = {
+            "val_accuracy": round(float((got_nncf.argmax(1) == labels).mean()), 4),
+            "agreement_vs_fp32": agreement(ref, got_nncf),
+        }
     bf16: dict[str, Any] = {}
     if bf16_available():
         choices = {
@@ -320,6 +406,7 @@ def int8_accuracy(work: Path, model_dir: str, data: Path) -> dict[str, Any]:
             "int8": round(float((got.argmax(1) == labels).mean()), 4),
         },
         "agreement_vs_fp32": agreement(ref, got),
+        **extra,
     }
 
 

@@ -1,5 +1,3 @@
-import sys
+from imgrec.cli import run
 
-from imgrec.cli import main
-
-sys.exit(main())
+run()

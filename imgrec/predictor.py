@@ -24,8 +24,9 @@ from PIL import Image
 from torch import nn
 
 from imgrec.data.transforms import eval_transform
+from imgrec.inference.scores import top_k_softmax
+from imgrec.models.architectures import build_from_card
 from imgrec.models.card import ModelCard, read_model_dir
-from imgrec.models.weights import build_from_card
 
 ImageInput = Union[str, "os.PathLike[str]", bytes, Image.Image]
 DEFAULT_MODEL = "efficientnet_lite0"
@@ -50,6 +51,9 @@ class Classifier:
     def __init__(self, module: nn.Module, card: ModelCard, *, device: str = "cpu") -> None:
         self.card = card
         self.classes: list[str] = list(card.classes)
+        # what load_model loaded it from, and its files' stamp then (the ONNX export index)
+        self.source: str | None = None
+        self.source_stamp: tuple[Any, ...] | None = None
         self.device = torch.device(device)
         # channels_last: depthwise/small convs run ~1.3-2x faster on CPU (measured, 2 cores)
         self.module = module.to(self.device).to(memory_format=torch.channels_last).eval()
@@ -99,8 +103,8 @@ class Classifier:
         for start in range(0, len(items), batch_size):
             chunk = items[start : start + batch_size]
             x = torch.stack([self._transform(self.load(img)) for img in chunk])  # (B, 3, H, W)
-            probs = torch.softmax(self.predict_batch(x).float(), dim=1)  # (B, C)
-            scores, ids = probs.topk(k, dim=1)
+            logits = self.predict_batch(x).float().cpu().numpy()  # (B, C)
+            scores, ids = top_k_softmax(logits, k)  # the scores `imgrec predict` prints
             for s_row, i_row in zip(scores.tolist(), ids.tolist(), strict=True):
                 labels = [self.classes[i] for i in i_row]
                 out.append(Prediction(labels, [float(s) for s in s_row], list(i_row)))
@@ -160,8 +164,14 @@ def load_model(
 
     Example: ``load_model("runs/exp1/model").predict("cat.jpg")[0].labels[0]``
     """
+    from imgrec.inference.export_index import source_stamp
+
     ref = os.fspath(path_or_name)
+    stamp = source_stamp(ref)  # before reading: files changed later are not indexed
     if _is_model_dir(ref):
         card, state = read_model_dir(ref)
-        return Classifier(build_from_card(card, state), card, device=device)
-    return pretrained_classifier(ref, device=device)
+        clf = Classifier(build_from_card(card, state), card, device=device)
+    else:
+        clf = pretrained_classifier(ref, device=device)
+    clf.source, clf.source_stamp = ref, stamp
+    return clf

@@ -24,7 +24,6 @@ the rest of the day.
 from __future__ import annotations
 
 import argparse
-import atexit
 import contextlib
 import os
 import subprocess
@@ -34,10 +33,10 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import NoReturn
 
 from rich.console import Console
 
+from imgrec.cli.exit import exit_now
 from imgrec.errors import ImgrecError
 
 console = Console()
@@ -283,15 +282,5 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def exit_now(code: int) -> NoReturn:
-    """Exit once everything is done and stopped, without tearing the interpreter down: with
-    torch, Evidently and kfp imported that took 5-6 s on the 2-core machine. The exit handlers
-    still run (logging, temporary folders) and the output is flushed."""
-    atexit._run_exitfuncs()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
-
-
 if __name__ == "__main__":
-    exit_now(main())
+    exit_now(main(), join_threads=False)

@@ -48,7 +48,7 @@ class DayPlan:
     n_clean: int = 300
     n_shifted: int = 500
     n_last: int = 300
-    epochs: int = 0  # 0: the pipeline's choice (5 for a warm start with new labelled data)
+    epochs: int = 0  # 0: the pipeline's choice (10 for a warm start with new labelled data)
     on_drift: str = "local"  # local | github
     seed: int = 0
     params: dict[str, Any] = field(default_factory=dict)  # extra retraining parameters

@@ -14,7 +14,8 @@ folder of images, :mod:`imgrec.quantize`) or ``bf16`` (OpenVINO, CPUs with nativ
     backend = BACKENDS.get("onnx")(classifier, precision="int8", calibration="calib/")
 
 ``PRECISIONS`` and ``check_precision`` live in :mod:`imgrec.quantize` (batch prediction uses
-them too) and are re-exported here.
+them too) and are re-exported here. Importing this module does not import torch: a model whose
+checked export is in the export index is served by :meth:`OnnxBackend.from_index` alone.
 """
 
 from __future__ import annotations
@@ -25,16 +26,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-import torch
 
-from imgrec.inference.onnx import (
-    LogitsAndEmbedding,
-    cache_path,
-    cached_export,
-    check_export,
-    export_onnx,
-    precision_session,
-)
+from imgrec.inference.export_index import CachedExport
+from imgrec.inference.ort_session import cpu_session
 from imgrec.quantize import INT8_NEEDS_CALIBRATION as INT8_NEEDS_CALIBRATION
 from imgrec.quantize import PRECISIONS as PRECISIONS
 from imgrec.quantize import check_precision as check_precision
@@ -72,12 +66,18 @@ class TorchBackend:
         require_fp32(
             precision, "on the onnx backend", "serve with --backend onnx, or drop --precision"
         )
+        import torch
+
+        from imgrec.inference.onnx import LogitsAndEmbedding
+
         if threads:
             torch.set_num_threads(threads)
         self.wrapped = LogitsAndEmbedding(classifier.module).eval()
         self.device = next(classifier.module.parameters()).device
 
     def run(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        import torch
+
         with torch.inference_mode():
             logits, emb = self.wrapped(torch.from_numpy(x).to(self.device))
         return logits.float().cpu().numpy(), emb.float().cpu().numpy()
@@ -88,6 +88,8 @@ def quantized_path(
 ) -> Path:
     """The int8 (static QDQ) model of ``fp32_path`` calibrated on ``calibration``; cached in
     the ONNX cache folder, so only the first call calibrates (seconds)."""
+    from imgrec.inference.onnx import cache_path
+
     return PRECISIONS.get("int8")(
         fp32_path,
         calibration,
@@ -123,6 +125,14 @@ class OnnxBackend:
         calibration: str | os.PathLike[str] | None = None,
         streams: int | None = None,
     ) -> None:
+        from imgrec.inference.onnx import (
+            cache_path,
+            cached_export,
+            check_export,
+            export_onnx,
+            precision_session,
+        )
+
         to_precision = PRECISIONS.get(precision)
         hint = "serve with --backend torch"
         if onnx_path:
@@ -139,10 +149,32 @@ class OnnxBackend:
         if precision == "fp32" and not onnx_path:
             # int8 passed quantization's top-1 agreement check instead; a file given as
             # ``onnx_path`` is run as it is (tests compare files of either precision)
-            check_export(classifier, self.session, hint=hint)
+            check_export(classifier, self.session, hint=hint, path=path)
         self.path = path
         self.precision = precision
+
+    @classmethod
+    def from_index(cls, found: CachedExport, *, threads: int | None = None) -> OnnxBackend:
+        """fp32 on the export the index found (checked against PyTorch when it was indexed):
+        no torch, no network built, no check again."""
+        backend = cls.__new__(cls)
+        backend.session = cpu_session(found.path, threads or (os.cpu_count() or 1))
+        backend.path, backend.precision = found.path, "fp32"
+        return backend
 
     def run(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         logits, emb = self.session.run(["logits", "embedding"], {"input": x})
         return np.asarray(logits), np.asarray(emb)
+
+
+_FROM_ONNX = ("LogitsAndEmbedding", "cache_path", "cached_export", "check_export", "export_onnx")
+
+
+def __getattr__(name: str) -> Any:
+    """The names of :mod:`imgrec.inference.onnx` this module offered before it stopped importing
+    torch (``from imgrec.serving.backends import export_onnx`` still works; torch loads then)."""
+    if name in _FROM_ONNX:
+        import imgrec.inference.onnx as onnx
+
+        return getattr(onnx, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

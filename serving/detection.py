@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from imgrec.data.transforms import normalize_batch
+from imgrec.data.pixels import normalize_batch
 from imgrec.models.card import Preprocessing
 from imgrec.serving._kserve import InferResponse
 from imgrec.serving.protocol import Work, _item_error, _output

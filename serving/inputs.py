@@ -18,7 +18,7 @@ from PIL import Image
 
 from imgrec.data.captures import fingerprint
 from imgrec.data.images import decode_image, source_size
-from imgrec.data.transforms import draft_size, resize_ops
+from imgrec.data.pixels import draft_size, resize_image
 from imgrec.errors import ImgrecError
 from imgrec.models.card import Preprocessing
 
@@ -50,10 +50,9 @@ class PreparedImage:
 
 
 def geometric(image: Image.Image, pre: Preprocessing) -> np.ndarray:
-    """``resize_ops(pre)`` on a PIL RGB image -> ``uint8 (3, H, W)`` (what ``ToImage`` makes)."""
-    out = image
-    for op in resize_ops(pre):
-        out = op(out)
+    """``resize_image(image, pre)`` (a PIL RGB image) -> ``uint8 (3, H, W)`` (what ``ToImage``
+    makes of it)."""
+    out = resize_image(image, pre)
     return np.ascontiguousarray(np.asarray(out, dtype=np.uint8).transpose(2, 0, 1))
 
 

@@ -117,12 +117,7 @@ class ImgrecModel(kserve.Model):
     # --- lifecycle -------------------------------------------------------------------------
     def load(self) -> bool:
         """Load the model and start the batching thread, decode pool and log writer."""
-        if self.options.backend != "torch":
-            import torch
-
-            # torch only loads weights and exports here; its idle OpenMP pool must not spin.
-            torch.set_num_threads(1)
-        options = self.options
+        options = self.options  # torch, when needed, is set to one thread where it is imported
         self.runtime = load_runtime(
             self.model_ref,
             backend=options.backend,

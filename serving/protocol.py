@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from imgrec.errors import BadRequestError, ImgrecError, InvalidBase64Error
+from imgrec.inference.scores import top_k_softmax
 from imgrec.serving._kserve import InferOutput, InferRequest, InferResponse
 from imgrec.serving.inputs import PreparedImage
 
@@ -176,12 +177,10 @@ def raw_to_bytes(value: Any) -> bytes:
 
 
 def topk(logits: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Softmax probabilities' top ``k``: ``(class_ids, scores)``, best first."""
-    z = logits.astype(np.float64) - logits.max()
-    probs = np.exp(z) / np.exp(z).sum()
-    k = min(k, len(probs))
-    ids = np.argsort(-probs, kind="stable")[:k]
-    return ids, probs[ids].astype(np.float32)
+    """Softmax probabilities' top ``k`` of one image's ``logits (C,)``: ``(class_ids,
+    scores)``, best first (:func:`imgrec.inference.scores.top_k_softmax`)."""
+    scores, ids = top_k_softmax(logits[None], k)
+    return ids[0], scores[0]
 
 
 def _item_error(i: int, exc: ImgrecError) -> dict[str, str]:

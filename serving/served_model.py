@@ -19,12 +19,13 @@ from typing import Any
 import numpy as np
 
 from imgrec import storage
-from imgrec.data.transforms import normalize_batch
+from imgrec.data.pixels import normalize_batch
+from imgrec.inference.export_index import find_export
 from imgrec.model_store import resolve_store_ref
 from imgrec.models.card import Preprocessing
 from imgrec.quantize import require_fp32
 from imgrec.registry import Registry
-from imgrec.serving.backends import BACKENDS, Backend
+from imgrec.serving.backends import BACKENDS, Backend, OnnxBackend
 from imgrec.serving.protocol import Work, output_metadata, topk, v1_response, v2_response
 
 DEFAULT_MODEL = "efficientnet_lite0"
@@ -51,7 +52,10 @@ def resolve_model(ref: str | os.PathLike[str]) -> ModelRef:
 
 @dataclass
 class Runtime:
-    """A loaded model version: classifier, backend and preprocessing (swapped as one object)."""
+    """A loaded model version: classifier, backend and preprocessing (swapped as one object).
+
+    ``classifier`` is a loaded ``imgrec.predictor.Classifier`` or, for a model found in the
+    export index, an ``imgrec.inference.export_index.CachedExport`` (its card and classes)."""
 
     classifier: Any
     backend: Backend
@@ -113,15 +117,36 @@ RUNTIMES_BY_OUTPUT: Registry[Any] = Registry("served output kind", list_hint="do
 is served without a line here."""
 
 
+def _torch_for_loading(backend: str) -> None:
+    """Import torch (a model is about to be built) with one intra-op thread unless it runs the
+    model: with another backend torch only loads weights and exports, and its idle OpenMP
+    pool must not spin on the cores the server needs."""
+    if backend != "torch":
+        import torch
+
+        torch.set_num_threads(1)
+
+
 @RUNTIMES_BY_OUTPUT.register("labels")
 def load_classifier_runtime(
     ref: ModelRef, *, backend: str, threads: int | None, **precision: Any
 ) -> Runtime:
     """A classifier on ``backend`` (``onnx`` or ``torch``); ``precision=``/``calibration=``
-    go to the backend (int8: :func:`serving.backends.quantized_path`)."""
+    go to the backend (int8: :func:`serving.backends.quantized_path`).
+
+    fp32 on ``onnx`` first looks the model up in the export index: found, it is served from
+    the checked export with its card alone, and torch is not imported."""
+    make_backend = BACKENDS.get(backend)
+    found = None
+    if backend == "onnx" and precision.get("precision", "fp32") == "fp32":
+        found = find_export(ref.uri)
+    if found is not None:
+        if ref.version == "local":
+            ref = ModelRef(ref.uri, str(found.card.created or "local"), ref.store)
+        return Runtime(found, OnnxBackend.from_index(found, threads=threads), ref)
     from imgrec.predictor import load_model
 
-    make_backend = BACKENDS.get(backend)
+    _torch_for_loading(backend)
     classifier = load_model(ref.uri)
     if ref.version == "local":
         ref = ModelRef(ref.uri, str(getattr(classifier.card, "created", "local")), ref.store)
@@ -140,6 +165,7 @@ def _load_detector_runtime(
         "for classifiers",
         hint="serve detection models without --precision (fp32)",
     )
+    _torch_for_loading(backend)
     runtime = load_detection_runtime(ref, backend=backend, threads=threads)
     if ref.version == "local":
         runtime.ref = ModelRef(ref.uri, str(runtime.card.created or "local"), ref.store)

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from ts.torch_handler.base_handler import BaseHandler
 
-from imgrec.data.transforms import normalize_batch
+from imgrec.data.pixels import normalize_batch
 from imgrec.errors import ImgrecError
 from imgrec.predictor import load_model
 from imgrec.serving.inputs import prepare_image

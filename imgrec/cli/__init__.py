@@ -120,5 +120,17 @@ def main(argv: list[str] | None = None) -> int:
     return result if isinstance(result, int) else 0
 
 
+def run() -> None:
+    """The ``imgrec`` console script: :func:`main`, then the exit without the interpreter's
+    seconds of teardown (:func:`imgrec.cli.exit.exit_now`)."""
+    from imgrec.cli.exit import exit_code, exit_now
+
+    try:
+        code = main()
+    except SystemExit as exc:  # e.g. the server's SIGTERM handler, after its finally blocks
+        code = exit_code(exc)
+    exit_now(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

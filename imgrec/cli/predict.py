@@ -78,7 +78,7 @@ def predict(
     require_paths(sources, what="image source", hint="pass image files, folders or globs")
     require_model(model)
     require_paths([calibration], what="calibration images")
-    from imgrec.quantize import check_precision  # imports torch
+    from imgrec.quantize import check_precision
 
     check_precision(precision, calibration or None)
     show_one_time_work()  # a first ONNX export or int8 calibration says so on stderr

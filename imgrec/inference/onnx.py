@@ -31,6 +31,8 @@ import torch
 from torch import nn
 
 from imgrec.errors import ModelError
+from imgrec.inference.export_index import record_export
+from imgrec.inference.ort_session import cpu_session as cpu_session
 from imgrec.registry import Registry
 from imgrec.storage import cache_folder
 
@@ -183,30 +185,23 @@ def onnx_difference(classifier: Any, session: Any, x: np.ndarray) -> tuple[float
     return diff, ONNX_ATOL * max(1.0, float(np.abs(expected).max()))
 
 
-def check_export(classifier: Any, session: Any, *, hint: str) -> float:
+def check_export(
+    classifier: Any, session: Any, *, hint: str, path: str | os.PathLike[str] | None = None
+) -> float:
     """Refuse (``ModelError``, code ``invalid_model``) an fp32 session whose logits differ from
-    PyTorch's beyond the tolerance on :func:`probe_batch`; returns the difference."""
+    PyTorch's beyond the tolerance on :func:`probe_batch`; returns the difference. With
+    ``path`` (the cached export the session runs), a passed check is written to the export
+    index, so the next run finds the export without torch
+    (:func:`imgrec.inference.export_index.record_export`)."""
     diff, tolerance = onnx_difference(classifier, session, probe_batch(classifier))
     if not diff <= tolerance:
         raise ModelError(
             f"ONNX Runtime logits differ from PyTorch by {diff:.2e} (> {tolerance:.2e})",
             hint=hint,
         )
+    if path is not None:
+        record_export(classifier, path, diff)
     return diff
-
-
-def cpu_session(path: str | os.PathLike[str], threads: int) -> Any:
-    """An ONNX Runtime CPU session for inference beside decode threads (batch predict and the
-    server): ``threads`` intra-op threads, all graph optimizations, and idle intra-op threads
-    that sleep rather than spin on the cores the decoders and the HTTP loop need."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(os.fspath(path), options, providers=["CPUExecutionProvider"])
 
 
 def precision_session(

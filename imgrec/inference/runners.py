@@ -147,7 +147,7 @@ def onnx_runner(
     if precision != "fp32":
         return run  # checked by PRECISIONS[precision] against the fp32 export (top-1 agreement)
 
-    check_export(classifier, run.session, hint=hint)
+    check_export(classifier, run.session, hint=hint, path=path)
     return run
 
 

@@ -168,8 +168,11 @@ def preprocess_step(
 WARM_START_EPOCHS = 3
 # ... and with new labelled data, trained with the "camera" augmentation (NEW_DATA_AUGMENT):
 # the augmented images take longer to learn; at 3 epochs class '7' fell beyond the gate's
-# per-class tolerance on base val, at 5 it stays within (BENCHMARKS.md, the learning loop).
-NEW_DATA_EPOCHS = 5
+# per-class tolerance on base val, and at 5 once in the pipeline too. 10 epochs: shifted
+# digits 0.954 -> 0.964 (mean of two seeds; a model trained on the exact shift reaches
+# 0.968-0.971), plain val 0.985 -> 0.988, within the 5-minute trigger-to-promoted goal
+# (BENCHMARKS.md, the learning loop).
+NEW_DATA_EPOCHS = 10
 
 
 def _new_data_augment(options: dict[str, Any]) -> str:

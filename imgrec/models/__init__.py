@@ -4,16 +4,21 @@ from imgrec.models import ARCHITECTURES, build_model
 ARCHITECTURES.names()                                  # every registered architecture
 net = build_model("resnet18", num_classes=10)          # no weights
 net = build_model("efficientnet_lite0", 10, pretrained=True)   # offline ImageNet backbone
+
+The names above load on first use: importing a submodule that needs no network (reading a
+model card, :mod:`imgrec.models.card`) does not import torch, torchvision or the builders.
 """
 
 from __future__ import annotations
 
-from imgrec.models import small, timm_archs, tv_archs
-from imgrec.models.architectures import ARCHITECTURES, ArchSpec, build_model, register
-
-# The built-in architectures; the modules holding the builders import the registry, not this.
-for _module in (timm_archs, tv_archs, small):
-    for _spec in _module.specs():
-        register(_spec)
+from typing import Any
 
 __all__ = ["ARCHITECTURES", "ArchSpec", "build_model"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        import imgrec.models.architectures as architectures
+
+        return getattr(architectures, name)
+    raise AttributeError(f"module 'imgrec.models' has no attribute {name!r}")

@@ -17,95 +17,23 @@ imgrec's own ``small_resnet`` for small images. All built modules expose the tim
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import TYPE_CHECKING, Any
 
-import torch
 from torch import nn
 
-from imgrec.models.card import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
+from imgrec.models.card import ModelCard
+from imgrec.models.small import specs as small_specs
+from imgrec.models.spec import ArchSpec, Builder, Pretrained
+from imgrec.models.timm_archs import specs as timm_specs
+from imgrec.models.tv_archs import specs as tv_specs
+from imgrec.models.weights import load_state_strict
 from imgrec.registry import Registry
 
-Pretrained = Union[bool, str]
-Builder = Callable[..., nn.Module]
+if TYPE_CHECKING:
+    import torch
 
-
-@dataclass(frozen=True)
-class ArchSpec:
-    """One registered architecture and its metadata.
-
-    ``builder(num_classes, pretrained, **kw)``: ``pretrained`` is ``False``, ``True`` (the
-    best available ImageNet weights: offline when ``offline_weights``, else a download) or a
-    path to a weights file. ``min_input_size`` is the smallest input the network accepts.
-    """
-
-    name: str
-    family: str
-    source: str  # "timm" | "torchvision" | "imgrec"
-    input_size: int
-    builder: Builder = field(repr=False, compare=False)
-    min_input_size: int = 32
-    pretrained_tags: tuple[str, ...] = ()
-    offline_weights: bool = False
-    fixed_input_size: bool = False
-    resize_size: int | None = None
-    interpolation: str = "bicubic"
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
-    description: str = ""
-
-    def build(self, num_classes: int, pretrained: Pretrained = False, **kw: Any) -> nn.Module:
-        """Build the network (see :func:`build_model`)."""
-        return self.builder(num_classes, pretrained, **kw)
-
-    @functools.cached_property
-    def _meta_stats(self) -> tuple[int, int]:
-        with torch.device("meta"):
-            module = self.builder(1000, False)
-        from imgrec.models.transfer import feature_dim
-
-        return sum(p.numel() for p in module.parameters()), feature_dim(module)
-
-    @property
-    def params(self) -> int:
-        """Parameter count with a 1000-class head (computed once, on the meta device)."""
-        return self._meta_stats[0]
-
-    @property
-    def feature_dim(self) -> int:
-        """Dimension of the pooled features that feed the classifier head."""
-        return self._meta_stats[1]
-
-    @property
-    def pretrained_availability(self) -> str:
-        """``offline`` (shipped with a package), ``download`` (needs internet) or ``none``."""
-        if self.offline_weights:
-            return "offline"
-        return "download" if self.pretrained_tags else "none"
-
-    def size_kwargs(self, input_size: int) -> dict[str, Any]:
-        """Builder kwargs needed to run at ``input_size`` (ViTs fix their patch grid at build).
-
-        Example: ``build_model("vit_tiny_patch16_224", 10, **spec.size_kwargs(96))``
-        """
-        return {"img_size": input_size} if self.fixed_input_size else {}
-
-    def default_preprocessing(self, input_size: int | None = None) -> Preprocessing:
-        """The eval preprocessing of the pretrained weights, optionally at another size."""
-        size = input_size or self.input_size
-        default_resize = self.resize_size or self.input_size
-        resize = round(size * default_resize / self.input_size)
-        return Preprocessing(
-            input_size=size,
-            resize_size=max(resize, size),
-            crop="center",
-            interpolation=self.interpolation,
-            mean=self.mean,
-            std=self.std,
-        )
-
+__all__ = ["ARCHITECTURES", "ArchSpec", "Builder", "Pretrained", "build_from_card", "build_model",
+           "register"]  # fmt: skip
 
 ARCHITECTURES: Registry[ArchSpec] = Registry("architecture", list_hint="imgrec architectures")
 
@@ -128,3 +56,22 @@ def build_model(
     Example: ``build_model("resnet18", num_classes=10)``
     """
     return ARCHITECTURES.get(name).build(num_classes, pretrained, **kw)
+
+
+def build_from_card(card: ModelCard, state_dict: dict[str, torch.Tensor]) -> nn.Module:
+    """Build ``card.architecture`` with ``card.num_classes`` and load ``state_dict`` strictly.
+
+    Shape or key mismatches (e.g. a head for a different class count) raise ``ModelError``
+    naming the tensors. The module is returned in eval mode.
+    """
+    module = build_model(
+        card.architecture, num_classes=card.num_classes, pretrained=False, **card.arch_kwargs
+    )
+    load_state_strict(module, state_dict, source=f"weights for {card.architecture}")
+    return module.eval()
+
+
+# The built-in architectures (the modules holding the builders import ``spec``, not this).
+for _specs in (timm_specs, tv_specs, small_specs):
+    for _spec in _specs():
+        register(_spec)

@@ -9,7 +9,7 @@ depends on duplicated constants::
                      preprocessing=Preprocessing(input_size=28, resize_size=28))
     save_model_dir(module, card, "runs/a/model")          # atomic; local or s3://
     card, state = read_model_dir("runs/a/model")           # validated
-    module = build_from_card(card, state)                  # eval mode (imgrec.models.weights)
+    module = build_from_card(card, state)          # eval mode (imgrec.models.architectures)
 """
 
 from __future__ import annotations
@@ -22,12 +22,13 @@ import tempfile
 import uuid
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from imgrec.errors import ModelError, NotFoundError, StorageError
+
+if TYPE_CHECKING:  # reading a card needs no torch (imgrec predict / serve on a cached export)
+    import torch
+    from torch import nn
 
 FORMAT = "imgrec.model/v1"
 CARD_FILE = "model.json"
@@ -235,7 +236,7 @@ def nonfinite_keys(state: dict[str, torch.Tensor]) -> list[str]:
     return [
         k
         for k, v in state.items()
-        if v.is_floating_point() and v.numel() and not bool(torch.isfinite(v).all())
+        if v.is_floating_point() and v.numel() and not bool(v.isfinite().all())
     ]
 
 

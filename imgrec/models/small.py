@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from imgrec.models.architectures import ArchSpec, Pretrained
+from imgrec.models.spec import ArchSpec, Pretrained
 
 
 def _conv_bn(c_in: int, c_out: int, stride: int = 1, k: int = 3) -> list[nn.Module]:

@@ -15,7 +15,7 @@ from typing import Any
 
 from torch import nn
 
-from imgrec.models.architectures import ArchSpec, Pretrained
+from imgrec.models.spec import ArchSpec, Pretrained
 
 # name, family, min input size, pretrained tag of timm's default weights
 _TIMM = (

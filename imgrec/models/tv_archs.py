@@ -14,7 +14,7 @@ from torch import nn
 from torchvision.models import inception as tv_inception
 from torchvision.models import vgg as tv_vgg
 
-from imgrec.models.architectures import ArchSpec, Pretrained
+from imgrec.models.spec import ArchSpec, Pretrained
 
 
 class VGG(tv_vgg.VGG):

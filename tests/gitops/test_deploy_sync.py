@@ -9,8 +9,10 @@ names its version), and removing the canary promotes it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -94,7 +96,8 @@ class Env:
 def env(tmp_path: Path) -> Iterator[Env]:
     e = Env(tmp_path)
     yield e
-    for proc in e.procs:
+    # the watcher first: stopped after the server, it would start a detached one in its place
+    for proc in reversed(e.procs):
         if proc.poll() is None:
             proc.terminate()
             try:
@@ -102,6 +105,13 @@ def env(tmp_path: Path) -> Iterator[Env]:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+    # and any server the sync started itself (detached, recorded in the state file)
+    try:
+        pid = int(json.loads(e.status_file.with_name(f"{e.port}.json").read_text())["pid"])
+    except (OSError, ValueError, KeyError):
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
 
 
 @pytest.mark.slow

@@ -11,6 +11,7 @@ from safetensors.torch import save_file
 
 from imgrec.errors import ModelError
 from imgrec.models import build_model
+from imgrec.models.architectures import build_from_card
 from imgrec.models.card import (
     CARD_FILE,
     FORMAT,
@@ -20,7 +21,6 @@ from imgrec.models.card import (
     read_model_dir,
     save_model_dir,
 )
-from imgrec.models.weights import build_from_card
 
 ARCH_KW = {"stem_width": 8, "widths": [8, 16], "depths": [1, 1]}
 

@@ -195,7 +195,7 @@ def test_a_warm_start_on_new_data_augments_like_a_camera_change(tmp_path: Path) 
     kw = {"init_from": "production", "store_uri": str(tmp_path / "store")}
     warm = preprocess_step(str(tmp_path / "m"), str(tmp_path / "p"), **kw)
     assert warm["config"]["augment"] == NEW_DATA_AUGMENT == "camera"
-    assert warm["config"]["epochs"] == NEW_DATA_EPOCHS == 5
+    assert warm["config"]["epochs"] == NEW_DATA_EPOCHS == 10
     assert any(n.startswith("augment=camera: a warm start on new data") for n in warm["notes"])
     asked = preprocess_step(str(tmp_path / "m"), str(tmp_path / "p2"), overrides="augment=none",
                             **kw)  # fmt: skip

@@ -17,7 +17,8 @@ from PIL import Image
 from skimage import data as skdata
 
 from imgrec.data.images import decode_image
-from imgrec.data.transforms import draft_size, eval_transform, normalize_batch
+from imgrec.data.pixels import draft_size, normalize_batch
+from imgrec.data.transforms import eval_transform
 from imgrec.inference.onnx import ONNX_ATOL as ONNX_TOLERANCE
 from imgrec.inference.onnx import cpu_session, onnx_difference
 from imgrec.models.card import Preprocessing

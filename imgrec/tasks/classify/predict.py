@@ -22,6 +22,12 @@ on. Speed on a CPU (``benchmarks/batch_predict.py``, BENCHMARKS.md "Batch predic
    per core that decodes or infers, never two thread pools competing for the cores, no torch
    ops (whose OpenMP pool is a third) on the hot path. An image's logits do not depend on
    the batch it is in, so the batch size changes speed only.
+
+Start-up: a model given by name or local directory whose checked export is in the ONNX
+export index (:mod:`imgrec.inference.export_index`) runs without importing torch at all (the
+first prediction about 0.5 s after the command starts instead of several seconds); the first
+run of such a model exports it once (announced), even for a single image. Scores are the
+float64 softmax of the logits rounded to float32 (:mod:`imgrec.inference.scores`).
 """
 
 from __future__ import annotations
@@ -32,21 +38,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from PIL import Image
 
 from imgrec.data.images import load_image
+from imgrec.data.pixels import draft_size, normalize_lookup, normalize_table, resize_image
 from imgrec.data.sources import expand_sources, saved_name
-from imgrec.data.transforms import (
-    draft_size,
-    normalize_lookup,
-    normalize_table,
-    resize_ops,
-)
 from imgrec.errors import ImgrecError
-from imgrec.inference.onnx import cache_path
-from imgrec.inference.runners import check_runtime_precision, make_runner, runs_in_parallel
-from imgrec.quantize import CalibrationSource
+from imgrec.inference.export_index import CachedExport, find_export, source_files
+from imgrec.inference.scores import top_k_softmax
+from imgrec.quantize import CalibrationSource, check_precision
 from imgrec.tasks.classify.batching import inferred_batches
 from imgrec.visualize import draw_label
 
@@ -61,8 +61,11 @@ logits do not depend on the batch; small batches also start inferring after 4 de
 instead of 32 and end with every core inferring. ``imgrec predict`` over 96 1600x1200
 JPEGs: 98 images/s at 4, 94 at 8 and 2 (medians of 8, load average ~1)."""
 ONNX_MIN_IMAGES = 64
-"""With ``runtime="auto"``, fewer images than this run in PyTorch unless the ONNX export is
-already cached: a first export takes seconds, more than it saves on a few images."""
+"""With ``runtime="auto"``, a model the export index cannot key (an ``s3://`` directory, a
+loaded classifier, weights downloaded by name) runs fewer images than this in PyTorch unless
+its export is already cached: a first export takes seconds, more than it saves on a few
+images. A keyable model is exported on its first run whatever the count: later runs then
+start without torch."""
 
 
 def _choose_runtime(clf: Any, runtime: str, n_images: int, precision: str = "fp32") -> str:
@@ -70,7 +73,21 @@ def _choose_runtime(clf: Any, runtime: str, n_images: int, precision: str = "fp3
         return "onnx" if runtime == "auto" else runtime  # int8 runs in ONNX Runtime only
     if runtime != "auto" or n_images >= ONNX_MIN_IMAGES or clf.device.type != "cpu":
         return runtime
+    if getattr(clf, "source", None) is not None and source_files(clf.source) is not None:
+        return runtime  # exported once, then indexed: the next run needs no torch
+    from imgrec.inference.onnx import cache_path
+
     return runtime if cache_path(clf).exists() else "torch"
+
+
+def _cached_export(model: Any, runtime: str, precision: str) -> CachedExport | None:
+    """The indexed export of ``model`` when this call can run on it without torch: a name or
+    local directory, fp32, on ONNX Runtime (``auto`` or ``onnx``)."""
+    if precision != "fp32" or runtime not in ("auto", "onnx"):
+        return None
+    if not isinstance(model, (str, os.PathLike)):
+        return None
+    return find_export(model)
 
 
 def _source_text(source: str | ImgrecError) -> str:
@@ -112,27 +129,35 @@ def predict(
     ``runtime="torch"`` (``precision_unsupported``), ``ModelError`` (``int8_inaccurate``)
     when quantization visibly breaks the model.
     """
-    check_runtime_precision(runtime, precision, calibration)
+    check_precision(precision, calibration)
+    cached = _cached_export(model, runtime, precision)
     if isinstance(sources, (str, os.PathLike)):
         sources = [sources]
-    clf = _classifier(model)
+    logits_of: Callable[[np.ndarray], np.ndarray]
+    if cached is not None:  # no torch: ONNX Runtime on the export checked when indexed
+        clf: Any = cached
+        logits_of, in_pool = _session_logits(cached, threads)
+        expanded = expand_sources(sources)
+    else:
+        from imgrec.inference.runners import check_runtime_precision
+
+        check_runtime_precision(runtime, precision, calibration)
+        clf = _classifier(model)
+        expanded = expand_sources(sources)
+        logits_of, in_pool = _runner_logits(
+            clf, _choose_runtime(clf, runtime, len(expanded), precision), threads, precision,
+            calibration,
+        )  # fmt: skip
     k = max(1, min(int(top_k), len(clf.classes)))
     out_dir = Path(save_dir) if save_dir is not None else None
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
-    expanded = expand_sources(sources)
-    chosen = _choose_runtime(clf, runtime, len(expanded), precision)
-    run = make_runner(
-        clf, chosen, threads=threads, parallel=True, precision=precision, calibration=calibration
-    )
-    in_pool = runs_in_parallel(run)
     if batch_size is None:
         batch_size = PARALLEL_BATCH_SIZE if in_pool else BATCH_SIZE
     load = _loader(clf, draft=draft, keep_image=out_dir is not None)
 
-    def infer(x: torch.Tensor) -> tuple[list[list[float]], list[list[int]]]:
-        probs = torch.softmax(run(x).float(), dim=1)  # (B, 3, H, W) -> (B, C)
-        scores, ids = probs.topk(k, dim=1)
+    def infer(x: np.ndarray) -> tuple[list[list[float]], list[list[int]]]:
+        scores, ids = top_k_softmax(logits_of(x), k)  # (B, 3, H, W) -> (B, k)
         return scores.tolist(), ids.tolist()
 
     batches = inferred_batches(
@@ -140,6 +165,45 @@ def predict(
     )
     for batch in batches:
         yield from _records(batch, clf.classes, out_dir)
+
+
+def _session_logits(
+    cached: CachedExport, threads: int | None
+) -> tuple[Callable[[np.ndarray], np.ndarray], bool]:
+    """``(B, 3, H, W) float32 -> (B, C)`` logits on ONNX Runtime, and whether calls may run side
+    by side on the pool (one intra-op thread each, as the ``onnx`` runner does)."""
+    from imgrec.inference.ort_session import cpu_session
+
+    n_threads = threads or 1
+    session = cpu_session(cached.path, n_threads)
+
+    def logits_of(x: np.ndarray) -> np.ndarray:
+        return np.asarray(session.run(["logits"], {"input": x})[0])
+
+    return logits_of, n_threads == 1
+
+
+def _runner_logits(
+    clf: Any,
+    runtime: str,
+    threads: int | None,
+    precision: str,
+    calibration: CalibrationSource | None,
+) -> tuple[Callable[[np.ndarray], np.ndarray], bool]:
+    """The same for a loaded classifier through :func:`imgrec.inference.runners.make_runner`
+    (PyTorch, or ONNX Runtime after the export and its check)."""
+    import torch
+
+    from imgrec.inference.runners import make_runner, runs_in_parallel
+
+    run = make_runner(
+        clf, runtime, threads=threads, parallel=True, precision=precision, calibration=calibration
+    )
+
+    def logits_of(x: np.ndarray) -> np.ndarray:
+        return np.asarray(run(torch.from_numpy(x)).float().numpy())
+
+    return logits_of, runs_in_parallel(run)
 
 
 def _classifier(model: Any) -> Any:
@@ -172,24 +236,21 @@ def _records(batch: Any, classes: Sequence[str], out_dir: Path | None) -> list[d
 
 def _loader(
     clf: Any, *, draft: bool, keep_image: bool
-) -> Callable[[str | ImgrecError], tuple[torch.Tensor, Image.Image | None]]:
+) -> Callable[[str | ImgrecError], tuple[np.ndarray, Image.Image | None]]:
     """The per-image work of the pool: read, decode (reduced with ``draft``), resize and crop
     (Pillow), normalize (a numpy table lookup) -> ``float32 (3, H, W)``, and the decoded image
-    when it is to be drawn on. No torch ops: their intra-op pool would fight the pool."""
-    size = draft_size(clf.card.preprocessing) if draft else None
+    when it is to be drawn on. No torch ops: their intra-op pool would fight the pool.
+    ``clf``: a loaded classifier or a ``CachedExport`` (its ``card`` is what is read)."""
     pre = clf.card.preprocessing
-    geometry = resize_ops(pre)  # called in turn: T.Compose is an nn.Module, slower to call
+    size = draft_size(pre) if draft else None
     table = normalize_table(pre)
 
-    def load(source: str | ImgrecError) -> tuple[torch.Tensor, Image.Image | None]:
+    def load(source: str | ImgrecError) -> tuple[np.ndarray, Image.Image | None]:
         if isinstance(source, ImgrecError):
             raise source  # a path that did not expand: reported in its place
         image = load_image(source, draft=size)
-        resized = image
-        for op in geometry:
-            resized = op(resized)
-        pixels = normalize_lookup(np.asarray(resized), table)  # (3, H, W) float32
-        return torch.from_numpy(pixels), image if keep_image else None
+        pixels = normalize_lookup(np.asarray(resize_image(image, pre)), table)  # (3, H, W)
+        return pixels, image if keep_image else None
 
     return load
 

@@ -373,8 +373,8 @@ def _restore(state: TrainState, run_dir: Path, data: TrainData, console: Console
 def _finish(cfg: TrainConfig, session: Session, data: TrainData, run_dir: Path,
             state: TrainState) -> dict[str, Any]:  # fmt: skip
     """Evaluate the best model on val (metrics.json, figures, report) and record it in its card."""
+    from imgrec.models.architectures import build_from_card
     from imgrec.models.card import read_model_dir, save_model_dir
-    from imgrec.models.weights import build_from_card
     from imgrec.storage import write_bytes
     from imgrec.tasks.classify.evaluate import evaluate
 
