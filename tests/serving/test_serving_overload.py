@@ -78,8 +78,9 @@ def test_inference_timeout_gets_504_then_serves(
     short_timeout_server: Server, chelsea_jpeg: bytes
 ) -> None:
     small_queue_server = short_timeout_server
-    # decoding 6 big PNGs on one thread takes well over the 0.5 s timeout
-    instances = [{"image": {"b64": _big_png(i)}} for i in range(6)]
+    # decoding 12 big PNGs on one thread takes well over the 0.5 s timeout (6 took 0.74 s on a
+    # quiet 2-core AMD EPYC, and once finished inside it on a fast host: a flaky 200)
+    instances = [{"image": {"b64": _big_png(i)}} for i in range(12)]
     r = small_queue_server.v1(instances)
     assert r.status_code == 504, r.text[:300]
     assert r.json()["code"] == "inference_timeout"
