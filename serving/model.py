@@ -50,9 +50,11 @@ class ServingOptions:
     # concurrency 8 on 2 cores (BENCHMARKS.md).
     model_workers: int | None = None
     threads: int | None = None
-    # ONNX Runtime's per-image cost is nearly flat in the batch size on CPU, so small batches
-    # lose little and let decoding overlap inference at moderate concurrency.
-    max_batch_size: int = 4
+    # None = auto (:data:`MAX_BATCH`): 1 for ONNX Runtime in fp32, whose per-image cost does
+    # not fall with the batch on CPU (5.1 ms at batch 1, 5.5 at 8, Lite0, one thread), so
+    # batches only add waiting: p99/p50 1.46 against 1.70 at batch 4, the same req/s
+    # (BENCHMARKS.md, "Serving"); 4 where batching pays (int8, bf16, the torch backend).
+    max_batch_size: int | None = None
     max_wait_ms: float = 4.0
     max_queue_images: int = 64  # admitted images in flight; beyond -> 503
     max_images_per_request: int = 32
@@ -84,6 +86,11 @@ class ServingOptions:
                 hint="fix --capture-rate (0.1 keeps one image in ten)",
             )
 
+
+MAX_BATCH = {("onnx", "fp32"): 1}
+"""``max_batch_size`` when left auto, per (backend, precision); :data:`MAX_BATCH_OTHERWISE`
+for the rest."""
+MAX_BATCH_OTHERWISE = 4
 
 _COUNT_FLAGS = {  # ServingOptions fields that count something -> the `imgrec serve` flag
     "model_workers": "--model-workers",
@@ -127,7 +134,7 @@ class ImgrecModel(kserve.Model):
         )
         self.batcher = DynamicBatcher(
             lambda runtime, x: runtime.run(x),
-            max_batch_size=self.options.max_batch_size,
+            max_batch_size=self._max_batch,
             max_wait_ms=self.options.max_wait_ms,
             workers=self._workers,
         )
@@ -207,6 +214,12 @@ class ImgrecModel(kserve.Model):
         self._requests += 1
         n = self._requests
         return canary if (n * percent) // 100 > ((n - 1) * percent) // 100 else runtime
+
+    @property
+    def _max_batch(self) -> int:
+        options = self.options
+        auto = MAX_BATCH.get((options.backend, options.precision), MAX_BATCH_OTHERWISE)
+        return options.max_batch_size or auto
 
     @property
     def _workers(self) -> int:

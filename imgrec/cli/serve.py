@@ -48,7 +48,12 @@ def serve_command(
         0, "--threads", help="Intra-op threads per model call (0 = cores / model workers)."
     ),
     decode_threads: int = typer.Option(2, "--decode-threads", help="Image decode threads."),
-    max_batch: int = typer.Option(4, "--max-batch", help="Dynamic batch size limit."),
+    max_batch: int = typer.Option(
+        0,
+        "--max-batch",
+        help="Dynamic batch size limit (0 = auto: 1 for ONNX fp32, where batches only add "
+        "waiting; 4 for int8, bf16 and the torch backend).",
+    ),
     max_wait_ms: float = typer.Option(4.0, "--max-wait-ms", help="Max wait to fill a batch."),
     max_queue: int = typer.Option(64, "--max-queue", help="Images in flight before 503."),
     timeout: float = typer.Option(10.0, "--timeout", help="Inference timeout, seconds (504)."),
@@ -114,7 +119,7 @@ def serve_command(
         model_workers=model_workers or None,
         threads=threads or None,
         decode_threads=decode_threads,
-        max_batch_size=max_batch,
+        max_batch_size=max_batch or None,
         max_wait_ms=max_wait_ms,
         max_queue_images=max_queue,
         timeout_s=timeout,

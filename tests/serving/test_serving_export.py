@@ -178,3 +178,17 @@ def test_serving_options_refuse_bad_counts_naming_the_flag(
         ServingOptions(**{field: value})
     assert repr(value) in info.value.message and flag in (info.value.hint or "")
     assert ServingOptions(model_workers=None, threads=None).decode_threads == 2  # defaults ok
+
+
+@pytest.mark.parametrize(
+    ("options", "batch"),
+    [({}, 1), ({"precision": "int8"}, 4), ({"precision": "bf16"}, 4),
+     ({"backend": "torch"}, 4), ({"max_batch_size": 3}, 3)],
+)  # fmt: skip
+def test_the_batch_limit_is_1_for_onnx_fp32_and_4_where_batching_pays(
+    options: dict[str, object], batch: int
+) -> None:
+    from imgrec.serving.model import ImgrecModel, ServingOptions
+
+    model = ImgrecModel("imgrec", "efficientnet_lite0", ServingOptions(**options))  # type: ignore[arg-type]
+    assert model._max_batch == batch
