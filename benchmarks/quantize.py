@@ -263,9 +263,9 @@ def pretrained_part(work: Path, repeats: int) -> dict[str, Any]:
     import torch
 
     from imgrec.data.transforms import eval_transform
+    from imgrec.inference.onnx import export_onnx
     from imgrec.predictor import load_model
     from imgrec.quantize import QuantizeSettings, quantize_onnx
-    from imgrec.serving.backends import export_onnx
 
     clf = load_model("efficientnet_lite0")
     pre = clf.card.preprocessing
@@ -363,9 +363,9 @@ def int8_accuracy(work: Path, model_dir: str, data: Path) -> dict[str, Any]:
 
     from imgrec.data.images import image_files, load_image
     from imgrec.data.transforms import eval_transform
+    from imgrec.inference.onnx import export_onnx
     from imgrec.predictor import load_model
     from imgrec.quantize import QuantizeSettings, quantize_onnx
-    from imgrec.serving.backends import export_onnx
 
     clf = load_model(model_dir)
     pre = clf.card.preprocessing

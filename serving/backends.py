@@ -165,16 +165,3 @@ class OnnxBackend:
     def run(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         logits, emb = self.session.run(["logits", "embedding"], {"input": x})
         return np.asarray(logits), np.asarray(emb)
-
-
-_FROM_ONNX = ("LogitsAndEmbedding", "cache_path", "cached_export", "check_export", "export_onnx")
-
-
-def __getattr__(name: str) -> Any:
-    """The names of :mod:`imgrec.inference.onnx` this module offered before it stopped importing
-    torch (``from imgrec.serving.backends import export_onnx`` still works; torch loads then)."""
-    if name in _FROM_ONNX:
-        import imgrec.inference.onnx as onnx
-
-        return getattr(onnx, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

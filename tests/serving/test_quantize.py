@@ -21,9 +21,10 @@ from PIL import Image
 from serving_helpers import start_server, stop_server
 
 from imgrec.errors import ConfigError, DatasetError, ModelError
+from imgrec.inference.onnx import export_onnx
 from imgrec.models.card import ModelCard, Preprocessing, save_model_dir
 from imgrec.quantize import QuantizeSettings, quantize_onnx
-from imgrec.serving.backends import OnnxBackend, export_onnx
+from imgrec.serving.backends import OnnxBackend
 
 CLASSES = ["horizontal", "vertical", "diagonal", "checker"]
 SIZE = 32
