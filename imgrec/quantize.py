@@ -41,6 +41,7 @@ import numpy as np
 
 from imgrec import storage
 from imgrec.errors import ConfigError, DatasetError, ImageError, ModelError
+from imgrec.int8_weights import WEIGHT_CORRECTIONS
 from imgrec.models.card import Preprocessing
 from imgrec.registry import Registry
 
@@ -84,6 +85,9 @@ class QuantizeSettings:
     # collapse, not near-ties: measured 0.95-0.96 for the models that kept their accuracy,
     # 0.74 for a fully fine-tuned mnist5k Lite0 that lost 15 points); 0 disables.
     min_agreement: float = 0.85
+    # How the quantized convolutions' weights are rounded and their biases corrected before
+    # ONNX Runtime quantizes them (a imgrec.int8_weights.WEIGHT_CORRECTIONS name).
+    weight_correction: str = "bias"
 
     def key(self) -> str:
         """A short stable digest of the settings that shape the int8 file."""
@@ -338,6 +342,7 @@ def quantize_onnx(
     method = CALIBRATION_METHODS.get(settings.method)
     for role in settings.keep_fp32:
         KEEP_FP32.get(role)
+    WEIGHT_CORRECTIONS.get(settings.weight_correction)
     files = calibration_files(calibration)
     fingerprint = calibration_fingerprint(files)
     cache = int8_path(fp32_path, fingerprint, settings.key(), cache_dir)
@@ -431,6 +436,7 @@ def _quantize(
             quant_pre_process(str(src), str(prepared), skip_symbolic_shape=False)
             graph = onnx.load(str(prepared)).graph
             exclude = sorted({n for role in settings.keep_fp32 for n in KEEP_FP32.get(role)(graph)})
+            prepared = _corrected(prepared, x, exclude, settings)
             reader = _Reader(x, settings.batch_size, graph.input[0].name, advance)
             # onnxruntime prints its histogram steps on stdout; the progress line says enough
             with contextlib.redirect_stdout(io.StringIO()):
@@ -454,6 +460,24 @@ def _quantize(
             ) from exc
         finally:
             tmp.unlink(missing_ok=True)
+
+
+def _corrected(
+    prepared: Path, x: np.ndarray, exclude: list[str], settings: QuantizeSettings
+) -> Path:
+    """``prepared`` with ``settings.weight_correction`` applied to the convolutions that will
+    be quantized, written beside it."""
+    import onnx
+
+    from imgrec.int8_weights import WEIGHT_CORRECTIONS, Correction, quantized_convs
+
+    model = onnx.load(str(prepared))
+    convs = quantized_convs(model.graph, exclude)
+    correction = Correction(model, convs, x, settings.batch_size, settings.per_channel)
+    WEIGHT_CORRECTIONS.get(settings.weight_correction)(correction)
+    out = prepared.with_name(f"corrected-{settings.weight_correction}.onnx")
+    onnx.save(model, str(out))
+    return out
 
 
 # --- precisions: which ONNX file a runtime loads --------------------------------------------
