@@ -36,6 +36,7 @@ import shutil
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 CALIBRATION_IMAGES = 64
 HELD_OUT_CROPS = 192
+LARGE_HELD_OUT_CROPS = 1000  # a second, larger held-out set (other crops of the same photos)
+NOISE_LSB = 0.5  # the 8-bit image's own rounding: +-0.5 of a pixel step
+NOISE_DRAWS = 5
 
 
 def photos() -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -190,7 +194,7 @@ def bf16_rows(fp32: Path, x: np.ndarray, ref: np.ndarray, choices: dict[str, Any
     runs = {"all_layers": fp32, **{k: v["file"] for k, v in choices.items() if "file" in v}}
     for name, path in runs.items():
         got = logits(path, x, precision="bf16")
-        row = {"agreement_vs_fp32": agreement(ref, got)}
+        row: dict[str, Any] = {"agreement_vs_fp32": agreement(ref, got)}
         if labels is not None:
             row["val_accuracy"] = round(float((got.argmax(1) == labels).mean()), 4)
         if name in choices:
@@ -259,7 +263,42 @@ def agreement(ref: np.ndarray, got: np.ndarray) -> dict[str, Any]:
     }
 
 
-def pretrained_part(work: Path, repeats: int) -> dict[str, Any]:
+def noise_floor(fp32: Path, x: np.ndarray, ref: np.ndarray, std: Any) -> dict[str, Any]:
+    """fp32 against fp32 on ``x`` plus uniform noise of +-:data:`NOISE_LSB` of a pixel step (in
+    normalized units: ``NOISE_LSB / 255 / std`` per channel), :data:`NOISE_DRAWS` draws: the
+    agreement the 8-bit input's own rounding allows, and which crops keep their fp32 top-1
+    under every draw (``stable``, a boolean mask)."""
+    rng = np.random.default_rng(0)
+    step = (1.0 / 255 / np.asarray(std, np.float32)).reshape(1, -1, 1, 1)
+    same = []
+    for _ in range(NOISE_DRAWS):
+        noise = rng.uniform(-NOISE_LSB, NOISE_LSB, x.shape).astype(np.float32) * step
+        same.append(logits(fp32, (x + noise).astype(np.float32)).argmax(1) == ref.argmax(1))
+    agree = np.stack(same)
+    return {
+        "draws": NOISE_DRAWS,
+        "top1_agreement_per_draw": [round(float(a.mean()), 4) for a in agree],
+        "top1_agreement_mean": round(float(agree.mean()), 4),
+        "stable": agree.all(0),
+    }
+
+
+def held_out_rows(ref: dict[str, np.ndarray], got: dict[str, np.ndarray],
+                  stable: np.ndarray) -> dict[str, Any]:  # fmt: skip
+    """Agreement of ``got`` with fp32 ``ref`` on each held-out set, and on the crops of the
+    large set whose fp32 top-1 is stable under the input noise."""
+    rows = {name: agreement(ref[name], got[name]) for name in ref}
+    large = "large"
+    same = ref[large].argmax(1) == got[large].argmax(1)
+    rows["large_noise_stable"] = {
+        "images": int(stable.sum()),
+        "top1_agreement": round(float(same[stable].mean()), 4),
+    }
+    return rows
+
+
+def pretrained_part(work: Path, repeats: int, corrections: list[str],
+                    others: bool) -> dict[str, Any]:  # fmt: skip
     import torch
 
     from imgrec.data.transforms import eval_transform
@@ -275,22 +314,38 @@ def pretrained_part(work: Path, repeats: int) -> dict[str, Any]:
     for i, im in enumerate(random_crops(calibration_photos, CALIBRATION_IMAGES, seed=1)):
         im.save(calib / f"crop{i:03d}.jpg", quality=92)
     fp32 = export_onnx(clf, work / "lite0.onnx")
-    settings = QuantizeSettings(min_agreement=0.0)  # measure, do not refuse
-    result = quantize_onnx(fp32, calib, pre, settings=settings)
     tf = eval_transform(pre)
+    sets: dict[str, np.ndarray] = {}
     with torch.inference_mode():
-        crops = random_crops(held_out_photos, HELD_OUT_CROPS, seed=2)
-        x = np.stack([tf(im).numpy() for im in crops])
-    ref, got = logits(fp32, x), logits(result.path, x)
+        for name, n, seed in (("small", HELD_OUT_CROPS, 2), ("large", LARGE_HELD_OUT_CROPS, 3)):
+            sets[name] = np.stack([tf(im).numpy() for im in random_crops(held_out_photos, n, seed)])
+    x = sets["small"]
+    refs = {name: logits(fp32, xs) for name, xs in sets.items()}
+    ref = refs["small"]
+    floor = noise_floor(fp32, sets["large"], refs["large"], pre.std)
+    stable = floor.pop("stable")
+    default = QuantizeSettings(min_agreement=0.0)  # measure, do not refuse
+    int8: dict[str, Any] = {}
+    results = {}
+    for correction in corrections:
+        settings = replace(default, weight_correction=correction)
+        results[correction] = result = quantize_onnx(fp32, calib, pre, settings=settings)
+        got = {name: logits(result.path, xs) for name, xs in sets.items()}
+        int8[correction] = {
+            "calibration_seconds": round(result.seconds, 1),
+            "top1_agreement_on_calibration_images": round(result.agreement, 4),
+            **held_out_rows(refs, got, stable),
+        }
+    result = results.get(default.weight_correction) or results[corrections[0]]
     files = {"fp32": fp32, "int8": result.path}
     extra: dict[str, Any] = {}
-    if nncf_available():
+    if others and nncf_available():
         files["nncf_openvino"] = nncf_int8(fp32, calib, pre, work / "nncf" / "lite0.xml")
         extra["nncf_openvino_agreement_vs_fp32"] = agreement(
             ref, logits(files["nncf_openvino"], x, precision="nncf")
         )
     bf16: dict[str, Any] = {}
-    if bf16_available():
+    if others and bf16_available():
         choices = {
             "imgrec_with_calibration": imgrec_bf16(fp32, calib, pre, work / "bf16"),
             "imgrec_probe_only": imgrec_bf16(fp32, None, pre, work / "bf16"),
@@ -302,12 +357,22 @@ def pretrained_part(work: Path, repeats: int) -> dict[str, Any]:
                 files[f"bf16_{name}"] = choice["file"]
     return {
         "model": "efficientnet_lite0 (offline ImageNet weights), 224 px",
-        "settings": {**settings.__dict__, "keep_fp32": list(settings.keep_fp32)},
+        "settings": {**default.__dict__, "keep_fp32": list(default.keep_fp32)},
         "calibration": f"{result.images} random crops of 10 sample photos",
-        "calibration_seconds": round(result.seconds, 1),
-        "top1_agreement_on_calibration_images": result.agreement,
-        "held_out": f"{HELD_OUT_CROPS} random crops of 10 other sample photos",
-        "agreement_vs_fp32": agreement(ref, got),
+        "held_out": {
+            "small": f"{HELD_OUT_CROPS} random crops of 10 other sample photos (seed 2)",
+            "large": f"{LARGE_HELD_OUT_CROPS} random crops of the same 10 photos (seed 3)",
+        },
+        "noise_floor_fp32_vs_fp32_with_input_noise": {
+            "noise": f"uniform +-{NOISE_LSB} of a pixel step (x {NOISE_LSB}/255/std normalized)",
+            "images": LARGE_HELD_OUT_CROPS,
+            **floor,
+            "noise_stable_images": int(stable.sum()),
+        },
+        "int8_by_weight_correction": int8,
+        "int8_in_speed_rows": f"weight_correction {default.weight_correction} (the default)"
+        if default.weight_correction in results
+        else f"weight_correction {corrections[0]}",
         **extra,
         **bf16,
         "ms_per_image": speed(files, x, repeats),
@@ -327,7 +392,13 @@ RECIPES: dict[str, tuple[str, dict[str, Any]]] = {
 
 
 def trained_parts(
-    work: Path, per_class: int, val_per_class: int, img_size: int, finetune_epochs: int
+    work: Path,
+    per_class: int,
+    val_per_class: int,
+    img_size: int,
+    finetune_epochs: int,
+    corrections: list[str],
+    others: bool,
 ) -> dict[str, Any]:
     """Train each recipe of ``RECIPES`` on one mnist5k subset, then compare fp32 and int8
     accuracy on its validation split (calibration: ~48 training images)."""
@@ -353,12 +424,17 @@ def trained_parts(
             "train_seconds": round(time.perf_counter() - started, 1),
             "train_reported_val_accuracy_torch": round(float(trained.metrics["accuracy"]), 4),
         }
-        out[name] = {**row, **int8_accuracy(work / name, trained.model_dir, data)}
+        out[name] = {
+            **row,
+            **int8_accuracy(work / name, trained.model_dir, data, corrections, others),
+        }
     return out
 
 
-def int8_accuracy(work: Path, model_dir: str, data: Path) -> dict[str, Any]:
-    """fp32 vs int8 ONNX accuracy of ``model_dir`` on ``data/val``."""
+def int8_accuracy(work: Path, model_dir: str, data: Path, corrections: list[str],
+                  others: bool) -> dict[str, Any]:  # fmt: skip
+    """fp32 vs int8 ONNX accuracy of ``model_dir`` on ``data/val``, for each weight
+    correction; NNCF and bf16 too with ``others``."""
     import torch
 
     from imgrec.data.images import image_files, load_image
@@ -373,15 +449,27 @@ def int8_accuracy(work: Path, model_dir: str, data: Path) -> dict[str, Any]:
     train_files = image_files(data / "train")
     calib = [train_files[i] for i in range(0, len(train_files), max(1, len(train_files) // 48))]
     fp32 = export_onnx(clf, work / "fp32.onnx")
-    result = quantize_onnx(fp32, calib, pre, settings=QuantizeSettings(min_agreement=0.0))
     val_files = image_files(data / "val")
     labels = np.array([clf.classes.index(Path(f).parent.name) for f in val_files])
     tf = eval_transform(pre)
     with torch.inference_mode():
         x = np.stack([tf(load_image(f)).numpy() for f in val_files])
-    ref, got = logits(fp32, x), logits(result.path, x)
+    ref = logits(fp32, x)
+    int8: dict[str, Any] = {}
+    for correction in corrections:
+        settings = QuantizeSettings(min_agreement=0.0, weight_correction=correction)
+        result = quantize_onnx(fp32, calib, pre, settings=settings)
+        got = logits(result.path, x)
+        int8[correction] = {
+            "val_accuracy": round(float((got.argmax(1) == labels).mean()), 4),
+            "calibration_images": result.images,
+            "calibration_seconds": round(result.seconds, 1),
+            "top1_agreement_on_calibration_images": round(result.agreement, 4),
+            "would_be_refused": result.agreement < QuantizeSettings().min_agreement,
+            "agreement_vs_fp32": agreement(ref, got),
+        }
     extra: dict[str, Any] = {}
-    if nncf_available():
+    if others and nncf_available():
         ir = nncf_int8(fp32, calib, pre, work / "nncf" / "model.xml")
         got_nncf = logits(ir, x, precision="nncf")
         extra["nncf_openvino"] = {
@@ -389,7 +477,7 @@ def int8_accuracy(work: Path, model_dir: str, data: Path) -> dict[str, Any]:
             "agreement_vs_fp32": agreement(ref, got_nncf),
         }
     bf16: dict[str, Any] = {}
-    if bf16_available():
+    if others and bf16_available():
         choices = {
             "imgrec_with_calibration": imgrec_bf16(fp32, calib, pre, work / "bf16"),
             "imgrec_probe_only": imgrec_bf16(fp32, None, pre, work / "bf16"),
@@ -397,15 +485,9 @@ def int8_accuracy(work: Path, model_dir: str, data: Path) -> dict[str, Any]:
         bf16 = {"bf16": bf16_rows(fp32, x, ref, choices, labels)}
     return {
         **bf16,
-        "calibration_images": result.images,
-        "top1_agreement_on_calibration_images": result.agreement,
-        "would_be_refused": result.agreement < QuantizeSettings().min_agreement,
         "val_images": len(val_files),
-        "val_accuracy": {
-            "fp32": round(float((ref.argmax(1) == labels).mean()), 4),
-            "int8": round(float((got.argmax(1) == labels).mean()), 4),
-        },
-        "agreement_vs_fp32": agreement(ref, got),
+        "fp32_val_accuracy": round(float((ref.argmax(1) == labels).mean()), 4),
+        "int8_by_weight_correction": int8,
         **extra,
     }
 
@@ -417,7 +499,19 @@ def main() -> None:
     parser.add_argument("--val-per-class", type=int, default=50)
     parser.add_argument("--img-size", type=int, default=96)
     parser.add_argument("--finetune-epochs", type=int, default=5)
+    parser.add_argument(
+        "--corrections",
+        default="none,bias,gptq",
+        help="comma-separated int8 weight corrections to measure "
+        "(imgrec.int8_weights.WEIGHT_CORRECTIONS); the speed rows use the default one",
+    )
+    parser.add_argument(
+        "--int8-only", action="store_true", help="leave out the NNCF and bf16 columns"
+    )
+    parser.add_argument("--skip-trained", action="store_true", help="only the pretrained part")
     args = parser.parse_args()
+    corrections = [c.strip() for c in args.corrections.split(",") if c.strip()]
+    others = not args.int8_only
 
     import onnxruntime
     from machine import cpu_model  # this script's folder is on sys.path
@@ -432,9 +526,17 @@ def main() -> None:
             "cpu_model": cpu_model(),
             "cores": os.cpu_count(),
             "load_average_before": load_before,
-            "pretrained": pretrained_part(work, args.repeats),
-            "trained_on_mnist5k": trained_parts(
-                work, args.per_class, args.val_per_class, args.img_size, args.finetune_epochs
+            "pretrained": pretrained_part(work, args.repeats, corrections, others),
+            "trained_on_mnist5k": None
+            if args.skip_trained
+            else trained_parts(
+                work,
+                args.per_class,
+                args.val_per_class,
+                args.img_size,
+                args.finetune_epochs,
+                corrections,
+                others,
             ),
             "load_average_after": [round(x, 2) for x in os.getloadavg()],
         }

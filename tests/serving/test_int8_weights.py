@@ -175,7 +175,7 @@ def test_correction_keeps_the_top1_that_rounding_flips(tmp_path: Path) -> None:
     ref = session_logits(cpu_session(fp32, 1), x)
     assert (ref.argmax(1) == 0).all()
     got, integers = {}, {}
-    for correction in ("none", "bias"):
+    for correction in ("none", "bias", "gptq"):
         settings = QuantizeSettings(
             keep_fp32=("first_conv",), min_agreement=0.0, weight_correction=correction
         )
@@ -183,8 +183,9 @@ def test_correction_keeps_the_top1_that_rounding_flips(tmp_path: Path) -> None:
         got[correction] = session_logits(cpu_session(result.path, 1), x)
         integers[correction] = _int8_weights(result.path)
     assert (got["none"].argmax(1) == 1).all()  # rounding flips every image
-    assert (got["bias"].argmax(1) == 0).all()
-    assert np.abs(got["bias"] - ref).max() < 0.05
+    for correction in ("bias", "gptq"):
+        assert (got[correction].argmax(1) == 0).all()
+        assert np.abs(got[correction] - ref).max() < 0.05
     # the body conv is int8 in both, with the integers ONNX Runtime chooses itself
     assert list(integers["bias"]) == list(integers["none"]) and len(integers["bias"]) == 1
     for name, values in integers["bias"].items():
@@ -200,3 +201,47 @@ def test_unknown_correction_is_refused_before_calibrating(tmp_path: Path) -> Non
     settings = QuantizeSettings(weight_correction="bais")
     with pytest.raises(UnknownNameError, match="bias"):
         quantize_onnx(fp32, tmp_path / "nowhere", PRE, settings=settings, progress=False)
+
+
+def test_gptq_rounding_lowers_the_output_error_on_correlated_inputs() -> None:
+    from imgrec.int8_weights import gptq_integers
+
+    rng = np.random.default_rng(5)
+    w = rng.normal(0, 0.2, (8, 32)).astype(np.float32)
+    patches = rng.normal(1.0, 1.0, (4000, 32)) @ rng.normal(0, 1, (32, 32))  # correlated
+    moments = patches.T @ patches / len(patches)
+    nearest, scales = round_onto_grid(w, per_channel=True)
+    chosen = gptq_integers(w, scales, moments)
+    assert chosen.dtype == np.int8 and np.abs(chosen.astype(int) - nearest).max() <= 3
+
+    def output_error(q: np.ndarray) -> float:
+        return float((((q * scales - w) @ patches.T) ** 2).mean())
+
+    assert output_error(chosen) < 0.5 * output_error(nearest)
+
+
+def test_second_moments_of_dense_and_depthwise_patches() -> None:
+    from imgrec.int8_weights import second_moments
+
+    rng = np.random.default_rng(6)
+    weights = [_weights(7, (6, 4, 1, 1)), _weights(8, (6, 1, 3, 3))]
+    model = _conv_model(weights, [1, 6], 4)
+    conv1 = model.graph.node[1]
+    conv1.attribute.extend([helper.make_attribute("pads", [1, 1, 1, 1])])
+    x = rng.normal(1.0, 1.0, (4, 4, 8, 8)).astype(np.float32)
+    got = second_moments(model, quantized_convs(model.graph, []), x, batch_size=2)
+    dense = x.transpose(0, 2, 3, 1).reshape(-1, 4).astype(np.float64)
+    np.testing.assert_allclose(got["conv0"], dense.T @ dense / len(dense), rtol=1e-5)
+    y0 = tensor_input(model, x)  # conv1's input: conv0's output
+    unfold = torch.nn.functional.unfold(torch.from_numpy(y0), 3, padding=1)  # (N, 6*9, 64)
+    per_channel = unfold.reshape(4, 6, 9, 64).permute(1, 0, 3, 2).reshape(6, -1, 9).double()
+    expected = per_channel.transpose(1, 2) @ per_channel / per_channel.shape[1]
+    assert got["conv1"].shape == (6, 9, 9)
+    np.testing.assert_allclose(got["conv1"], expected.numpy(), rtol=1e-4, atol=1e-6)
+
+
+def tensor_input(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return np.asarray(session.run(["y0"], {"input": x})[0], np.float32)
