@@ -78,6 +78,8 @@ def test_resume_refuses_a_missing_run_or_changed_data(tmp_path: Path) -> None:
     data = make_imagefolder(tmp_path / "data", n_train=8, n_val=3)
     with pytest.raises(ConfigError, match="cannot resume"):
         train(data, out=tmp_path / "nothing", resume=True, **TINY)
+    with pytest.raises(ConfigError, match="needs out=RUN_DIR"):  # no fresh run dir to continue
+        train(data, resume=True, **TINY)
     train(data, out=tmp_path / "run", epochs=1, **TINY)
     other = make_imagefolder(tmp_path / "other", n_train=8, n_val=3, seed=1)
     with pytest.raises(ConfigError, match="dataset changed"):

@@ -36,7 +36,7 @@ from rich.console import Console
 from imgrec.config import TrainConfig, load_config
 from imgrec.data.dataset import ClassificationData, load_classification_data
 from imgrec.data.shards import ShardIndex, is_shards, read_index, read_shard
-from imgrec.errors import DatasetError
+from imgrec.errors import ConfigError, DatasetError
 from imgrec.tasks.classify.recipe import ImageStats, inspect_images, resolve
 
 if TYPE_CHECKING:
@@ -173,10 +173,8 @@ def _resolve_config(
     data: Any, run_dir: Path | None, resume: bool, config: Any, overrides: dict[str, Any]
 ) -> TrainConfig:
     if resume:
-        if run_dir is None:
-            from imgrec.engine.run import default_run_dir
-
-            run_dir = default_run_dir()
+        if run_dir is None:  # a fresh default run directory has nothing to continue
+            raise ConfigError("resume=True needs out=RUN_DIR", hint="the run directory to continue")
         from imgrec.engine.run import require_resumable
 
         return load_config(require_resumable(run_dir), overrides=overrides)
