@@ -501,7 +501,7 @@ def main() -> None:
     parser.add_argument("--finetune-epochs", type=int, default=5)
     parser.add_argument(
         "--corrections",
-        default="none,bias,gptq",
+        default="none,bias,bias_measured,gptq",
         help="comma-separated int8 weight corrections to measure "
         "(imgrec.int8_weights.WEIGHT_CORRECTIONS); the speed rows use the default one",
     )

@@ -11,13 +11,17 @@ is unchanged: ONNX Runtime still fuses it into ``QLinearConv``::
 
     model = onnx.load("prepared.onnx")
     convs = quantized_convs(model.graph, exclude=["stem"])
-    WEIGHT_CORRECTIONS.get("bias")(Correction(model, convs, x, batch_size=8, per_channel=True))
+    correction = Correction(model, convs, x, batch_size=8, per_channel=True)
+    WEIGHT_CORRECTIONS.get("bias").before(correction)
 
 Corrections live in :data:`WEIGHT_CORRECTIONS`: ``none`` (ONNX Runtime rounds the weights
 itself, the behaviour before 2026-12-02), ``bias`` (nearest grid step, then the analytic
 correction from the means of each convolution's fp32 input over the calibration images) and
 ``gptq`` (each weight rounded up or down so that the layer's output error on the calibration
-images' input patches stays small, :func:`gptq_integers`, then the same bias correction).
+images' input patches stays small, :func:`gptq_integers`, then the same bias correction) and
+``bias_measured`` (``bias``, then, layer by layer on the quantized model ONNX Runtime wrote,
+the per-channel output means compared with fp32's and the int32 biases moved by the
+difference: :func:`measured_bias_correction`; it also corrects what the int8 activations shift).
 
 ONNX Runtime enlarges the scale of an output channel whose weights are so small against its
 bias that the int32 bias would overflow (its "adjust weight scale for int32 bias" step, which
@@ -40,16 +44,26 @@ from imgrec.registry import Registry
 class Correction:
     """What a weight correction works on. ``model`` (an fp32 ``onnx.ModelProto``) is changed in
     place; ``convs`` are the ``Conv`` nodes ONNX Runtime will quantize; ``x`` the preprocessed
-    calibration images (N, C, H, W)."""
+    calibration images (N, C, H, W); ``reference`` the fp32 model as it was (for a correction
+    that compares the quantized model with it)."""
 
     model: Any
     convs: list[Any]
     x: np.ndarray
     batch_size: int
     per_channel: bool
+    reference: Any = None
 
 
-WeightCorrection = Callable[[Correction], None]
+@dataclass(frozen=True)
+class WeightCorrection:
+    """``before`` changes the fp32 model ONNX Runtime will quantize; ``after`` (optional)
+    changes the QDQ model it wrote (``(correction, qdq ModelProto) -> None``)."""
+
+    before: Callable[[Correction], None]
+    after: Callable[[Correction, Any], None] | None = None
+
+
 WEIGHT_CORRECTIONS: Registry[WeightCorrection] = Registry(
     "int8 weight correction", list_hint="see imgrec.int8_weights.WEIGHT_CORRECTIONS"
 )
@@ -206,12 +220,10 @@ def output_shift(error: np.ndarray, input_mean: np.ndarray, group: int) -> np.nd
     return (per_tap * groups[owner]).sum(1).astype(np.float32)
 
 
-@WEIGHT_CORRECTIONS.register("none")
 def no_correction(c: Correction) -> None:
     """ONNX Runtime rounds the weights itself; biases unchanged."""
 
 
-@WEIGHT_CORRECTIONS.register("bias")
 def analytic_bias_correction(c: Correction) -> None:
     """Weights onto the int8 grid, each conv's bias minus the mean shift its rounding causes on
     its fp32 input's per-channel mean over the calibration images."""
@@ -329,7 +341,6 @@ def gptq_integers(
     return q.astype(np.int8)
 
 
-@WEIGHT_CORRECTIONS.register("gptq")
 def gptq_bias_correction(c: Correction) -> None:
     """Weights rounded by :func:`gptq_integers` on each conv's fp32 input patches (ordinary
     and depthwise convolutions; nearest step for others), then biases corrected as ``bias``."""
@@ -347,3 +358,64 @@ def gptq_bias_correction(c: Correction) -> None:
     for node in c.convs:
         shift = output_shift(errors[node.name], means[node.input[0]], _group(node))
         set_bias(graph, node, bias_of(graph, node) - shift)
+
+
+# --- measured bias correction on the QDQ model --------------------------------------------
+def _quantized_bias(graph: Any, node: Any, producers: dict[str, Any]) -> Any | None:
+    """The ``DequantizeLinear`` giving a QDQ ``Conv`` its int32 bias, or None."""
+    if len(node.input) < 3 or not node.input[2]:
+        return None
+    dq = producers.get(node.input[2])
+    return dq if dq is not None and dq.op_type == "DequantizeLinear" else None
+
+
+def _pre_activation(reference: Any, name: str) -> str | None:
+    """The fp32 tensor a QDQ ``Conv`` output named ``name`` corresponds to: the convolution's
+    own output (ONNX Runtime drops a ``Relu`` / ``Clip`` after a quantized ``Conv``, whose
+    output quantization clips instead, and gives the ``Conv`` the activation's output name)."""
+    producers = {o: n for n in reference.graph.node for o in n.output}
+    node = producers.get(name)
+    if node is not None and node.op_type in ("Relu", "Clip"):
+        name = node.input[0]
+        node = producers.get(name)
+    return name if node is not None and node.op_type == "Conv" else None
+
+
+def measured_bias_correction(c: Correction, qdq: Any) -> None:
+    """Layer by layer, in graph order: run the QDQ model on the calibration images, compare
+    the convolution's per-channel output mean (before its activation) with the fp32 model's,
+    and move the difference into its int32 bias. Catches what the analytic correction cannot
+    see: the activations' rounding and clipping, and the shifts the layers before pass on.
+    Each step measures after the previous ones are corrected (correcting all layers at once
+    overshoots: a layer's measured error includes its inputs' errors)."""
+    from onnx import numpy_helper
+
+    assert c.reference is not None, "measured bias correction needs the fp32 reference"
+    graph = qdq.graph
+    producers = {o: n for n in graph.node for o in n.output}
+    inits = _initializers(graph)
+    steps: list[tuple[str, str, Any]] = []  # (QDQ conv output, fp32 tensor, bias DQ node)
+    for node in graph.node:
+        weight = producers.get(node.input[1]) if node.op_type == "Conv" else None
+        bias = _quantized_bias(graph, node, producers)
+        target = _pre_activation(c.reference, node.output[0]) if bias is not None else None
+        quantized = weight is not None and weight.op_type == "DequantizeLinear"
+        if quantized and target is not None and bias is not None:
+            steps.append((node.output[0], target, bias))
+    targets = tensor_means(c.reference, [t for _, t, _ in steps], c.x, c.batch_size)
+    for output, target, dq in steps:
+        got = tensor_means(qdq, [output], c.x, c.batch_size)[output]
+        integers = numpy_helper.to_array(inits[dq.input[0]]).astype(np.float64)
+        scale = numpy_helper.to_array(inits[dq.input[1]]).astype(np.float64)
+        moved = np.round(integers - (got - targets[target]) / scale)
+        limit = np.iinfo(np.int32)
+        moved = np.clip(moved, limit.min + 1, limit.max).astype(np.int32)
+        inits[dq.input[0]].CopyFrom(numpy_helper.from_array(moved, dq.input[0]))
+
+
+WEIGHT_CORRECTIONS.add("none", WeightCorrection(no_correction))
+WEIGHT_CORRECTIONS.add("bias", WeightCorrection(analytic_bias_correction))
+WEIGHT_CORRECTIONS.add("gptq", WeightCorrection(gptq_bias_correction))
+WEIGHT_CORRECTIONS.add(
+    "bias_measured", WeightCorrection(analytic_bias_correction, measured_bias_correction)
+)

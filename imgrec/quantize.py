@@ -15,10 +15,13 @@ the calibration images (their bytes) and the settings, so a second call does not
 Before ONNX Runtime quantizes, the convolutions it will quantize get their weights rounded
 onto exactly its int8 grid and their biases corrected for the rounding
 (``QuantizeSettings.weight_correction``, a :data:`imgrec.int8_weights.WEIGHT_CORRECTIONS`
-name; default ``bias``): rounding shifts each output channel's mean by ``(W_int8 - W) . E[x]``,
-which the bias absorbs. The graph stays what ONNX Runtime fuses into ``QLinearConv``, so the
-speed is unchanged; held-out agreement with fp32 on EfficientNet-Lite0 photo crops went from
-90-91% to 93-94% (BENCHMARKS.md, "INT8 inference").
+name; default ``bias_measured``): rounding shifts each output channel's mean by
+``(W_int8 - W) . E[x]``, which the bias absorbs; then, layer by layer, the quantized model's
+per-channel output means on the calibration images are compared with fp32's and the int32
+biases moved by the difference (what the int8 activations shift). The graph stays what ONNX
+Runtime fuses into ``QLinearConv``, so the speed is unchanged; held-out agreement with fp32 on
+EfficientNet-Lite0 photo crops went from 90-91% to 93-94%, on a fine-tuned mnist5k model from
+85% to 89% (BENCHMARKS.md, "INT8 inference").
 
 Calibration methods live in ``CALIBRATION_METHODS`` (``minmax``, ``percentile``, ``entropy``).
 Some nodes are kept in fp32 (``QuantizeSettings.keep_fp32``): the first
@@ -49,7 +52,7 @@ import numpy as np
 
 from imgrec import storage
 from imgrec.errors import ConfigError, DatasetError, ImageError, ModelError
-from imgrec.int8_weights import WEIGHT_CORRECTIONS
+from imgrec.int8_weights import WEIGHT_CORRECTIONS, Correction, quantized_convs
 from imgrec.models.card import Preprocessing
 from imgrec.registry import Registry
 
@@ -95,7 +98,7 @@ class QuantizeSettings:
     min_agreement: float = 0.85
     # How the quantized convolutions' weights are rounded and their biases corrected before
     # ONNX Runtime quantizes them (a imgrec.int8_weights.WEIGHT_CORRECTIONS name).
-    weight_correction: str = "bias"
+    weight_correction: str = "bias_measured"
 
     def key(self) -> str:
         """A short stable digest of the settings that shape the int8 file."""
@@ -444,12 +447,16 @@ def _quantize(
             quant_pre_process(str(src), str(prepared), skip_symbolic_shape=False)
             graph = onnx.load(str(prepared)).graph
             exclude = sorted({n for role in settings.keep_fp32 for n in KEEP_FP32.get(role)(graph)})
-            prepared = _corrected(prepared, x, exclude, settings)
+            correction = WEIGHT_CORRECTIONS.get(settings.weight_correction)
+            context = _correction_context(prepared, x, exclude, settings)
+            correction.before(context)
+            corrected = prepared.with_name("corrected.onnx")
+            onnx.save(context.model, str(corrected))
             reader = _Reader(x, settings.batch_size, graph.input[0].name, advance)
             # onnxruntime prints its histogram steps on stdout; the progress line says enough
             with contextlib.redirect_stdout(io.StringIO()):
                 q.quantize_static(
-                    str(prepared),
+                    str(corrected),
                     str(tmp),
                     reader,
                     quant_format=q.QuantFormat.QDQ,
@@ -460,6 +467,10 @@ def _quantize(
                     nodes_to_exclude=exclude,
                     extra_options={**method.extra_options, "CalibStridedMinMax": 1},
                 )
+            if correction.after is not None:
+                qdq = onnx.load(str(tmp))
+                correction.after(context, qdq)
+                onnx.save(qdq, str(tmp))
             os.replace(tmp, out)
         except (ValueError, RuntimeError, onnx.checker.ValidationError) as exc:
             raise ModelError(
@@ -470,22 +481,17 @@ def _quantize(
             tmp.unlink(missing_ok=True)
 
 
-def _corrected(
+def _correction_context(
     prepared: Path, x: np.ndarray, exclude: list[str], settings: QuantizeSettings
-) -> Path:
-    """``prepared`` with ``settings.weight_correction`` applied to the convolutions that will
-    be quantized, written beside it."""
+) -> Correction:
+    """What ``settings.weight_correction`` works on: the prepared fp32 model (a copy to change,
+    and the original), the convolutions that will be quantized, the calibration images."""
     import onnx
-
-    from imgrec.int8_weights import WEIGHT_CORRECTIONS, Correction, quantized_convs
 
     model = onnx.load(str(prepared))
     convs = quantized_convs(model.graph, exclude)
-    correction = Correction(model, convs, x, settings.batch_size, settings.per_channel)
-    WEIGHT_CORRECTIONS.get(settings.weight_correction)(correction)
-    out = prepared.with_name(f"corrected-{settings.weight_correction}.onnx")
-    onnx.save(model, str(out))
-    return out
+    reference = onnx.load(str(prepared))
+    return Correction(model, convs, x, settings.batch_size, settings.per_channel, reference)
 
 
 # --- precisions: which ONNX file a runtime loads --------------------------------------------
