@@ -16,14 +16,20 @@ Two parts, one JSON object on stdout:
    intra-op thread and all cores, batch 1 and 8, medians of interleaved repeats), and how far
    int8 is from fp32 on held-out photos: random crops of skimage / scikit-learn / matplotlib
    sample photos that are *not* the photos the calibration crops come from (top-1 agreement,
-   agreement where fp32 is confident, fp32 top-1 within int8 top-5, max and mean |logit diff|).
+   agreement where fp32 is confident, fp32 top-1 within int8 top-5, max and mean |logit diff|)
+   on 192 crops and on 1000 others; the **noise floor**: fp32 against fp32 with +-0.5 LSB of
+   uniform noise on the input pixels (the 8-bit image's own rounding), and int8's agreement on
+   the crops whose fp32 top-1 survives every noise draw. Each int8 weight correction in
+   ``--corrections`` (:data:`imgrec.int8_weights.WEIGHT_CORRECTIONS`) is measured; the speed
+   rows use the default one.
 2. **Models trained on labelled data**: EfficientNet-Lite0 on a mnist5k subset (upscaled
    digits), once as the frozen-backbone transfer recipe (30 head epochs) and once fully
    fine-tuned (5 epochs); each calibrated on ~48 training images; accuracy of fp32 and int8 on
    the validation split (the real accuracy check: labels, not agreement).
 
     .venv/bin/python benchmarks/quantize.py [--repeats 30] [--per-class 50] [--img-size 96]
-        [--finetune-epochs 5]
+        [--finetune-epochs 5] [--corrections none,bias,bias_measured,gptq] [--int8-only]
+        [--skip-trained]
 """
 
 from __future__ import annotations
