@@ -174,11 +174,9 @@ def round_weights(
     return errors
 
 
-def tensor_means(
-    model: Any, names: Sequence[str], x: np.ndarray, batch_size: int
-) -> dict[str, np.ndarray]:
-    """Per-channel means (over images and positions) of the ``names`` tensors (N, C, ...) when
-    ``model`` runs on ``x``, accumulated batch by batch."""
+def _probe(model: Any, names: Sequence[str]) -> tuple[Any, list[str]]:
+    """An ONNX Runtime session of a copy of ``model`` that also outputs the ``names`` tensors,
+    and those names without repeats (what to pass to ``run``)."""
     import onnx
     import onnxruntime as ort
 
@@ -196,6 +194,15 @@ def tensor_means(
     session = ort.InferenceSession(
         probe.SerializeToString(), options, providers=["CPUExecutionProvider"]
     )
+    return session, wanted
+
+
+def tensor_means(
+    model: Any, names: Sequence[str], x: np.ndarray, batch_size: int
+) -> dict[str, np.ndarray]:
+    """Per-channel means (over images and positions) of the ``names`` tensors (N, C, ...) when
+    ``model`` runs on ``x``, accumulated batch by batch."""
+    session, wanted = _probe(model, names)
     input_name = session.get_inputs()[0].name
     sums: dict[str, np.ndarray] = {}
     counts: dict[str, int] = {}
@@ -227,9 +234,15 @@ def no_correction(c: Correction) -> None:
 def analytic_bias_correction(c: Correction) -> None:
     """Weights onto the int8 grid, each conv's bias minus the mean shift its rounding causes on
     its fp32 input's per-channel mean over the calibration images."""
+    _round_and_correct(c, None)
+
+
+def _round_and_correct(c: Correction, choose: Rounding | None) -> None:
+    """:func:`round_weights` (with ``choose``), then each conv's bias minus the mean shift the
+    rounding causes on its fp32 input's per-channel mean over the calibration images."""
     graph = c.model.graph
     means = tensor_means(c.model, [n.input[0] for n in c.convs], c.x, c.batch_size)
-    errors = round_weights(graph, c.convs, c.per_channel)
+    errors = round_weights(graph, c.convs, c.per_channel, choose)
     for node in c.convs:
         shift = output_shift(errors[node.name], means[node.input[0]], _group(node))
         set_bias(graph, node, bias_of(graph, node) - shift)
@@ -270,22 +283,11 @@ def second_moments(
     """``node name -> E[p p^T]`` of each convolution's fp32 input patches ``p`` over the
     calibration images: (C*kh*kw, C*kh*kw) for an ordinary convolution, (C, kh*kw, kh*kw) for
     a depthwise one; other grouped convolutions are left out."""
-    import onnx
-    import onnxruntime as ort
     from onnx import numpy_helper
 
     inits = _initializers(model.graph)
     shapes = {n.name: numpy_helper.to_array(inits[n.input[1]]).shape for n in convs}
-    probe = onnx.ModelProto()
-    probe.CopyFrom(model)
-    wanted = list(dict.fromkeys(n.input[0] for n in convs))
-    have = {o.name for o in probe.graph.output}
-    for name in wanted:
-        if name not in have:
-            probe.graph.output.append(
-                onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None)
-            )
-    session = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
+    session, wanted = _probe(model, [n.input[0] for n in convs])
     input_name = session.get_inputs()[0].name
     rng = np.random.default_rng(0)
     sums: dict[str, np.ndarray] = {}
@@ -344,8 +346,6 @@ def gptq_integers(
 def gptq_bias_correction(c: Correction) -> None:
     """Weights rounded by :func:`gptq_integers` on each conv's fp32 input patches (ordinary
     and depthwise convolutions; nearest step for others), then biases corrected as ``bias``."""
-    graph = c.model.graph
-    means = tensor_means(c.model, [n.input[0] for n in c.convs], c.x, c.batch_size)
     moments = second_moments(c.model, c.convs, c.x, c.batch_size)
 
     def choose(node: Any, w: np.ndarray, nearest: np.ndarray, scales: np.ndarray) -> np.ndarray:
@@ -354,14 +354,11 @@ def gptq_bias_correction(c: Correction) -> None:
         rows = w.reshape(len(w), -1)
         return gptq_integers(rows, scales, moments[node.name]).reshape(w.shape)
 
-    errors = round_weights(graph, c.convs, c.per_channel, choose)
-    for node in c.convs:
-        shift = output_shift(errors[node.name], means[node.input[0]], _group(node))
-        set_bias(graph, node, bias_of(graph, node) - shift)
+    _round_and_correct(c, choose)
 
 
 # --- measured bias correction on the QDQ model --------------------------------------------
-def _quantized_bias(graph: Any, node: Any, producers: dict[str, Any]) -> Any | None:
+def _quantized_bias(node: Any, producers: dict[str, Any]) -> Any | None:
     """The ``DequantizeLinear`` giving a QDQ ``Conv`` its int32 bias, or None."""
     if len(node.input) < 3 or not node.input[2]:
         return None
@@ -369,11 +366,11 @@ def _quantized_bias(graph: Any, node: Any, producers: dict[str, Any]) -> Any | N
     return dq if dq is not None and dq.op_type == "DequantizeLinear" else None
 
 
-def _pre_activation(reference: Any, name: str) -> str | None:
-    """The fp32 tensor a QDQ ``Conv`` output named ``name`` corresponds to: the convolution's
-    own output (ONNX Runtime drops a ``Relu`` / ``Clip`` after a quantized ``Conv``, whose
-    output quantization clips instead, and gives the ``Conv`` the activation's output name)."""
-    producers = {o: n for n in reference.graph.node for o in n.output}
+def _pre_activation(producers: dict[str, Any], name: str) -> str | None:
+    """The fp32 tensor a QDQ ``Conv`` output named ``name`` corresponds to (``producers``: the
+    fp32 model's tensor -> node): the convolution's own output (ONNX Runtime drops a ``Relu`` /
+    ``Clip`` after a quantized ``Conv``, whose output quantization clips instead, and gives the
+    ``Conv`` the activation's output name)."""
     node = producers.get(name)
     if node is not None and node.op_type in ("Relu", "Clip"):
         name = node.input[0]
@@ -393,12 +390,13 @@ def measured_bias_correction(c: Correction, qdq: Any) -> None:
     assert c.reference is not None, "measured bias correction needs the fp32 reference"
     graph = qdq.graph
     producers = {o: n for n in graph.node for o in n.output}
+    fp32_producers = {o: n for n in c.reference.graph.node for o in n.output}
     inits = _initializers(graph)
     steps: list[tuple[str, str, Any]] = []  # (QDQ conv output, fp32 tensor, bias DQ node)
     for node in graph.node:
         weight = producers.get(node.input[1]) if node.op_type == "Conv" else None
-        bias = _quantized_bias(graph, node, producers)
-        target = _pre_activation(c.reference, node.output[0]) if bias is not None else None
+        bias = _quantized_bias(node, producers)
+        target = _pre_activation(fp32_producers, node.output[0]) if bias is not None else None
         quantized = weight is not None and weight.op_type == "DequantizeLinear"
         if quantized and target is not None and bias is not None:
             steps.append((node.output[0], target, bias))

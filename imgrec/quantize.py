@@ -446,10 +446,11 @@ def _quantize(
         prepared = Path(work) / "prepared.onnx"
         try:
             quant_pre_process(str(src), str(prepared), skip_symbolic_shape=False)
-            graph = onnx.load(str(prepared)).graph
+            model = onnx.load(str(prepared))
+            graph = model.graph
             exclude = sorted({n for role in settings.keep_fp32 for n in KEEP_FP32.get(role)(graph)})
             correction = WEIGHT_CORRECTIONS.get(settings.weight_correction)
-            context = _correction_context(prepared, x, exclude, settings)
+            context = _correction_context(model, x, exclude, settings)
             correction.before(context)
             corrected = prepared.with_name("corrected.onnx")
             onnx.save(context.model, str(corrected))
@@ -483,16 +484,17 @@ def _quantize(
 
 
 def _correction_context(
-    prepared: Path, x: np.ndarray, exclude: list[str], settings: QuantizeSettings
+    prepared: Any, x: np.ndarray, exclude: list[str], settings: QuantizeSettings
 ) -> Correction:
-    """What ``settings.weight_correction`` works on: the prepared fp32 model (a copy to change,
-    and the original), the convolutions that will be quantized, the calibration images."""
+    """What ``settings.weight_correction`` works on: a copy of the prepared fp32 model to
+    change (``prepared`` stays the reference), the convolutions that will be quantized, the
+    calibration images."""
     import onnx
 
-    model = onnx.load(str(prepared))
+    model = onnx.ModelProto()
+    model.CopyFrom(prepared)
     convs = quantized_convs(model.graph, exclude)
-    reference = onnx.load(str(prepared))
-    return Correction(model, convs, x, settings.batch_size, settings.per_channel, reference)
+    return Correction(model, convs, x, settings.batch_size, settings.per_channel, prepared)
 
 
 # --- precisions: which ONNX file a runtime loads --------------------------------------------

@@ -275,7 +275,8 @@ def _conv_mean_errors(fp32: Path, qdq: Path, x: np.ndarray) -> np.ndarray:
 
     reference, model = onnx.load(str(fp32)), onnx.load(str(qdq))
     outputs = [n.output[0] for n in model.graph.node if n.op_type == "Conv"]
-    found = [(o, _pre_activation(reference, o)) for o in outputs]
+    producers = {o: n for n in reference.graph.node for o in n.output}
+    found = [(o, _pre_activation(producers, o)) for o in outputs]
     pairs = [(o, t) for o, t in found if t is not None]
     assert len(pairs) == 4  # the stem (fp32) and the three quantized convolutions
     got = tensor_means(model, [o for o, _ in pairs], x, 8)
